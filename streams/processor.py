@@ -1,0 +1,264 @@
+"""The event batch processor: decode → features → score → publish, independent of Faust.
+
+The Faust agent (``streams.app``) hands it batches of raw records; benchmarks and tests hand it
+the same records directly. It talks to the world through three ports: a
+:class:`~streams.feature_store.FeatureStore`, a :class:`RecordSink` and a model source.
+
+Per batch:
+
+1. decode every record; invalid ones go to the dead-letter topic (original bytes as value,
+   reason in headers) and nothing else is held up;
+2. apply the valid events to the feature store in one call (retried while Redis is down, so a
+   batch is never acknowledged before Redis confirmed it);
+3. score every customer touched, once, on its state after the batch, at the event time of its
+   newest event;
+4. publish scores and dead letters and wait until the broker acknowledged them.
+
+Only then does the caller acknowledge the batch's offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from online_models.features import feature_vector
+from online_models.model import ModelHandle
+from streams.contracts import CustomerEvent, decode_event, encode, format_ts
+from streams.errors import InvalidMessage, TransientError
+from streams.feature_store import AppliedState, FeatureStore
+from streams.settings import TopicSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A consumed Kafka record, as the processor needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers | None = None
+
+
+class RecordSink(Protocol):
+    """Where output records go.
+
+    ``publish`` returns once the broker acknowledged every record, in order per key, and raises
+    :class:`~streams.errors.TransientError` when it could not; publishing again is safe (outputs
+    are idempotent downstream: scores carry ``score_id``).
+    """
+
+    async def publish(self, records: Sequence[OutRecord]) -> None: ...
+
+
+class MemorySink:
+    """An in-memory :class:`RecordSink` (tests, backtests)."""
+
+    def __init__(self) -> None:
+        self.records: list[OutRecord] = []
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        self.records.extend(records)
+
+    def on(self, topic: str) -> list[OutRecord]:
+        return [r for r in self.records if r.topic == topic]
+
+
+class ModelSource(Protocol):
+    async def current(self) -> ModelHandle: ...
+
+
+@dataclass
+class BatchStats:
+    records: int = 0
+    valid: int = 0
+    dead_lettered: int = 0
+    applied: int = 0
+    late: int = 0
+    scores: int = 0
+    retries: int = 0
+
+
+@dataclass
+class Totals:
+    """Running totals of a processor, for the live summary and logs."""
+
+    batches: int = 0
+    records: int = 0
+    dead_lettered: int = 0
+    applied: int = 0
+    late: int = 0
+    scores: int = 0
+    retries: int = 0
+    last_model_version: str = ""
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stats: BatchStats) -> None:
+        self.batches += 1
+        self.records += stats.records
+        self.dead_lettered += stats.dead_lettered
+        self.applied += stats.applied
+        self.late += stats.late
+        self.scores += stats.scores
+        self.retries += stats.retries
+
+
+def dead_letter_headers(record: RawRecord, error: InvalidMessage, now: float) -> Headers:
+    return [
+        ("churn.dlq.reason", error.detail.encode()),
+        ("churn.dlq.code", error.code.encode()),
+        ("churn.dlq.topic", record.topic.encode()),
+        ("churn.dlq.partition", str(record.partition).encode()),
+        ("churn.dlq.offset", str(record.offset).encode()),
+        ("churn.dlq.failed_at", format_ts(now).encode()),
+    ]
+
+
+async def retry_transient(
+    op: Callable[[], Awaitable[T]],
+    *,
+    on_retry: Callable[[int, TransientError], None],
+    base_delay_s: float = 0.1,
+    max_delay_s: float = 5.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run ``op`` until it succeeds, backing off exponentially on :class:`TransientError`.
+
+    There is no give-up: giving up would let Faust acknowledge an unprocessed batch. A process
+    that must stop is cancelled, which leaves the batch unacknowledged for the next owner.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await op()
+        except TransientError as exc:
+            attempt += 1
+            on_retry(attempt, exc)
+            await sleep(min(max_delay_s, base_delay_s * 2 ** (attempt - 1)))
+
+
+class EventBatchProcessor:
+    def __init__(
+        self,
+        store: FeatureStore,
+        models: ModelSource,
+        sink: RecordSink,
+        topics: TopicSettings,
+        wall_clock: Callable[[], float] = time.time,
+        retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._models = models
+        self._sink = sink
+        self._topics = topics
+        self._wall = wall_clock
+        self._retry_sleep = retry_sleep
+        self.totals = Totals()
+
+    def _decode(
+        self, records: Sequence[RawRecord], stats: BatchStats, arrived: dict[str, int],
+        out: list[OutRecord],
+    ) -> list[CustomerEvent]:
+        """Valid events of the batch; fills ``arrived`` with each customer's newest record time."""
+        events: list[CustomerEvent] = []
+        for record in records:
+            try:
+                if record.value is None:
+                    raise InvalidMessage("empty", "message has no value")
+                event = decode_event(record.value)
+                events.append(event)
+                ts_ms = record.timestamp_ms or 0
+                if ts_ms > arrived.get(event.customer_id, 0):
+                    arrived[event.customer_id] = ts_ms
+            except InvalidMessage as exc:
+                stats.dead_lettered += 1
+                reasons = self.totals.dead_letter_reasons
+                reasons[exc.code] = reasons.get(exc.code, 0) + 1
+                out.append(self._dead_letter_record(record, exc))
+        return events
+
+    def _dead_letter_record(self, record: RawRecord, error: InvalidMessage) -> OutRecord:
+        headers = dead_letter_headers(record, error, self._wall())
+        return OutRecord(self._topics.dead_letter, record.key, record.value or b"", headers)
+
+    async def _retrying(self, op: Callable[[], Awaitable[T]], stats: BatchStats) -> T:
+        def on_retry(attempt: int, exc: TransientError) -> None:
+            stats.retries += 1
+            log.warning("dependency unavailable (attempt %d), retrying: %s", attempt, exc)
+
+        return await retry_transient(op, on_retry=on_retry, sleep=self._retry_sleep)
+
+    async def process(self, records: Sequence[RawRecord]) -> BatchStats:
+        stats = BatchStats(records=len(records))
+        arrived: dict[str, int] = {}
+        out: list[OutRecord] = []
+        events = self._decode(records, stats, arrived, out)
+        stats.valid = len(events)
+        if events:
+            states = await self._retrying(lambda: self._store.apply(events), stats)
+            handle = await self._retrying(self._models.current, stats)
+            self._score(events, arrived, states, handle, stats, out)
+        if out:
+            await self._retrying(lambda: self._sink.publish(out), stats)
+        self.totals.add(stats)
+        return stats
+
+    async def dead_letter(self, records: Sequence[RawRecord], error: InvalidMessage) -> None:
+        """Send whole records to the dead-letter topic (the agent's last resort)."""
+        stats = BatchStats(records=len(records), dead_lettered=len(records))
+        out = [self._dead_letter_record(r, error) for r in records]
+        await self._retrying(lambda: self._sink.publish(out), stats)
+        reasons = self.totals.dead_letter_reasons
+        reasons[error.code] = reasons.get(error.code, 0) + len(records)
+        self.totals.add(stats)
+
+    def _score(self, events: list[CustomerEvent], arrived: dict[str, int],
+               states: dict[str, AppliedState], handle: ModelHandle, stats: BatchStats,
+               out: list[OutRecord]) -> None:
+        newest: dict[str, CustomerEvent] = {}
+        for event in events:
+            seen = newest.get(event.customer_id)
+            if seen is None or event.ts >= seen.ts:
+                newest[event.customer_id] = event
+        scored_at = format_ts(self._wall())
+        for cid, applied in states.items():
+            event = newest[cid]
+            state = applied.state
+            stats.applied += applied.applied
+            stats.late += applied.late
+            score = handle.score(feature_vector(state, now=event.ts))
+            record = {
+                "schema_version": 1,
+                "score_id": f"{cid}:{event.event_id}:{handle.version}",
+                "customer_id": cid,
+                "score": score,
+                "model_version": handle.version,
+                "ts": format_ts(event.ts),
+                "last_event_id": event.event_id,
+                "events_total": int(state.get("n", 0)),
+                "events_applied": applied.applied,
+                "scored_at": scored_at,
+                "source_timestamp_ms": arrived.get(cid, 0),
+            }
+            out.append(OutRecord(self._topics.scores, cid.encode(), encode(record)))
+            stats.scores += 1
+        self.totals.last_model_version = handle.version

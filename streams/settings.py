@@ -1,0 +1,169 @@
+"""The one configuration object of churnpulse.
+
+Every knob is read once, at the composition root (the CLI or the Faust app factory), from
+environment variables with the prefix ``CHURN_`` and ``__`` between nested sections, e.g.::
+
+    CHURN_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092
+    CHURN_REDIS__URL=redis://127.0.0.1:6379/0
+    CHURN_WORKER__BATCH_SIZE=1000
+
+Two conventional variables are honoured as well, because tools and CI set them:
+``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` (the ``CHURN_`` forms win when both are set).
+
+The object is frozen: code receives the section it needs as an argument and never imports a
+global. Secrets are :class:`pydantic.SecretStr` and print masked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Where the broker is and how to talk to it."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    partitions: int = Field(4, ge=1, description="Partitions for topics the project creates.")
+    replication_factor: int = Field(1, ge=1)
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def faust_broker_urls(self) -> list[str]:
+        return [f"kafka://{s}" for s in self.bootstrap_list]
+
+
+class TopicSettings(_Section):
+    """Names of the topics of the pipeline (see README, "Topics")."""
+
+    events: str = "customer-events"
+    labels: str = "churn-labels"
+    scores: str = "churn-scores"
+    alerts: str = "churn-alerts"
+    dead_letter: str = "churn-dead-letter"
+
+
+class RedisSettings(_Section):
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL of the feature store.")
+    password: SecretStr | None = None
+    key_prefix: str = Field("cp", description="Prefix of every key the project writes.")
+    socket_timeout_s: float = Field(5.0, gt=0)
+
+
+class FeatureSettings(_Section):
+    """Bounds of the per-customer feature state (see docs/features.md)."""
+
+    max_event_types: int = Field(
+        32, ge=1, description="Distinct event types tracked per customer; others go to 'other'."
+    )
+    dedup_ids: int = Field(
+        512, ge=1, description="Most recent event ids remembered per customer for deduplication."
+    )
+    dedup_window_s: float = Field(
+        7 * 86400.0, gt=0, description="Event ids older than this (event time) are forgotten."
+    )
+
+
+class WorkerSettings(_Section):
+    app_id: str = Field("churnpulse", description="Faust app id = Kafka consumer group.")
+    batch_size: int = Field(500, ge=1, description="Events taken from the stream per batch.")
+    batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
+    web_port: int = Field(6066, ge=0, le=65535, description="Faust web port (0 = no web server).")
+    session_timeout_s: float = Field(
+        10.0, ge=6.0, description="Kafka group session timeout; short = fast recovery."
+    )
+    commit_interval_s: float = Field(1.0, gt=0)
+    data_dir: Path = Field(Path(".churnpulse/worker"), description="Faust's local data dir.")
+    max_retries: int = Field(5, ge=0, description="Retries of a transient Redis/Kafka error.")
+
+
+class ModelSettings(_Section):
+    name: Literal["logreg"] = "logreg"
+    learning_rate: float = Field(0.01, gt=0)
+    l2: float = Field(0.0, ge=0)
+
+
+class ServicesSettings(_Section):
+    """Local services that ``churnpulse services up`` owns (no Docker needed)."""
+
+    state_dir: Path = Field(
+        Path(".churnpulse"), description="Pid files, logs and data of the services we start."
+    )
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "churnpulse", description="Downloaded Kafka jars (reused)."
+    )
+    kafka_version: str = "3.9.1"
+    kafka_scala_version: str = "2.13"
+    kafka_heap: str = "768m"
+    kafka_controller_port: int = 9093
+    start_timeout_s: float = Field(90.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All of churnpulse's configuration. Build it once with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHURN_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    redis: RedisSettings = RedisSettings()
+    features: FeatureSettings = FeatureSettings()
+    worker: WorkerSettings = WorkerSettings()
+    model: ModelSettings = ModelSettings()
+    services: ServicesSettings = ServicesSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment, plus explicit overrides (tests, CLI flags).
+
+    Overrides are nested dicts and merge with the environment section by section.
+    ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` fill in when the ``CHURN_`` forms are absent.
+
+    >>> load_settings(worker={"batch_size": 7}).worker.batch_size
+    7
+    """
+    env = os.environ
+    kafka = dict(overrides.pop("kafka", {}))
+    redis = dict(overrides.pop("redis", {}))
+    if "CHURN_KAFKA__BOOTSTRAP_SERVERS" not in env and "KAFKA_BOOTSTRAP_SERVERS" in env:
+        kafka.setdefault("bootstrap_servers", env["KAFKA_BOOTSTRAP_SERVERS"])
+    if "CHURN_REDIS__URL" not in env and "REDIS_URL" in env:
+        redis.setdefault("url", env["REDIS_URL"])
+    if kafka:
+        overrides["kafka"] = kafka
+    if redis:
+        overrides["redis"] = redis
+    return Settings(**overrides)
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, with every secret shown as ``**********``."""
+    return settings.model_dump(mode="json")

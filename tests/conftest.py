@@ -1,0 +1,83 @@
+"""Shared fixtures: the real services, located by environment, never silently skipped in CI.
+
+Integration tests use ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` when set (``.ci/run`` and
+``make test`` start the project's local services and set them). Otherwise they try
+testcontainers, when a Docker engine answers. Otherwise they fail under CI (``CI`` set) and skip
+on a developer machine with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+
+def _unavailable(what: str) -> None:
+    msg = (f"{what} is not available: set {what.upper().replace(' ', '_')} "
+           "(run `churnpulse services up`, see README) or run a Docker engine")
+    if os.environ.get("CI"):
+        pytest.fail(msg + " — CI requires the real services", pytrace=False)
+    pytest.skip(msg)
+
+
+def _docker_ok() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    if _docker_ok():
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7.2-alpine") as container:
+            host = container.get_container_host_ip()
+            yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
+        return
+    _unavailable("redis url")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if servers:
+        yield servers
+        return
+    if _docker_ok():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    _unavailable("kafka bootstrap servers")
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A fresh Redis key prefix per test, so tests never see each other's keys."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def aredis(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    sync = redis.Redis.from_url(redis_url)
+    for key in sync.scan_iter(match=f"{key_prefix}:*", count=1000):
+        sync.delete(key)
+    sync.close()
+    await client.aclose()

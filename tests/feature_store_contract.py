@@ -1,0 +1,101 @@
+"""One behaviour, two backends: the contract every FeatureStore must keep."""
+
+from __future__ import annotations
+
+import random
+
+from online_models.features import OTHER_TYPE, apply_event
+from streams.contracts import CustomerEvent
+from streams.feature_store import FeatureStore
+
+DAY = 86400.0
+T0 = 1_767_225_600.0  # 2026-01-01
+
+
+def ev(i: int, cid: str = "c1", kind: str = "login", ts: float = T0,
+       value: float | None = None) -> CustomerEvent:
+    return CustomerEvent(f"e{i}", cid, kind, ts, value)
+
+
+def random_stream(seed: int, n: int, customers: int = 5, types: int = 4) -> list[CustomerEvent]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        kind = f"t{rng.randrange(types)}"
+        value = round(rng.uniform(-50, 500), 2) if kind == "t0" else None
+        out.append(ev(i, f"c{rng.randrange(customers)}", kind,
+                      T0 + rng.uniform(0, 3 * DAY), value))
+    return out
+
+
+def reference(events: list[CustomerEvent], max_types: int) -> dict[str, dict[str, float]]:
+    states: dict[str, dict[str, float]] = {}
+    for e in events:
+        states[e.customer_id] = apply_event(states.get(e.customer_id, {}), e.event_type, e.ts,
+                                            e.value, max_types)
+    return states
+
+
+def close(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-6 * max(1.0, abs(a[k])) for k in a)
+
+
+class FeatureStoreContract:
+    """Mixed into a test class that provides an async ``store(**feature_settings)`` fixture."""
+
+    async def test_counts_match_reference_math(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store: FeatureStore = await make_store()
+        events = random_stream(1, 400)
+        for start in range(0, len(events), 37):
+            await store.apply(events[start:start + 37])
+        expected = reference(events, max_types=32)
+        for cid, state in expected.items():
+            assert close(await store.get(cid), state), cid
+
+    async def test_duplicate_event_counts_once(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store: FeatureStore = await make_store()
+        first = await store.apply([ev(1), ev(2, ts=T0 + 1)])
+        again = await store.apply([ev(2, ts=T0 + 1), ev(1), ev(3, ts=T0 + 2)])
+        assert first["c1"].applied == 2
+        assert again["c1"].applied == 1
+        assert (await store.get("c1"))["n"] == 3.0
+
+    async def test_duplicate_inside_one_batch_counts_once(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store: FeatureStore = await make_store()
+        result = await store.apply([ev(1), ev(1), ev(1)])
+        assert result["c1"].applied == 1
+        assert result["c1"].state["n"] == 1.0
+
+    async def test_replaying_a_prefix_changes_nothing(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store: FeatureStore = await make_store()
+        events = random_stream(2, 300)
+        await store.apply(events)
+        before = {e.customer_id: await store.get(e.customer_id) for e in events}
+        await store.apply(events[:150])
+        after = {cid: await store.get(cid) for cid in before}
+        assert after == before
+
+    async def test_type_vocabulary_is_bounded(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store: FeatureStore = await make_store(max_event_types=2)
+        result = await store.apply([ev(i, kind=f"k{i}", ts=T0 + i) for i in range(5)])
+        state = result["c1"].state
+        assert state["k"] == 2.0
+        assert state[f"n.{OTHER_TYPE}"] == 3.0
+        assert state["n"] == 5.0
+
+    async def test_dedup_memory_is_bounded_and_late_events_are_counted(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store: FeatureStore = await make_store(dedup_ids=3)
+        await store.apply([ev(i, ts=T0 + i) for i in range(5)])  # ids e0, e1 evicted
+        late = await store.apply([ev(0, ts=T0), ev(99, ts=T0 + 0.5)])
+        assert late["c1"].applied == 0
+        assert late["c1"].late == 2
+        state = await store.get("c1")
+        assert state["n"] == 5.0
+        assert state["dfloor"] == T0 + 1
+
+    async def test_dedup_window_is_event_time(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store: FeatureStore = await make_store(dedup_window_s=DAY)
+        await store.apply([ev(1, ts=T0), ev(2, ts=T0 + 2 * DAY)])
+        replay = await store.apply([ev(2, ts=T0 + 2 * DAY), ev(3, ts=T0 + 2 * DAY - 10)])
+        assert replay["c1"].applied == 1  # e3 is within the window, e2 is a duplicate
+        assert (await store.get("c1"))["dfloor"] == T0

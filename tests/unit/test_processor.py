@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+import pytest
+
+from online_models.model import UNTRAINED_VERSION, ModelHandle, make_model
+from streams.contracts import CustomerEvent, format_ts
+from streams.errors import TransientError
+from streams.feature_store import AppliedState, InMemoryFeatureStore
+from streams.processor import EventBatchProcessor, MemorySink, RawRecord
+from streams.settings import FeatureSettings, TopicSettings
+
+T0 = 1_767_225_600.0
+TOPICS = TopicSettings()
+
+
+class FixedModel:
+    def __init__(self) -> None:
+        self.handle = ModelHandle(UNTRAINED_VERSION, make_model())
+
+    async def current(self) -> ModelHandle:
+        return self.handle
+
+
+def raw(offset: int, value: bytes | None, ts_ms: int = 1000) -> RawRecord:
+    return RawRecord(TOPICS.events, 0, offset, b"k", value, ts_ms)
+
+
+def event_bytes(i: int, cid: str, ts: float = T0, **extra: object) -> bytes:
+    body = {"event_id": f"e{i}", "customer_id": cid, "event_type": "login",
+            "ts": format_ts(ts), **extra}
+    return orjson.dumps(body)
+
+
+def processor(sink: MemorySink, store: object | None = None) -> EventBatchProcessor:
+    async def no_sleep(_: float) -> None:
+        return None
+
+    return EventBatchProcessor(
+        store=store or InMemoryFeatureStore(FeatureSettings()),  # type: ignore[arg-type]
+        models=FixedModel(), sink=sink, topics=TOPICS, wall_clock=lambda: T0 + 5,
+        retry_sleep=no_sleep,
+    )
+
+
+async def test_one_score_per_customer_after_the_batch() -> None:
+    sink = MemorySink()
+    records = [raw(0, event_bytes(0, "a", T0)), raw(1, event_bytes(1, "b", T0 + 1)),
+               raw(2, event_bytes(2, "a", T0 + 2), ts_ms=2000)]
+    stats = await processor(sink).process(records)
+    assert (stats.records, stats.valid, stats.applied, stats.scores) == (3, 3, 3, 2)
+    scores = {orjson.loads(r.value)["customer_id"]: orjson.loads(r.value)
+              for r in sink.on(TOPICS.scores)}
+    assert scores["a"]["events_total"] == 2
+    assert scores["a"]["last_event_id"] == "e2"
+    assert scores["a"]["source_timestamp_ms"] == 2000
+    assert scores["a"]["model_version"] == UNTRAINED_VERSION
+    assert scores["b"]["ts"] == format_ts(T0 + 1)
+    assert 0.0 <= scores["b"]["score"] <= 1.0
+    assert [r.key for r in sink.on(TOPICS.scores)] == [b"a", b"b"]
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [(b"{not json", b"bad_json"), (b"[1,2]", b"not_an_object"), (None, b"empty"),
+     (b'{"event_id":"x","customer_id":"c","event_type":"t","ts":"yesterday"}',
+      b"bad_timestamp"),
+     (b'{"event_id":"x","customer_id":"c","event_type":"t","ts":"2026-01-01T00:00:00Z",'
+      b'"value":"12"}', b"bad_field")],
+)
+async def test_invalid_messages_go_to_dead_letter_and_nothing_else_stops(
+        value: bytes | None, code: bytes) -> None:
+    sink = MemorySink()
+    stats = await processor(sink).process([raw(0, value), raw(1, event_bytes(1, "a"))])
+    dead = sink.on(TOPICS.dead_letter)
+    assert stats.dead_lettered == 1 and stats.scores == 1
+    assert dead[0].value == (value or b"")
+    headers = dict(dead[0].headers or [])
+    assert headers["churn.dlq.code"] == code
+    assert headers["churn.dlq.offset"] == b"0"
+    assert headers["churn.dlq.reason"]
+
+
+class FlakyStore:
+    """Fails the first ``failures`` calls with a transient error."""
+
+    def __init__(self, failures: int) -> None:
+        self.inner = InMemoryFeatureStore(FeatureSettings())
+        self.failures = failures
+
+    async def apply(self, events: Sequence[CustomerEvent]) -> dict[str, AppliedState]:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("redis down")
+        return await self.inner.apply(events)
+
+    async def get(self, customer_id: str) -> dict[str, float]:
+        return await self.inner.get(customer_id)
+
+
+async def test_transient_store_errors_are_retried_until_they_heal() -> None:
+    sink = MemorySink()
+    store = FlakyStore(failures=3)
+    stats = await processor(sink, store).process([raw(0, event_bytes(0, "a"))])
+    assert stats.retries == 3
+    assert stats.applied == 1
+    assert (await store.get("a"))["n"] == 1.0
+
+
+async def test_dead_letter_of_a_whole_batch_keeps_original_bytes() -> None:
+    from streams.errors import InvalidMessage
+
+    sink = MemorySink()
+    proc = processor(sink)
+    records = [raw(5, b"x"), raw(6, b"y")]
+    await proc.dead_letter(records, InvalidMessage("processing_failed", "boom"))
+    assert [r.value for r in sink.on(TOPICS.dead_letter)] == [b"x", b"y"]
+    assert proc.totals.dead_letter_reasons == {"processing_failed": 2}
