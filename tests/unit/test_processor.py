@@ -75,7 +75,8 @@ async def test_invalid_messages_go_to_dead_letter_and_nothing_else_stops(
     sink = MemorySink()
     stats = await processor(sink).process([raw(0, value), raw(1, event_bytes(1, "a"))])
     dead = sink.on(TOPICS.dead_letter)
-    assert stats.dead_lettered == 1 and stats.scores == 1
+    assert stats.dead_lettered == 1
+    assert stats.scores == 1
     assert dead[0].value == (value or b"")
     headers = dict(dead[0].headers or [])
     assert headers["churn.dlq.code"] == code

@@ -1,0 +1,172 @@
+"""streams.services against the REAL services: a Kafka broker from Maven jars and redis-server.
+
+Runs on non-default ports (Kafka 19092/19093, Redis 16379) with its own state dir, so it does
+not touch services running on the default ports. The first run downloads Kafka's jars (about
+a minute); later runs start Kafka in a few seconds.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped,unused-ignore]
+
+from streams.services import ServiceError, ServiceStatus, down, redis_server, status, up
+from streams.services import kafka as kafka_service
+from streams.services.common import pid_alive, port_open
+from streams.settings import Settings, load_settings
+
+pytestmark = pytest.mark.timeout(600)
+
+KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT = 19092, 19093, 16379
+
+
+def make_settings(state_dir: Path, kafka_port: int = KAFKA_PORT, redis_port: int = REDIS_PORT,
+                  controller_port: int = CONTROLLER_PORT) -> Settings:
+    return load_settings(
+        kafka={"bootstrap_servers": f"127.0.0.1:{kafka_port}"},
+        redis={"url": f"redis://127.0.0.1:{redis_port}/0"},
+        services={"state_dir": state_dir, "kafka_controller_port": controller_port,
+                  "start_timeout_s": 120.0},
+    )
+
+
+def by_name(rows: list[ServiceStatus]) -> dict[str, ServiceStatus]:
+    return {r.name: r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict[str, int]]]:
+    for port in (KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT):
+        assert not port_open("127.0.0.1", port), f"port {port} is already in use before the test"
+    settings = make_settings(tmp_path_factory.mktemp("services-state"))
+    try:
+        first = by_name(up(settings))
+        assert first["kafka"].state == "started", first
+        assert first["redis"].state == "started", first
+        pids = {name: s.pid for name, s in first.items() if s.pid is not None}
+        assert set(pids) == {"kafka", "redis"}
+        yield settings, pids
+    finally:
+        stopped = by_name(down(settings))
+        assert {s.state for s in stopped.values()} == {"stopped"}, stopped
+        for name, marker in (("kafka", kafka_service.paths(settings).marker),
+                             ("redis", redis_server.MARKER)):
+            pid = stopped[name].pid
+            assert pid is not None
+            assert not pid_alive(pid, marker)
+        for port in (KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT):
+            assert not port_open("127.0.0.1", port)
+
+
+def test_up_twice_is_idempotent(services: tuple[Settings, dict[str, int]]) -> None:
+    settings, pids = services
+    second = by_name(up(settings))
+    assert {n: s.state for n, s in second.items()} == {
+        "kafka": "running-ours", "redis": "running-ours"
+    }
+    assert {n: s.pid for n, s in second.items()} == pids
+
+
+def test_status_reports_both_running(services: tuple[Settings, dict[str, int]]) -> None:
+    settings, pids = services
+    rows = by_name(status(settings))
+    assert rows["kafka"].state == "running-ours"
+    assert rows["kafka"].detail.startswith("cluster ")
+    assert rows["redis"].state == "running-ours"
+    assert rows["redis"].detail == "PONG"
+    assert {n: s.pid for n, s in rows.items()} == pids
+    kafka_log = rows["kafka"].log
+    assert kafka_log is not None
+    assert "Kafka Server started" in kafka_log.read_text()
+
+
+def test_kafka_produce_consume_round_trip(services: tuple[Settings, dict[str, int]]) -> None:
+    settings, _ = services
+    bootstrap = settings.kafka.bootstrap_servers
+    topic = f"services-test-{uuid.uuid4().hex[:8]}"
+    payloads = [f"hello-{i}".encode() for i in range(10)]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
+    try:
+        for value in payloads:
+            producer.send(topic, key=b"k", value=value).get(timeout=60)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"g-{topic}",
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    received: list[bytes] = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(received) < len(payloads) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                received.extend(r.value for r in records)
+    finally:
+        consumer.close()
+    assert received == payloads  # one key -> one partition -> order kept
+
+
+def test_redis_ping(services: tuple[Settings, dict[str, int]]) -> None:
+    settings, _ = services
+    client = redis.Redis.from_url(settings.redis.url)
+    try:
+        assert client.ping() is True
+        client.set("services-test", "1")
+        assert client.get("services-test") == b"1"
+    finally:
+        client.close()
+
+
+def test_other_state_dir_sees_external_and_never_kills_it(
+    services: tuple[Settings, dict[str, int]], tmp_path: Path
+) -> None:
+    settings, pids = services
+    stranger = make_settings(tmp_path / "other-state")
+    assert {s.state for s in up(stranger)} == {"running-external"}
+    assert {s.state for s in down(stranger)} == {"running-external"}
+    still = by_name(status(settings))
+    assert {n: (s.state, s.pid) for n, s in still.items()} == {
+        n: ("running-ours", pid) for n, pid in pids.items()
+    }
+
+
+def test_stale_pid_file_is_removed_by_down(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, kafka_port=_free_port(), redis_port=_free_port(),
+                             controller_port=_free_port())
+    (tmp_path / "kafka.pid").write_text("999999\n")  # beyond pid_max: never a live process
+    (tmp_path / "redis.pid").write_text("1\n")  # alive, but not ours: must not be touched
+    rows = by_name(down(settings))
+    assert rows["kafka"].detail == "stale pid file removed"
+    assert rows["redis"].detail == "stale pid file removed"
+    assert not (tmp_path / "kafka.pid").exists()
+    assert not (tmp_path / "redis.pid").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_port_taken_by_something_else_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(8)
+        port = int(squatter.getsockname()[1])
+        settings = make_settings(tmp_path, kafka_port=port, redis_port=port,
+                                 controller_port=_free_port())
+        taken = f"port {port} is taken by something that is not"
+        with pytest.raises(ServiceError, match=f"{taken} Redis"):
+            redis_server.up(settings)
+        with pytest.raises(ServiceError, match=f"{taken} Kafka"):
+            kafka_service.up(settings)
+    assert not (tmp_path / "kafka.pid").exists()
+    assert not (tmp_path / "redis.pid").exists()

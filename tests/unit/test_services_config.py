@@ -1,0 +1,197 @@
+"""Pure pieces of streams.services: generated configs, ids, argv, addresses (no processes)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from streams.services import ServiceError, ServiceStatus
+from streams.services.__main__ import format_table
+from streams.services.common import split_host_port
+from streams.services.kafka import (
+    KafkaPaths,
+    load_cluster_id,
+    new_cluster_id,
+    render_log4j,
+    render_server_properties,
+)
+from streams.services.kafka_jars import jars_ready, kafka_home, render_pom
+from streams.services.redis_server import RedisPaths, server_args, url_host_port
+
+CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {line!r}"
+        assert key not in out, f"duplicate key {key}"
+        out[key] = value
+    return out
+
+
+def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
+    props = parse_properties(render_server_properties(19092, 19093, tmp_path / "data"))
+    assert props["process.roles"] == "broker,controller"
+    assert props["node.id"] == "1"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["controller.listener.names"] == "CONTROLLER"
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert "CONTROLLER:PLAINTEXT" in props["listener.security.protocol.map"].split(",")
+    assert props["log.dirs"] == str(tmp_path / "data")
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "default.replication.factor",
+        "min.insync.replicas",
+    ):
+        assert props[key] == "1", key
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["auto.create.topics.enable"] == "true"
+    assert props["num.partitions"] == "4"
+    assert int(props["log.cleaner.dedupe.buffer.size"]) <= 32 * 1024 * 1024
+
+
+def test_server_properties_follow_ports(tmp_path: Path) -> None:
+    props = parse_properties(render_server_properties(9092, 9093, tmp_path))
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:9093"
+
+
+def test_log4j_goes_to_file_not_stdout(tmp_path: Path) -> None:
+    log = tmp_path / "kafka.log"
+    props = parse_properties(render_log4j(log))
+    assert props["log4j.rootLogger"].replace(" ", "") == "INFO,file"
+    assert props["log4j.appender.file.File"] == str(log)
+    assert not any("ConsoleAppender" in v for v in props.values())
+
+
+def test_cluster_id_format() -> None:
+    ids = {new_cluster_id() for _ in range(500)}
+    assert len(ids) == 500
+    for cid in ids:
+        assert CLUSTER_ID.match(cid), cid
+        assert not cid.startswith("-")
+        assert len(base64.urlsafe_b64decode(cid + "==")) == 16
+
+
+def test_cluster_id_is_generated_once(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "kafka-cluster-id"
+    first = load_cluster_id(path)
+    assert CLUSTER_ID.match(first)
+    assert load_cluster_id(path) == first
+    assert path.read_text().strip() == first
+
+
+def test_kafka_paths_live_in_state_dir(tmp_path: Path) -> None:
+    p = KafkaPaths(tmp_path)
+    for f in (p.props, p.log4j, p.log, p.out, p.pid, p.data, p.cluster_id):
+        assert f.parent == tmp_path
+    assert p.marker.endswith(str(p.props))
+
+
+def _deps(pom: str) -> set[str]:
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    root = ET.fromstring(pom)
+    fields = ("groupId", "artifactId", "version")
+    return {
+        ":".join(d.findtext(f"m:{f}", namespaces=ns) or "" for f in fields)
+        for d in root.iterfind("m:dependencies/m:dependency", ns)
+    }
+
+
+def test_pom_brings_kafka_and_reload4j_for_3x() -> None:
+    assert _deps(render_pom("2.13", "3.9.1")) == {
+        "org.apache.kafka:kafka_2.13:3.9.1",
+        "org.slf4j:slf4j-reload4j:1.7.36",
+        "ch.qos.reload4j:reload4j:1.2.25",
+    }
+
+
+def test_pom_has_no_reload4j_for_4x() -> None:
+    assert _deps(render_pom("2.13", "4.1.0")) == {"org.apache.kafka:kafka_2.13:4.1.0"}
+
+
+def test_half_download_is_not_ready(tmp_path: Path) -> None:
+    home = kafka_home(tmp_path, "2.13", "3.9.1")
+    assert home == tmp_path.resolve() / "kafka-2.13-3.9.1"
+    (home / "libs").mkdir(parents=True)
+    (home / "libs" / "kafka_2.13-3.9.1.jar").write_bytes(b"")
+    assert not jars_ready(home, "2.13", "3.9.1")  # no marker: redo the download
+    (home / ".complete").write_text("kafka_2.13-3.9.1.jar\n")
+    assert jars_ready(home, "2.13", "3.9.1")
+
+
+def test_redis_args(tmp_path: Path) -> None:
+    p = RedisPaths(tmp_path)
+    args = server_args("/usr/bin/redis-server", 16379, p)
+    assert args[0] == "/usr/bin/redis-server"
+    opts = dict(zip(args[1::2], args[2::2], strict=True))
+    assert opts["--port"] == "16379"
+    assert opts["--bind"] == "127.0.0.1"
+    assert opts["--daemonize"] == "no"
+    assert opts["--save"] == ""
+    assert opts["--appendonly"] == "no"
+    assert opts["--dir"] == str(tmp_path / "redis-data")
+    assert opts["--logfile"] == str(tmp_path / "redis.log")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6379/0", ("127.0.0.1", 6379)),
+        ("redis://localhost/1", ("localhost", 6379)),
+        ("redis://:secret@127.0.0.1:16379/0", ("127.0.0.1", 16379)),
+    ],
+)
+def test_redis_url(url: str, expected: tuple[str, int]) -> None:
+    assert url_host_port(url) == expected
+
+
+def test_redis_url_rejects_unix_socket() -> None:
+    with pytest.raises(ServiceError):
+        url_host_port("unix:///tmp/redis.sock")
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1:9092", ("127.0.0.1", 9092)),
+        ("localhost:19092,other:9092", ("localhost", 19092)),
+        ("[::1]:9092", ("::1", 9092)),
+        ("broker", ("broker", 9092)),
+    ],
+)
+def test_split_host_port(address: str, expected: tuple[str, int]) -> None:
+    assert split_host_port(address, 9092) == expected
+
+
+def test_service_error_is_one_line_plus_log() -> None:
+    assert str(ServiceError("port 9092 is taken")) == "port 9092 is taken"
+    err = ServiceError("Kafka exited", "line 1\nline 2")
+    assert err.message == "Kafka exited"
+    assert str(err).splitlines()[0] == "Kafka exited"
+    assert "    line 2" in str(err)
+
+
+def test_format_table() -> None:
+    rows = [
+        ServiceStatus("kafka", "127.0.0.1:9092", "running-ours", 42, Path("/s/kafka.log"), "x"),
+        ServiceStatus("redis", "127.0.0.1:6379", "stopped"),
+    ]
+    lines = format_table(rows).splitlines()
+    assert lines[0].split() == ["SERVICE", "ADDRESS", "STATE", "PID", "DETAIL", "LOG"]
+    assert lines[1].split() == [
+        "kafka", "127.0.0.1:9092", "running-ours", "42", "x", "/s/kafka.log"
+    ]
+    assert lines[2].split() == ["redis", "127.0.0.1:6379", "stopped", "-", "-", "-"]
