@@ -1,8 +1,9 @@
 """streams.services against the REAL services: a Kafka broker from Maven jars and redis-server.
 
-Runs on non-default ports (Kafka 19092/19093, Redis 16379) with its own state dir, so it does
-not touch services running on the default ports. The first run downloads Kafka's jars (about
-a minute); later runs start Kafka in a few seconds.
+Runs on free non-default ports chosen at start (several engineers and CI share one machine,
+and anyone may have services on the default ports) with its own state dir under tmp_path, and
+stops what it started at the end. The first run on a machine downloads Kafka's jars (under a
+minute); later runs start Kafka in a few seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,11 +27,21 @@ from streams.settings import Settings, load_settings
 
 pytestmark = pytest.mark.timeout(600)
 
-KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT = 19092, 19093, 16379
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports nobody listens on right now (the kernel's pick, not a guess)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
-def make_settings(state_dir: Path, kafka_port: int = KAFKA_PORT, redis_port: int = REDIS_PORT,
-                  controller_port: int = CONTROLLER_PORT) -> Settings:
+def make_settings(state_dir: Path, kafka_port: int, controller_port: int,
+                  redis_port: int) -> Settings:
     return load_settings(
         kafka={"bootstrap_servers": f"127.0.0.1:{kafka_port}"},
         redis={"url": f"redis://127.0.0.1:{redis_port}/0"},
@@ -41,55 +54,61 @@ def by_name(rows: list[ServiceStatus]) -> dict[str, ServiceStatus]:
     return {r.name: r for r in rows}
 
 
+@dataclass(frozen=True)
+class Running:
+    settings: Settings
+    ports: tuple[int, int, int]  # kafka, controller, redis
+    pids: dict[str, int]
+
+
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict[str, int]]]:
-    for port in (KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT):
-        assert not port_open("127.0.0.1", port), f"port {port} is already in use before the test"
-    settings = make_settings(tmp_path_factory.mktemp("services-state"))
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    kafka_port, controller_port, redis_port = free_ports(3)
+    ports = (kafka_port, controller_port, redis_port)
+    settings = make_settings(
+        tmp_path_factory.mktemp("services-state"), kafka_port, controller_port, redis_port
+    )
     try:
         first = by_name(up(settings))
         assert first["kafka"].state == "started", first
         assert first["redis"].state == "started", first
         pids = {name: s.pid for name, s in first.items() if s.pid is not None}
         assert set(pids) == {"kafka", "redis"}
-        yield settings, pids
+        yield Running(settings, ports, pids)
     finally:
         stopped = by_name(down(settings))
         assert {s.state for s in stopped.values()} == {"stopped"}, stopped
         for name, marker in (("kafka", kafka_service.paths(settings).marker),
                              ("redis", redis_server.MARKER)):
             pid = stopped[name].pid
-            assert pid is not None
+            assert pid is not None, stopped
             assert not pid_alive(pid, marker)
-        for port in (KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT):
+        for port in ports:
             assert not port_open("127.0.0.1", port)
 
 
-def test_up_twice_is_idempotent(services: tuple[Settings, dict[str, int]]) -> None:
-    settings, pids = services
-    second = by_name(up(settings))
+def test_up_twice_is_idempotent(services: Running) -> None:
+    second = by_name(up(services.settings))
     assert {n: s.state for n, s in second.items()} == {
         "kafka": "running-ours", "redis": "running-ours"
     }
-    assert {n: s.pid for n, s in second.items()} == pids
+    assert {n: s.pid for n, s in second.items()} == services.pids
 
 
-def test_status_reports_both_running(services: tuple[Settings, dict[str, int]]) -> None:
-    settings, pids = services
-    rows = by_name(status(settings))
+def test_status_reports_both_running(services: Running) -> None:
+    rows = by_name(status(services.settings))
     assert rows["kafka"].state == "running-ours"
     assert rows["kafka"].detail.startswith("cluster ")
     assert rows["redis"].state == "running-ours"
     assert rows["redis"].detail == "PONG"
-    assert {n: s.pid for n, s in rows.items()} == pids
+    assert {n: s.pid for n, s in rows.items()} == services.pids
     kafka_log = rows["kafka"].log
     assert kafka_log is not None
     assert "Kafka Server started" in kafka_log.read_text()
 
 
-def test_kafka_produce_consume_round_trip(services: tuple[Settings, dict[str, int]]) -> None:
-    settings, _ = services
-    bootstrap = settings.kafka.bootstrap_servers
+def test_kafka_produce_consume_round_trip(services: Running) -> None:
+    bootstrap = services.settings.kafka.bootstrap_servers
     topic = f"services-test-{uuid.uuid4().hex[:8]}"
     payloads = [f"hello-{i}".encode() for i in range(10)]
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
@@ -114,9 +133,8 @@ def test_kafka_produce_consume_round_trip(services: tuple[Settings, dict[str, in
     assert received == payloads  # one key -> one partition -> order kept
 
 
-def test_redis_ping(services: tuple[Settings, dict[str, int]]) -> None:
-    settings, _ = services
-    client = redis.Redis.from_url(settings.redis.url)
+def test_redis_ping(services: Running) -> None:
+    client = redis.Redis.from_url(services.settings.redis.url)
     try:
         assert client.ping() is True
         client.set("services-test", "1")
@@ -126,22 +144,20 @@ def test_redis_ping(services: tuple[Settings, dict[str, int]]) -> None:
 
 
 def test_other_state_dir_sees_external_and_never_kills_it(
-    services: tuple[Settings, dict[str, int]], tmp_path: Path
+    services: Running, tmp_path: Path
 ) -> None:
-    settings, pids = services
-    stranger = make_settings(tmp_path / "other-state")
+    stranger = make_settings(tmp_path / "other-state", *services.ports)
     assert {s.state for s in up(stranger)} == {"running-external"}
     assert {s.state for s in down(stranger)} == {"running-external"}
-    still = by_name(status(settings))
+    still = by_name(status(services.settings))
     assert {n: (s.state, s.pid) for n, s in still.items()} == {
-        n: ("running-ours", pid) for n, pid in pids.items()
+        n: ("running-ours", pid) for n, pid in services.pids.items()
     }
 
 
 def test_stale_pid_file_is_removed_by_down(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, kafka_port=_free_port(), redis_port=_free_port(),
-                             controller_port=_free_port())
-    (tmp_path / "kafka.pid").write_text("999999\n")  # beyond pid_max: never a live process
+    settings = make_settings(tmp_path, *free_ports(3))
+    (tmp_path / "kafka.pid").write_text("999999999\n")  # beyond pid_max: never a live process
     (tmp_path / "redis.pid").write_text("1\n")  # alive, but not ours: must not be touched
     rows = by_name(down(settings))
     assert rows["kafka"].detail == "stale pid file removed"
@@ -150,19 +166,13 @@ def test_stale_pid_file_is_removed_by_down(tmp_path: Path) -> None:
     assert not (tmp_path / "redis.pid").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_port_taken_by_something_else_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen(8)
         port = int(squatter.getsockname()[1])
-        settings = make_settings(tmp_path, kafka_port=port, redis_port=port,
-                                 controller_port=_free_port())
+        (controller_port,) = free_ports(1)
+        settings = make_settings(tmp_path, port, controller_port, port)
         taken = f"port {port} is taken by something that is not"
         with pytest.raises(ServiceError, match=f"{taken} Redis"):
             redis_server.up(settings)
@@ -170,3 +180,19 @@ def test_port_taken_by_something_else_is_a_clear_error(tmp_path: Path) -> None:
             kafka_service.up(settings)
     assert not (tmp_path / "kafka.pid").exists()
     assert not (tmp_path / "redis.pid").exists()
+
+
+def test_two_ups_racing_for_one_redis_port(tmp_path: Path) -> None:
+    kafka_port, controller_port, redis_port = free_ports(3)
+    a, b = (make_settings(tmp_path / d, kafka_port, controller_port, redis_port) for d in "ab")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(redis_server.up, (a, b)))
+    try:
+        assert sorted(r.state for r in results) == ["running-external", "started"], results
+        winner = a if results[0].state == "started" else b
+        assert redis_server.server_pid(winner) == next(r.pid for r in results if r.pid)
+    finally:
+        rows = [redis_server.down(s) for s in (a, b)]
+    assert not port_open("127.0.0.1", redis_port), rows
+    assert not (tmp_path / "a" / "redis.pid").exists()
+    assert not (tmp_path / "b" / "redis.pid").exists()

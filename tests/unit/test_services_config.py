@@ -12,7 +12,7 @@ import pytest
 from streams.services import ServiceError, ServiceStatus
 from streams.services.__main__ import format_table
 from streams.services.common import split_host_port
-from streams.services.kafka import (
+from streams.services.kafka_config import (
     KafkaPaths,
     load_cluster_id,
     new_cluster_id,

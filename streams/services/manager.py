@@ -1,0 +1,41 @@
+"""``up`` / ``down`` / ``status`` of all local services, in a fixed order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from streams.services import kafka, redis_server
+from streams.services.common import ServiceStatus, file_lock
+from streams.settings import Settings
+
+_Action = Callable[[Settings], ServiceStatus]
+UP_ORDER: tuple[_Action, ...] = (redis_server.up, kafka.up)
+DOWN_ORDER: tuple[_Action, ...] = (kafka.down, redis_server.down)
+STATUS_ORDER: tuple[_Action, ...] = (kafka.status, redis_server.status)
+
+
+def _lock_file(settings: Settings) -> Path:
+    return settings.services.state_dir.expanduser().resolve() / ".services.lock"
+
+
+def up(settings: Settings) -> list[ServiceStatus]:
+    """Start every service that is not already answering; reuse the ones that are.
+
+    Raises :class:`~streams.services.common.ServiceError` on the first service that cannot
+    be brought up (the ones already started stay up; ``down`` stops them).
+    """
+    with file_lock(_lock_file(settings)):
+        by_name = {s.name: s for s in (action(settings) for action in UP_ORDER)}
+    return [by_name["kafka"], by_name["redis"]]
+
+
+def down(settings: Settings) -> list[ServiceStatus]:
+    """Stop the services we started (recorded pid files only); leave others alone."""
+    with file_lock(_lock_file(settings)):
+        return [action(settings) for action in DOWN_ORDER]
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    """What runs where, without changing anything."""
+    return [action(settings) for action in STATUS_ORDER]
