@@ -1,29 +1,32 @@
 """Per-customer feature state: the port, its Redis adapter and an in-memory twin.
 
 Both implementations apply the same update (:func:`online_models.features.apply_event`) with
-the same exactly-once rule: an event id already applied is skipped; ids are remembered per
-customer, at most ``dedup_ids`` of them and none older than ``dedup_window_s`` (event time)
-before that customer's newest; once ids are evicted, events at or before the newest evicted
-event time (``dfloor``) are skipped as too late and counted in the field ``late``.
+the same exactly-once rule. Per customer, a ring remembers the last ``dedup_ids`` applied events
+(a 64-bit fingerprint of the event id and the event time in ms); an event found in the ring is a
+duplicate. When an entry leaves the ring, ``dfloor`` becomes the largest event time that ever
+left it, and events at or before ``dfloor`` are skipped as *late*: they can no longer be checked.
+Every applied event later than ``dfloor`` is still in the ring, so re-applying events that were
+applied already (a producer retry, a replay after a crash) never changes the state, and the
+state after a stream depends only on the stream. Memory per customer: ``dedup_ids`` × 29 bytes.
 
-Redis layout (all keys of a customer share the hash tag ``{c:<id>}``, so one customer's keys live
-in one Redis Cluster slot)::
+Redis layout (every key of a customer carries the hash tag ``{c:<id>}``, so a customer's keys
+share one Redis Cluster slot)::
 
-    <prefix>:{c:<id>}:f      hash: the feature state
-    <prefix>:{c:<id>}:seen   sorted set: applied event ids scored by event time
+    <prefix>:{c:<id>}:f      hash: the feature state, plus the ring in the field "ids"
 
 The Redis adapter sends one ``EVALSHA`` per batch (not per event).
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
+import hashlib
+from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
@@ -33,7 +36,6 @@ from online_models.features import apply_event
 from streams.contracts import CustomerEvent
 from streams.errors import TransientError
 from streams.settings import FeatureSettings
-
 
 LUA_APPLY_EVENTS = Path(__file__).with_name("lua") / "apply_events.lua"
 
@@ -62,8 +64,19 @@ def group_by_customer(events: Iterable[CustomerEvent]) -> dict[str, list[Custome
     return groups
 
 
-def _num(x: float) -> str:
-    return repr(float(x))
+def fingerprint(event_id: str) -> str:
+    """16 hex digits of SHA-1: the id as the dedup ring stores it.
+
+    >>> fingerprint("e-1")
+    '5ae54a43a6014f7d'
+    >>> len({fingerprint(f"e-{i}") for i in range(10_000)})
+    10000
+    """
+    return hashlib.sha1(event_id.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def ts_ms(ts: float) -> int:
+    return round(ts * 1000)
 
 
 class InMemoryFeatureStore:
@@ -72,7 +85,7 @@ class InMemoryFeatureStore:
     def __init__(self, settings: FeatureSettings) -> None:
         self._settings = settings
         self._states: dict[str, dict[str, float]] = {}
-        self._seen: dict[str, dict[str, float]] = {}
+        self._rings: dict[str, deque[tuple[str, int]]] = {}
 
     async def apply(self, events: Sequence[CustomerEvent]) -> dict[str, AppliedState]:
         return {cid: self._apply_one(cid, evs) for cid, evs in group_by_customer(events).items()}
@@ -83,37 +96,23 @@ class InMemoryFeatureStore:
     def _apply_one(self, cid: str, events: list[CustomerEvent]) -> AppliedState:
         cfg = self._settings
         state = self._states.get(cid, {})
-        seen = self._seen.setdefault(cid, {})
+        ring = self._rings.setdefault(cid, deque())
         applied = late = 0
-        floor = state.get("dfloor")
         for ev in events:
-            if floor is not None and ev.ts <= floor:
+            fp, ms = fingerprint(ev.event_id), ts_ms(ev.ts)
+            floor = state.get("dfloor")
+            if floor is not None and ms <= floor:
                 late += 1
-            elif ev.event_id not in seen:
-                seen[ev.event_id] = ev.ts
+            elif all(fp != seen for seen, _ in ring):
+                ring.append((fp, ms))
                 applied += 1
                 state = apply_event(state, ev.event_type, ev.ts, ev.value, cfg.max_event_types)
-        if late:
-            state = {**state, "late": state.get("late", 0.0) + late}
-        if applied:
-            new_floor = _evict(seen, cfg.dedup_ids, cfg.dedup_window_s)
-            if new_floor is not None and new_floor > state.get("dfloor", float("-inf")):
-                state = {**state, "dfloor": new_floor}
+                if len(ring) > cfg.dedup_ids:
+                    gone = ring.popleft()[1]
+                    if floor is None or gone > floor:
+                        state["dfloor"] = float(gone)
         self._states[cid] = state
         return AppliedState(dict(state), applied, late)
-
-
-def _evict(seen: dict[str, float], max_ids: int, window: float) -> float | None:
-    """Drop ids outside the window or beyond the count; return the newest evicted time."""
-    ordered = sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))
-    times = [t for _, t in ordered]
-    cut = bisect.bisect_left(times, times[-1] - window)
-    cut = max(cut, len(ordered) - max_ids)
-    if cut <= 0:
-        return None
-    for event_id, _ in ordered[:cut]:
-        del seen[event_id]
-    return ordered[cut - 1][1]
 
 
 class RedisFeatureStore:
@@ -129,43 +128,36 @@ class RedisFeatureStore:
     def feature_key(self, customer_id: str) -> str:
         return f"{self._prefix}:{{c:{customer_id}}}:f"
 
-    def seen_key(self, customer_id: str) -> str:
-        return f"{self._prefix}:{{c:{customer_id}}}:seen"
-
     async def get(self, customer_id: str) -> dict[str, float]:
         raw = await self._call(self._client.hgetall(self.feature_key(customer_id)))
-        return {_text(k): float(v) for k, v in raw.items()}
+        return {_text(k): float(v) for k, v in raw.items() if k not in (b"ids", "ids")}
 
     async def apply(self, events: Sequence[CustomerEvent]) -> dict[str, AppliedState]:
         if not events:
             return {}
         groups = group_by_customer(events)
-        keys: list[str] = []
-        cfg = self._settings
-        args: list[str | int] = [cfg.max_event_types, cfg.dedup_ids, _num(cfg.dedup_window_s)]
-        for cid, evs in groups.items():
-            keys.append(self.feature_key(cid))
-            keys.append(self.seen_key(cid))
-            args.append(len(evs))
-            for ev in evs:
-                value = "" if ev.value is None else _num(ev.value)
-                args.extend((ev.event_id, ev.event_type, _num(ev.ts), value))
-        reply = await self._eval(keys, args)
-        out: dict[str, AppliedState] = {}
-        for i, cid in enumerate(groups):
-            applied, late, flat = reply[3 * i], reply[3 * i + 1], reply[3 * i + 2]
-            state = {_text(flat[j]): float(flat[j + 1]) for j in range(0, len(flat), 2)}
-            out[cid] = AppliedState(state, int(applied), int(late))
-        return out
+        keys = [self.feature_key(cid) for cid in groups]
+        request = {
+            "max_types": self._settings.max_event_types,
+            "ring": self._settings.dedup_ids,
+            "customers": [
+                [(fingerprint(e.event_id), e.event_type, e.ts, ts_ms(e.ts),
+                  False if e.value is None else e.value) for e in evs]
+                for evs in groups.values()
+            ],
+        }
+        reply = orjson.loads(await self._eval(keys, orjson.dumps(request)))
+        return {cid: AppliedState(state, applied, late)
+                for cid, (applied, late, state) in zip(groups, reply, strict=True)}
 
-    async def _eval(self, keys: list[str], args: list[str | int]) -> Any:
+    async def _eval(self, keys: list[str], arg: bytes) -> Any:
         if self._sha is None:
             self._sha = await self._call(self._client.script_load(self._source))
         try:
-            return await self._call(self._client.evalsha(self._sha, len(keys), *keys, *args))
+            return await self._call(self._client.evalsha(self._sha, len(keys), *keys, arg))
         except NoScriptError:  # the server restarted or flushed its script cache
             self._sha = await self._call(self._client.script_load(self._source))
-            return await self._call(self._client.evalsha(self._sha, len(keys), *keys, *args))
+            return await self._call(self._client.evalsha(self._sha, len(keys), *keys, arg))
 
     @staticmethod
     async def _call(awaitable: Any) -> Any:

@@ -58,12 +58,12 @@ def _csv_row(row: dict[str, str], line: int) -> dict[str, Any]:
 def read_records(path: Path, fmt: Format | None = None) -> Iterator[dict[str, Any]]:
     """Yield one dict per record; raises InvalidMessage naming the line of a broken one."""
     fmt = fmt or detect_format(path)
-    with path.open("rb" if fmt == "jsonl" else "r", **({} if fmt == "jsonl" else
-                                                        {"newline": ""})) as handle:
-        if fmt == "csv":
-            for line, row in enumerate(csv.DictReader(handle), start=2):
+    if fmt == "csv":
+        with path.open(newline="", encoding="utf-8") as text:
+            for line, row in enumerate(csv.DictReader(text), start=2):
                 yield _csv_row(row, line)
-            return
+        return
+    with path.open("rb") as handle:
         for line, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue

@@ -156,7 +156,25 @@ async def retry_transient(
             await sleep(min(max_delay_s, base_delay_s * 2 ** (attempt - 1)))
 
 
+@dataclass
+class Batch:
+    """One batch on its way through the stages of :class:`EventBatchProcessor`."""
+
+    records: Sequence[RawRecord]
+    stats: BatchStats
+    events: list[CustomerEvent] = field(default_factory=list)
+    arrived: dict[str, int] = field(default_factory=dict)
+    out: list[OutRecord] = field(default_factory=list)
+    states: dict[str, AppliedState] = field(default_factory=dict)
+    handle: ModelHandle | None = None
+    failure: Exception | None = None
+
+
 class EventBatchProcessor:
+    """Stages of a batch: ``prepare`` (CPU) → ``apply`` (Redis) → ``score`` (CPU) →
+    ``publish`` (Kafka). ``process`` runs them in a row; a runner may overlap the stages of
+    consecutive batches as long as ``apply`` and ``publish`` keep batch order."""
+
     def __init__(
         self,
         store: FeatureStore,
@@ -174,27 +192,91 @@ class EventBatchProcessor:
         self._retry_sleep = retry_sleep
         self.totals = Totals()
 
-    def _decode(
-        self, records: Sequence[RawRecord], stats: BatchStats, arrived: dict[str, int],
-        out: list[OutRecord],
-    ) -> list[CustomerEvent]:
-        """Valid events of the batch; fills ``arrived`` with each customer's newest record time."""
-        events: list[CustomerEvent] = []
+    def prepare(self, records: Sequence[RawRecord]) -> Batch:
+        """Decode; invalid records become dead-letter output right away."""
+        batch = Batch(records, BatchStats(records=len(records)))
+        arrived, events = batch.arrived, batch.events
         for record in records:
             try:
                 if record.value is None:
                     raise InvalidMessage("empty", "message has no value")
                 event = decode_event(record.value)
-                events.append(event)
-                ts_ms = record.timestamp_ms or 0
-                if ts_ms > arrived.get(event.customer_id, 0):
-                    arrived[event.customer_id] = ts_ms
             except InvalidMessage as exc:
-                stats.dead_lettered += 1
+                batch.stats.dead_lettered += 1
                 reasons = self.totals.dead_letter_reasons
                 reasons[exc.code] = reasons.get(exc.code, 0) + 1
-                out.append(self._dead_letter_record(record, exc))
-        return events
+                batch.out.append(self._dead_letter_record(record, exc))
+                continue
+            events.append(event)
+            ts_ms = record.timestamp_ms or 0
+            if ts_ms > arrived.get(event.customer_id, 0):
+                arrived[event.customer_id] = ts_ms
+        batch.stats.valid = len(events)
+        return batch
+
+    async def apply(self, batch: Batch) -> None:
+        """Apply the batch's events to the feature store (retried until Redis confirms)."""
+        if batch.events:
+            events = batch.events
+            batch.states = await self._retrying(lambda: self._store.apply(events), batch.stats)
+            batch.handle = await self._retrying(self._models.current, batch.stats)
+
+    def score(self, batch: Batch) -> None:
+        """One score per customer touched, on its state after the batch."""
+        handle, stats = batch.handle, batch.stats
+        if handle is None:
+            return
+        newest: dict[str, CustomerEvent] = {}
+        for event in batch.events:
+            seen = newest.get(event.customer_id)
+            if seen is None or event.ts >= seen.ts:
+                newest[event.customer_id] = event
+        scored_at = format_ts(self._wall())
+        scores_topic, version, out = self._topics.scores, handle.version, batch.out
+        for cid, applied in batch.states.items():
+            event = newest[cid]
+            state = applied.state
+            stats.applied += applied.applied
+            stats.late += applied.late
+            record = {
+                "schema_version": 1,
+                "score_id": f"{cid}:{event.event_id}:{version}",
+                "customer_id": cid,
+                "score": handle.score(feature_vector(state, now=event.ts)),
+                "model_version": version,
+                "ts": format_ts(event.ts),
+                "last_event_id": event.event_id,
+                "events_total": int(state.get("n", 0)),
+                "events_applied": applied.applied,
+                "scored_at": scored_at,
+                "source_timestamp_ms": batch.arrived.get(cid, 0),
+            }
+            out.append(OutRecord(scores_topic, cid.encode(), encode(record)))
+        stats.scores += len(batch.states)
+        self.totals.last_model_version = version
+
+    async def publish(self, batch: Batch) -> BatchStats:
+        """Publish scores and dead letters; returns once the broker acknowledged them."""
+        if batch.out:
+            out = batch.out
+            await self._retrying(lambda: self._sink.publish(out), batch.stats)
+        self.totals.add(batch.stats)
+        return batch.stats
+
+    async def process(self, records: Sequence[RawRecord]) -> BatchStats:
+        batch = self.prepare(records)
+        await self.apply(batch)
+        self.score(batch)
+        return await self.publish(batch)
+
+    async def dead_letter(self, records: Sequence[RawRecord], error: InvalidMessage) -> None:
+        """Send whole records to the dead-letter topic (the runner's last resort)."""
+        stats = BatchStats(records=len(records), dead_lettered=len(records))
+        out = [self._dead_letter_record(r, error) for r in records]
+        await self._retrying(lambda: self._sink.publish(out), stats)
+        reasons = self.totals.dead_letter_reasons
+        reasons[error.code] = reasons.get(error.code, 0) + len(records)
+        self.totals.add(stats)
 
     def _dead_letter_record(self, record: RawRecord, error: InvalidMessage) -> OutRecord:
         headers = dead_letter_headers(record, error, self._wall())
@@ -206,59 +288,3 @@ class EventBatchProcessor:
             log.warning("dependency unavailable (attempt %d), retrying: %s", attempt, exc)
 
         return await retry_transient(op, on_retry=on_retry, sleep=self._retry_sleep)
-
-    async def process(self, records: Sequence[RawRecord]) -> BatchStats:
-        stats = BatchStats(records=len(records))
-        arrived: dict[str, int] = {}
-        out: list[OutRecord] = []
-        events = self._decode(records, stats, arrived, out)
-        stats.valid = len(events)
-        if events:
-            states = await self._retrying(lambda: self._store.apply(events), stats)
-            handle = await self._retrying(self._models.current, stats)
-            self._score(events, arrived, states, handle, stats, out)
-        if out:
-            await self._retrying(lambda: self._sink.publish(out), stats)
-        self.totals.add(stats)
-        return stats
-
-    async def dead_letter(self, records: Sequence[RawRecord], error: InvalidMessage) -> None:
-        """Send whole records to the dead-letter topic (the agent's last resort)."""
-        stats = BatchStats(records=len(records), dead_lettered=len(records))
-        out = [self._dead_letter_record(r, error) for r in records]
-        await self._retrying(lambda: self._sink.publish(out), stats)
-        reasons = self.totals.dead_letter_reasons
-        reasons[error.code] = reasons.get(error.code, 0) + len(records)
-        self.totals.add(stats)
-
-    def _score(self, events: list[CustomerEvent], arrived: dict[str, int],
-               states: dict[str, AppliedState], handle: ModelHandle, stats: BatchStats,
-               out: list[OutRecord]) -> None:
-        newest: dict[str, CustomerEvent] = {}
-        for event in events:
-            seen = newest.get(event.customer_id)
-            if seen is None or event.ts >= seen.ts:
-                newest[event.customer_id] = event
-        scored_at = format_ts(self._wall())
-        for cid, applied in states.items():
-            event = newest[cid]
-            state = applied.state
-            stats.applied += applied.applied
-            stats.late += applied.late
-            score = handle.score(feature_vector(state, now=event.ts))
-            record = {
-                "schema_version": 1,
-                "score_id": f"{cid}:{event.event_id}:{handle.version}",
-                "customer_id": cid,
-                "score": score,
-                "model_version": handle.version,
-                "ts": format_ts(event.ts),
-                "last_event_id": event.event_id,
-                "events_total": int(state.get("n", 0)),
-                "events_applied": applied.applied,
-                "scored_at": scored_at,
-                "source_timestamp_ms": arrived.get(cid, 0),
-            }
-            out.append(OutRecord(self._topics.scores, cid.encode(), encode(record)))
-            stats.scores += 1
-        self.totals.last_model_version = handle.version

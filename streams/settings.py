@@ -74,10 +74,8 @@ class FeatureSettings(_Section):
         32, ge=1, description="Distinct event types tracked per customer; others go to 'other'."
     )
     dedup_ids: int = Field(
-        512, ge=1, description="Most recent event ids remembered per customer for deduplication."
-    )
-    dedup_window_s: float = Field(
-        7 * 86400.0, gt=0, description="Event ids older than this (event time) are forgotten."
+        32, ge=1, le=4096,
+        description="Most recent event ids remembered per customer (29 bytes each) to deduplicate.",
     )
 
 
@@ -85,7 +83,7 @@ class WorkerSettings(_Section):
     app_id: str = Field("churnpulse", description="Faust app id = Kafka consumer group.")
     batch_size: int = Field(500, ge=1, description="Events taken from the stream per batch.")
     batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
-    web_port: int = Field(6066, ge=0, le=65535, description="Faust web port (0 = no web server).")
+    web_port: int = Field(0, ge=0, le=65535, description="Faust web port (0 = no web server).")
     session_timeout_s: float = Field(
         10.0, ge=6.0, description="Kafka group session timeout; short = fast recovery."
     )

@@ -8,6 +8,7 @@ any order and brokers may disable ``auto.create.topics.enable``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from kafka import KafkaAdminClient
@@ -33,10 +34,8 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
         if not wanted:
             return []
         new = [NewTopic(name, kafka.partitions, kafka.replication_factor) for name in wanted]
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
             admin.create_topics(new, timeout_ms=15000)
-        except TopicAlreadyExistsError:
-            pass  # another process won the race
         log.info("created topics %s", ", ".join(wanted))
         return wanted
     finally:

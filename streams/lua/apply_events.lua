@@ -1,24 +1,26 @@
 -- Apply a batch of customer events to per-customer feature hashes, exactly once.
 --
--- KEYS: for each customer, two keys sharing the customer's hash tag:
---         <prefix>:{c:<id>}:f     feature hash (fields: see online_models/features.py)
---         <prefix>:{c:<id>}:seen  sorted set of applied event ids, score = event time
--- ARGV: max_types, dedup_ids, dedup_window_s,
---       then per customer (in KEYS order): m, then m times: event_id, event_type, ts, value
---       (value = "" when the event carries none; ts and value as decimal strings)
--- Returns, per customer: { applied, skipped_late, {field, value, field, value, ...} }
+-- KEYS: one feature hash per customer: <prefix>:{c:<id>}:f
+-- ARGV[1]: JSON {"max_types": int, "ring": int, "customers": [[event, ...], ...]} where the
+--          i-th list holds the events of KEYS[i], each [fingerprint, event_type, ts, ts_ms, value]
+--          (fingerprint: 16 hex chars of sha1(event_id); ts: seconds; ts_ms: integer
+--          milliseconds; value: number, or false when the event carries none)
+-- Returns: JSON [[applied, late, {field: number, ...}], ...] per customer, in KEYS order; the
+--          state after the batch, without the dedup ring
 --
--- Deduplication: an event id already in :seen is skipped. The set keeps at most dedup_ids ids
--- and none older than dedup_window_s before the newest; when ids are evicted the field
--- "dfloor" records the newest evicted event time, and events at or below it are skipped as
--- too late (they can no longer be checked), counted in field "late".
--- Same math as online_models.features.apply_event; numbers written with %.17g.
+-- Exactly-once: the hash field "ids" is a ring of the last `ring` applied events, each a
+-- fixed-width entry of fingerprint .. %013d ts_ms. An event whose fingerprint is in the ring is
+-- a duplicate. When an entry leaves the ring, "dfloor" becomes the largest ts_ms that ever left
+-- it; events at or below dfloor can no longer be checked and are skipped as late. Every event
+-- applied with ts_ms > dfloor is still in the ring, so re-applying events never changes the
+-- state. Same rules as streams.feature_store.InMemoryFeatureStore; same update as
+-- online_models.features.apply_event.
 
-local max_types = tonumber(ARGV[1])
-local dedup_ids = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
+local req = cjson.decode(ARGV[1])
+local max_types = req['max_types']
+local ring_size = req['ring']
 local OTHER = '_other'
-local a = 4
+local WIDTH = 29 -- 16 hex + 13 digits
 local out = {}
 
 local function fmt(x)
@@ -28,25 +30,39 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
-for c = 1, #KEYS, 2 do
+local function in_ring(ring, fp)
+  local start = 1
+  while true do
+    local pos = string.find(ring, fp, start, true)
+    if pos == nil then return false end
+    if (pos - 1) % WIDTH == 0 then return true end
+    start = pos + 1
+  end
+end
+
+for c = 1, #KEYS do
   local h = KEYS[c]
-  local seen = KEYS[c + 1]
-  local m = tonumber(ARGV[a])
-  a = a + 1
-  local st = {}
   local raw = redis.call('HGETALL', h)
-  for i = 1, #raw, 2 do st[raw[i]] = tonumber(raw[i + 1]) end
+  local st = {}
+  local ring = ''
+  for i = 1, #raw, 2 do
+    if raw[i] == 'ids' then ring = raw[i + 1] else st[raw[i]] = tonumber(raw[i + 1]) end
+  end
   local dirty = {}
   local applied, late = 0, 0
-  local floor = st['dfloor']
-  for i = 1, m do
-    local id, typ, ts_s, val = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-    a = a + 4
-    local ts = tonumber(ts_s)
-    if floor ~= nil and ts <= floor then
+  for _, e in ipairs(req['customers'][c]) do
+    local fp, typ, ts, ts_ms, val = e[1], e[2], e[3], e[4], e[5]
+    local floor = st['dfloor']
+    if floor ~= nil and ts_ms <= floor then
       late = late + 1
-    elseif redis.call('ZADD', seen, 'NX', ts_s, id) == 1 then
+    elseif not in_ring(ring, fp) then
       applied = applied + 1
+      ring = ring .. fp .. string.format('%013d', ts_ms)
+      if #ring > ring_size * WIDTH then
+        local gone = tonumber(string.sub(ring, 17, WIDTH))
+        ring = string.sub(ring, WIDTH + 1)
+        if floor == nil or gone > floor then st['dfloor'] = gone; dirty['dfloor'] = true end
+      end
       local kind = typ
       if st['n.' .. typ] == nil and typ ~= OTHER then
         if (st['k'] or 0) >= max_types then
@@ -61,9 +77,9 @@ for c = 1, #KEYS, 2 do
       local nk = 'n.' .. kind
       st[nk] = (st[nk] or 0) + 1
       dirty[nk] = true
-      if val ~= '' then
+      if val then
         local vk = 'v.' .. kind
-        st[vk] = (st[vk] or 0) + tonumber(val)
+        st[vk] = (st[vk] or 0) + val
         dirty[vk] = true
       end
       if st['t_first'] == nil or ts < st['t_first'] then st['t_first'] = ts; dirty['t_first'] = true end
@@ -72,46 +88,14 @@ for c = 1, #KEYS, 2 do
       if st[tk] == nil or ts > st[tk] then st[tk] = ts; dirty[tk] = true end
     end
   end
-  if late > 0 then
-    st['late'] = (st['late'] or 0) + late
-    dirty['late'] = true
-  end
   if applied > 0 then
-    -- bound the dedup memory: by time window, then by count
-    local newest = tonumber(redis.call('ZRANGE', seen, -1, -1, 'WITHSCORES')[2])
-    local cut = newest - window
-    local evicted = redis.call('ZRANGEBYSCORE', seen, '-inf', '(' .. fmt(cut), 'WITHSCORES', 'LIMIT', 0, 1)
-    local new_floor = nil
-    if #evicted > 0 then
-      local old = redis.call('ZRANGEBYSCORE', seen, '-inf', '(' .. fmt(cut), 'WITHSCORES')
-      new_floor = tonumber(old[#old])
-      redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. fmt(cut))
+    local args = {'ids', ring}
+    for f, _ in pairs(dirty) do
+      args[#args + 1] = f
+      args[#args + 1] = fmt(st[f])
     end
-    local size = redis.call('ZCARD', seen)
-    if size > dedup_ids then
-      local old = redis.call('ZRANGE', seen, size - dedup_ids - 1, size - dedup_ids - 1, 'WITHSCORES')
-      local f = tonumber(old[2])
-      if new_floor == nil or f > new_floor then new_floor = f end
-      redis.call('ZREMRANGEBYRANK', seen, 0, size - dedup_ids - 1)
-    end
-    if new_floor ~= nil and (st['dfloor'] == nil or new_floor > st['dfloor']) then
-      st['dfloor'] = new_floor
-      dirty['dfloor'] = true
-    end
+    redis.call('HSET', h, unpack(args))
   end
-  local args = {}
-  for f, _ in pairs(dirty) do
-    args[#args + 1] = f
-    args[#args + 1] = fmt(st[f])
-  end
-  if #args > 0 then redis.call('HSET', h, unpack(args)) end
-  local flat = {}
-  for f, v in pairs(st) do
-    flat[#flat + 1] = f
-    flat[#flat + 1] = fmt(v)
-  end
-  out[#out + 1] = applied
-  out[#out + 1] = late
-  out[#out + 1] = flat
+  out[c] = {applied, late, st}
 end
-return out
+return cjson.encode(out)

@@ -28,7 +28,7 @@ async def test_keys_of_a_customer_share_one_hash_tag(aredis: aioredis.Redis,
     store = RedisFeatureStore(aredis, FeatureSettings(), key_prefix)
     await store.apply([ev(1, cid="alice")])
     keys = sorted(k.decode() for k in await aredis.keys(f"{key_prefix}:*"))
-    assert keys == [f"{key_prefix}:{{c:alice}}:f", f"{key_prefix}:{{c:alice}}:seen"]
+    assert keys == [f"{key_prefix}:{{c:alice}}:f"]
 
 
 async def test_script_is_reloaded_after_script_flush(aredis: aioredis.Redis,

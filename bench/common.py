@@ -1,0 +1,88 @@
+"""Helpers shared by the benchmarks: isolated topics, worker processes, pre-produced events."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from kafka import KafkaProducer
+
+from streams.contracts import encode, format_ts
+
+READY = b"[^Worker]: Ready"
+T0 = 1_767_225_600.0
+KINDS = ("session", "session", "feature_use", "purchase", "support_ticket", "payment_failure")
+
+
+def bench_env(tag: str, workdir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "CHURN_TOPICS__EVENTS": f"bench-events-{tag}",
+        "CHURN_TOPICS__SCORES": f"bench-scores-{tag}",
+        "CHURN_TOPICS__DEAD_LETTER": f"bench-dlq-{tag}",
+        "CHURN_TOPICS__LABELS": f"bench-labels-{tag}",
+        "CHURN_TOPICS__ALERTS": f"bench-alerts-{tag}",
+        "CHURN_WORKER__APP_ID": f"bench-{tag}",
+        "CHURN_WORKER__DATA_DIR": str(workdir / f"faust-{tag}"),
+        "CHURN_REDIS__KEY_PREFIX": f"b{tag}",
+        "CHURN_LOG_LEVEL": "INFO",
+    })
+    env.update(extra)
+    return env
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def event_bytes(i: int, customers: int, rng: random.Random) -> tuple[bytes, bytes]:
+    cid = f"c-{rng.randrange(customers):07d}"
+    kind = rng.choice(KINDS)
+    record = {"schema_version": 1, "event_id": f"b-{i}", "customer_id": cid, "event_type": kind,
+              "ts": format_ts(T0 + i * 0.5)}
+    if kind == "purchase":
+        record["value"] = 19.9
+    return cid.encode(), encode(record)
+
+
+def produce(bootstrap: str, topic: str, n: int, customers: int, seed: int = 1) -> float:
+    """Publish n events as fast as possible; returns seconds taken."""
+    rng = random.Random(seed)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024,
+                             acks=1, compression_type=None)
+    start = time.perf_counter()
+    for i in range(n):
+        key, value = event_bytes(i, customers, rng)
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - start
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 90
+    while READY not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"worker did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,115 @@
+"""``churnpulse``: the command line.
+
+Commands::
+
+    churnpulse demo                   services up, worker, live simulated traffic, live summary
+    churnpulse worker                 run the stream processor (one member of the consumer group)
+    churnpulse services up|down|status  the local Kafka broker and redis-server
+    churnpulse produce FILE           publish events (or --labels) from JSON lines or CSV
+    churnpulse config                 print the effective configuration (secrets masked)
+
+Every command reads the one settings object (``CHURN_*`` environment variables, see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from streams.errors import ChurnpulseError
+from streams.services.common import ServiceError
+from streams.settings import Settings, load_settings, masked_dump
+
+
+def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    print(json.dumps(masked_dump(settings), indent=2, sort_keys=False))
+    return 0
+
+
+def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.services import down, status, up
+    from streams.services.common import format_table
+
+    action = {"up": up, "down": down, "status": status}[args.action]
+    print(format_table(action(settings)))
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    return run_worker(settings)
+
+
+def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.files import read_records
+    from streams.producer import ChurnProducer
+
+    kind: Literal["event", "label"] = "label" if args.labels else "event"
+    with ChurnProducer.from_settings(settings.kafka, settings.topics) as producer:
+        sent = producer.send_many(read_records(Path(args.file), args.format), kind)
+    topic = settings.topics.labels if args.labels else settings.topics.events
+    print(f"published {sent} {kind}s to {topic}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(settings, duration_s=args.duration, rate=args.rate,
+                    customers=args.customers, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="churnpulse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("config", help="print the effective configuration").set_defaults(
+        func=cmd_config)
+
+    services = sub.add_parser("services", help="local Kafka and Redis (no Docker needed)")
+    services.add_argument("action", choices=("up", "down", "status"))
+    services.set_defaults(func=cmd_services)
+
+    sub.add_parser("worker", help="run the stream processor").set_defaults(func=cmd_worker)
+
+    produce = sub.add_parser("produce", help="publish events or labels from a file")
+    produce.add_argument("file", help="JSON lines (.jsonl) or CSV (.csv)")
+    produce.add_argument("--labels", action="store_true", help="the file holds churn labels")
+    produce.add_argument("--format", choices=("jsonl", "csv"), default=None,
+                         help="file format (default: from the file name)")
+    produce.set_defaults(func=cmd_produce)
+
+    demo = sub.add_parser("demo", help="the whole pipeline live on local services")
+    demo.add_argument("--duration", type=float, default=None,
+                      help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
+    demo.add_argument("--customers", type=int, default=2000, help="simulated customers")
+    demo.add_argument("--workers", type=int, default=1, help="worker processes")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(settings, args)
+    except (ChurnpulseError, ServiceError) as exc:
+        print(f"churnpulse: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
