@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=2000, help="simulated customers")
     demo.add_argument("--workers", type=int, default=1, help="worker processes")
     demo.set_defaults(func=cmd_demo)
+
+    from streams import cli_data, cli_features
+
+    cli_features.register(sub)
+    cli_data.register(sub)
     return parser
 
 

@@ -1,0 +1,9 @@
+"""``churnpulse`` subcommands for per-customer features (features, forget)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands to the ``churnpulse`` parser."""
