@@ -20,8 +20,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from online_models.features import FeatureSpec
 
 
 class _Section(BaseModel):
@@ -68,14 +70,77 @@ class RedisSettings(_Section):
 
 
 class FeatureSettings(_Section):
-    """Bounds of the per-customer feature state (see docs/features.md)."""
+    """What is computed per customer, and the bounds of its state (see docs/features.md)."""
 
     max_event_types: int = Field(
         32, ge=1, description="Distinct event types tracked per customer; others go to 'other'."
     )
     dedup_ids: int = Field(
         32, ge=1, le=4096,
-        description="Most recent event ids remembered per customer (29 bytes each) to deduplicate.",
+        description="Most recent event ids remembered per customer (29 bytes each) to deduplicate;"
+                    " an event older than one that left this ring is skipped as late.",
+    )
+    half_lives_days: tuple[float, ...] = Field(
+        (1.0, 7.0, 30.0), min_length=1, description="Half-lives of decayed counts and sums (days).",
+    )
+    trend: tuple[float, float] = Field(
+        (7.0, 30.0), description="(short, long) half-lives compared by the trend (percent change).",
+    )
+    ratios: tuple[tuple[str, str], ...] = Field(
+        (("support_ticket", "session"),),
+        description="(numerator, denominator) event types: ratio.<num>_per_<den> features.",
+    )
+    ratio_half_life_days: float = Field(30.0, description="Half-life the ratios are taken at.")
+    active_day_windows: tuple[int, ...] = Field(
+        (7, 30), description="Windows (days, at most 32) of the distinct-active-days features.",
+    )
+    retention_days: float = Field(
+        400.0, ge=0,
+        description="A customer's features expire this long after its last applied event "
+                    "(Redis TTL; 0 = never).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureSettings:
+        self.spec  # noqa: B018 - raises ValueError when the parts do not fit together
+        return self
+
+    @property
+    def spec(self) -> FeatureSpec:
+        """The pure feature specification these settings describe."""
+        return FeatureSpec(half_lives_days=self.half_lives_days, trend=self.trend,
+                           ratios=self.ratios, ratio_half_life_days=self.ratio_half_life_days,
+                           active_day_windows=self.active_day_windows,
+                           max_types=self.max_event_types)
+
+
+class SweepSettings(_Section):
+    """Re-scoring customers who went quiet (see docs/features.md, "Quiet customers")."""
+
+    enabled: bool = Field(True, description="Run the sweeper in the worker.")
+    rescore_after_s: float = Field(
+        86400.0, gt=0,
+        description="Re-score a customer this long (event time) after its last event, then "
+                    "again every as long while it stays quiet.",
+    )
+    clock: Literal["event", "wall", "auto"] = Field(
+        "auto",
+        description="event: a partition's sweep clock is its watermark only (replays); wall: "
+                    "also the wall clock minus the allowed lateness (live); auto: wall when the "
+                    "partition is idle and its events were live, else event.",
+    )
+    allowed_lateness_s: float = Field(
+        300.0, ge=0, description="Watermark = newest event time of a partition minus this.",
+    )
+    interval_s: float = Field(5.0, gt=0, description="Wall seconds between sweep passes.")
+    max_per_pass: int = Field(1000, ge=1, description="Customers re-scored per partition and pass.")
+    idle_after_s: float = Field(
+        30.0, gt=0, description="auto: a partition without events this long (wall) is idle.",
+    )
+    live_lag_s: float = Field(
+        3600.0, gt=0,
+        description="auto: events whose time was within this of the wall clock on arrival are "
+                    "live.",
     )
 
 
@@ -128,6 +193,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     redis: RedisSettings = RedisSettings()
     features: FeatureSettings = FeatureSettings()
+    sweep: SweepSettings = SweepSettings()
     worker: WorkerSettings = WorkerSettings()
     model: ModelSettings = ModelSettings()
     services: ServicesSettings = ServicesSettings()

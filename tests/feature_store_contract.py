@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from online_models.features import OTHER_TYPE, apply_event
+from online_models.features import OTHER_TYPE, FeatureSpec, apply_event
 from streams.contracts import CustomerEvent
 from streams.feature_store import FeatureStore
 
@@ -32,7 +32,7 @@ def reference(events: list[CustomerEvent], max_types: int) -> dict[str, dict[str
     states: dict[str, dict[str, float]] = {}
     for e in events:
         states[e.customer_id] = apply_event(states.get(e.customer_id, {}), e.event_type, e.ts,
-                                            e.value, max_types)
+                                            e.value, FeatureSpec(max_types=max_types))
     return states
 
 

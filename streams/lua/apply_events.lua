@@ -1,101 +1,199 @@
 -- Apply a batch of customer events to per-customer feature hashes, exactly once.
 --
+-- The update is online_models.features.apply_event, operation for operation (an integration
+-- test holds the two to each other on random streams); the dedup rule is the one of
+-- streams.feature_store.InMemoryFeatureStore.
+--
 -- KEYS: one feature hash per customer: <prefix>:{c:<id>}:f
--- ARGV[1]: JSON {"max_types": int, "ring": int, "customers": [[event, ...], ...]} where the
---          i-th list holds the events of KEYS[i], each [fingerprint, event_type, ts, ts_ms, value]
---          (fingerprint: 16 hex chars of sha1(event_id); ts: seconds; ts_ms: integer
+-- ARGV[1]: JSON {"max_types": int, "ring": int, "ttl_ms": int (0 = keep forever),
+--                "hl": [[name, half_life_seconds], ...],
+--                "customers": [[event, ...], ...]}
+--          the i-th list holds the events of KEYS[i], each [fingerprint, event_type, ts, ts_ms,
+--          value] (fingerprint: 16 hex chars of sha1(event_id); ts: seconds; ts_ms: integer
 --          milliseconds; value: number, or false when the event carries none)
--- Returns: JSON [[applied, late, {field: number, ...}], ...] per customer, in KEYS order; the
---          state after the batch, without the dedup ring
+-- Returns: one JSON text [[applied, late, {field: number, ...}], ...], per customer in KEYS
+--          order: the state after the batch without the dedup ring. Numbers are written with 17
+--          significant digits (cjson.encode stops at 14), so the reply is the stored state.
 --
 -- Exactly-once: the hash field "ids" is a ring of the last `ring` applied events, each a
 -- fixed-width entry of fingerprint .. %013d ts_ms. An event whose fingerprint is in the ring is
 -- a duplicate. When an entry leaves the ring, "dfloor" becomes the largest ts_ms that ever left
 -- it; events at or below dfloor can no longer be checked and are skipped as late. Every event
 -- applied with ts_ms > dfloor is still in the ring, so re-applying events never changes the
--- state. Same rules as streams.feature_store.InMemoryFeatureStore; same update as
--- online_models.features.apply_event.
+-- state.
+--
+-- Decay: c<h>.<type> / s<h>.<type> hold sums of 2^((t - r) / H) (times value), r = UTC day
+-- start of t_last. When r moves forward every decayed field is rescaled and the active-day
+-- bitmap "ad" (bit j = day r/86400 - j) is shifted.
 
 local req = cjson.decode(ARGV[1])
 local max_types = req['max_types']
 local ring_size = req['ring']
+local ttl_ms = req['ttl_ms']
+local hls = req['hl']
+local nhl = #hls
 local OTHER = '_other'
 local WIDTH = 29 -- 16 hex + 13 digits
-local out = {}
+local DAY = 86400
+local BITS = 32
+local BITS_MOD = 2 ^ BITS
+local floor, fmod, fmt_s, sub, find = math.floor, math.fmod, string.format, string.sub, string.find
+local concat = table.concat
+
+local cnames, snames = {}, {}
+for i = 1, nhl do
+  cnames[i] = 'c' .. hls[i][1] .. '.'
+  snames[i] = 's' .. hls[i][1] .. '.'
+end
 
 local function fmt(x)
-  if x == math.floor(x) and math.abs(x) < 1e15 then
-    return string.format('%d', x)
+  if x == floor(x) and x > -1e15 and x < 1e15 then
+    return fmt_s('%d', x)
   end
-  return string.format('%.17g', x)
+  return fmt_s('%.17g', x)
 end
 
 local function in_ring(ring, fp)
   local start = 1
   while true do
-    local pos = string.find(ring, fp, start, true)
+    local pos = find(ring, fp, start, true)
     if pos == nil then return false end
     if (pos - 1) % WIDTH == 0 then return true end
     start = pos + 1
   end
 end
 
+local function json_key(f)
+  if find(f, '[%c"\\]') then return cjson.encode(f) end
+  return '"' .. f .. '"'
+end
+
+local function rebase(st, dirty, new_r)
+  local delta = new_r - st['r']
+  local kinds = {}
+  for f, _ in pairs(st) do
+    if sub(f, 1, 2) == 'n.' then kinds[#kinds + 1] = sub(f, 3) end
+  end
+  for i = 1, nhl do
+    local factor = 2 ^ (-delta / hls[i][2])
+    for _, kind in ipairs(kinds) do
+      local ck, sk = cnames[i] .. kind, snames[i] .. kind
+      if st[ck] ~= nil then st[ck] = st[ck] * factor; dirty[ck] = true end
+      if st[sk] ~= nil then st[sk] = st[sk] * factor; dirty[sk] = true end
+    end
+  end
+  local shift = floor(delta / DAY + 0.5)
+  if shift < BITS then
+    st['ad'] = fmod((st['ad'] or 0) * 2 ^ shift, BITS_MOD)
+  else
+    st['ad'] = 0
+  end
+  dirty['ad'] = true
+  st['r'] = new_r
+  dirty['r'] = true
+end
+
+local function apply(st, dirty, typ, ts, val)
+  local kind = typ
+  if st['n.' .. typ] == nil and typ ~= OTHER then
+    if (st['k'] or 0) >= max_types then
+      kind = OTHER
+    else
+      st['k'] = (st['k'] or 0) + 1
+      dirty['k'] = true
+    end
+  end
+  local day_start = floor(ts / DAY) * DAY
+  local ref = st['r']
+  if ref == nil then
+    ref = day_start
+    st['r'] = ref; dirty['r'] = true
+    st['ad'] = 0; dirty['ad'] = true
+  elseif day_start > ref then
+    rebase(st, dirty, day_start)
+    ref = day_start
+  end
+  local j = floor((ref - day_start) / DAY + 0.5)
+  if j < BITS then
+    local bits = st['ad']
+    local p = 2 ^ j
+    if floor(bits / p) % 2 == 0 then st['ad'] = bits + p; dirty['ad'] = true end
+  end
+  st['n'] = (st['n'] or 0) + 1
+  dirty['n'] = true
+  local nk = 'n.' .. kind
+  st[nk] = (st[nk] or 0) + 1
+  dirty[nk] = true
+  for i = 1, nhl do
+    local w = 2 ^ ((ts - ref) / hls[i][2])
+    local ck = cnames[i] .. kind
+    st[ck] = (st[ck] or 0) + w
+    dirty[ck] = true
+    if val then
+      local sk = snames[i] .. kind
+      st[sk] = (st[sk] or 0) + val * w
+      dirty[sk] = true
+    end
+  end
+  if val then
+    local vk = 'v.' .. kind
+    st[vk] = (st[vk] or 0) + val
+    dirty[vk] = true
+  end
+  if st['t_first'] == nil or ts < st['t_first'] then st['t_first'] = ts; dirty['t_first'] = true end
+  if st['t_last'] == nil or ts > st['t_last'] then st['t_last'] = ts; dirty['t_last'] = true end
+  local tk = 't.' .. kind
+  if st[tk] == nil or ts > st[tk] then st[tk] = ts; dirty[tk] = true end
+end
+
+local out = {}
 for c = 1, #KEYS do
   local h = KEYS[c]
   local raw = redis.call('HGETALL', h)
-  local st = {}
+  local st, text = {}, {}
   local ring = ''
   for i = 1, #raw, 2 do
-    if raw[i] == 'ids' then ring = raw[i + 1] else st[raw[i]] = tonumber(raw[i + 1]) end
+    local f = raw[i]
+    if f == 'ids' then
+      ring = raw[i + 1]
+    else
+      text[f] = raw[i + 1]
+      st[f] = tonumber(raw[i + 1])
+    end
   end
   local dirty = {}
   local applied, late = 0, 0
   for _, e in ipairs(req['customers'][c]) do
-    local fp, typ, ts, ts_ms, val = e[1], e[2], e[3], e[4], e[5]
-    local floor = st['dfloor']
-    if floor ~= nil and ts_ms <= floor then
+    local fp, ts_ms = e[1], e[4]
+    local dfloor = st['dfloor']
+    if dfloor ~= nil and ts_ms <= dfloor then
       late = late + 1
     elseif not in_ring(ring, fp) then
       applied = applied + 1
-      ring = ring .. fp .. string.format('%013d', ts_ms)
+      ring = ring .. fp .. fmt_s('%013d', ts_ms)
       if #ring > ring_size * WIDTH then
-        local gone = tonumber(string.sub(ring, 17, WIDTH))
-        ring = string.sub(ring, WIDTH + 1)
-        if floor == nil or gone > floor then st['dfloor'] = gone; dirty['dfloor'] = true end
+        local gone = tonumber(sub(ring, 17, WIDTH))
+        ring = sub(ring, WIDTH + 1)
+        if dfloor == nil or gone > dfloor then st['dfloor'] = gone; dirty['dfloor'] = true end
       end
-      local kind = typ
-      if st['n.' .. typ] == nil and typ ~= OTHER then
-        if (st['k'] or 0) >= max_types then
-          kind = OTHER
-        else
-          st['k'] = (st['k'] or 0) + 1
-          dirty['k'] = true
-        end
-      end
-      st['n'] = (st['n'] or 0) + 1
-      dirty['n'] = true
-      local nk = 'n.' .. kind
-      st[nk] = (st[nk] or 0) + 1
-      dirty[nk] = true
-      if val then
-        local vk = 'v.' .. kind
-        st[vk] = (st[vk] or 0) + val
-        dirty[vk] = true
-      end
-      if st['t_first'] == nil or ts < st['t_first'] then st['t_first'] = ts; dirty['t_first'] = true end
-      if st['t_last'] == nil or ts > st['t_last'] then st['t_last'] = ts; dirty['t_last'] = true end
-      local tk = 't.' .. kind
-      if st[tk] == nil or ts > st[tk] then st[tk] = ts; dirty[tk] = true end
+      apply(st, dirty, e[2], e[3], e[5])
     end
   end
   if applied > 0 then
     local args = {'ids', ring}
     for f, _ in pairs(dirty) do
+      local s = fmt(st[f])
+      text[f] = s
       args[#args + 1] = f
-      args[#args + 1] = fmt(st[f])
+      args[#args + 1] = s
     end
     redis.call('HSET', h, unpack(args))
+    if ttl_ms > 0 then redis.call('PEXPIRE', h, ttl_ms) end
   end
-  out[c] = {applied, late, st}
+  local parts = {}
+  for f, s in pairs(text) do
+    parts[#parts + 1] = json_key(f) .. ':' .. s
+  end
+  out[c] = '[' .. applied .. ',' .. late .. ',{' .. concat(parts, ',') .. '}]'
 end
-return cjson.encode(out)
+return '[' .. concat(out, ',') .. ']'
