@@ -65,8 +65,10 @@ def produce(bootstrap: str, topic: str, n: int, customers: int, seed: int = 1) -
     return time.perf_counter() - start
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+def start_worker(env: dict[str, str], log: Path, naive: bool = False) -> subprocess.Popen[bytes]:
+    cmd = ([sys.executable, str(Path(__file__).with_name("naive_worker.py"))] if naive
+           else [sys.executable, "-m", "streams.cli", "worker"])
+    proc = subprocess.Popen(cmd, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 90

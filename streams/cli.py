@@ -27,16 +27,40 @@ from streams.settings import Settings, load_settings, masked_dump
 
 
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
-    print(json.dumps(masked_dump(settings), indent=2, sort_keys=False))
+    dump = masked_dump(settings)
+    if args.get:
+        value: object = dump
+        for part in args.get.split("."):
+            if not isinstance(value, dict) or part not in value:
+                print(f"churnpulse: no setting {args.get!r}", file=sys.stderr)
+                return 2
+            value = value[part]
+        print(value if not isinstance(value, dict | list) else json.dumps(value))
+        return 0
+    print(json.dumps(dump, indent=2, sort_keys=False))
     return 0
 
 
 def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.services import down, status, up
+    from streams.services import down, kafka, redis_server, status, up
     from streams.services.common import format_table
 
-    action = {"up": up, "down": down, "status": status}[args.action]
-    print(format_table(action(settings)))
+    unknown = set(args.names) - {"kafka", "redis"}
+    if unknown:
+        print(f"churnpulse: unknown service {', '.join(sorted(unknown))}; "
+              "known: kafka, redis", file=sys.stderr)
+        return 2
+    if args.action == "down" and args.names:
+        stoppers = {"kafka": kafka.down, "redis": redis_server.down}
+        rows = [stoppers[name](settings) for name in ("kafka", "redis") if name in args.names]
+    else:
+        rows = {"up": up, "down": down, "status": status}[args.action](settings)
+    if args.json:
+        print(json.dumps([{"name": r.name, "address": r.address, "state": r.state,
+                           "pid": r.pid, "log": str(r.log) if r.log else None,
+                           "detail": r.detail} for r in rows]))
+    else:
+        print(format_table(rows))
     return 0
 
 
@@ -70,11 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("config", help="print the effective configuration").set_defaults(
-        func=cmd_config)
+    config = sub.add_parser("config", help="print the effective configuration")
+    config.add_argument("--get", metavar="SECTION.KEY",
+                        help="print one value, e.g. kafka.bootstrap_servers")
+    config.set_defaults(func=cmd_config)
 
     services = sub.add_parser("services", help="local Kafka and Redis (no Docker needed)")
     services.add_argument("action", choices=("up", "down", "status"))
+    services.add_argument("names", nargs="*", metavar="kafka|redis",
+                          help="with down: only these (default: every service we started)")
+    services.add_argument("--json", action="store_true", help="machine-readable output")
     services.set_defaults(func=cmd_services)
 
     sub.add_parser("worker", help="run the stream processor").set_defaults(func=cmd_worker)

@@ -1,0 +1,27 @@
+# The two commands of the README, and the checks CI runs.
+.PHONY: demo test lint services-up services-down bench clean
+
+demo:            ## the whole pipeline live on local services (Ctrl-C stops it)
+	scripts/demo.sh $(ARGS)
+
+test:            ## the whole test suite, integration tests on real Kafka and Redis included
+	scripts/test.sh $(ARGS)
+
+lint:            ## ruff and mypy --strict on the packages
+	scripts/bootstrap.sh dev
+	.venv/bin/ruff check streams online_models alerts tests bench
+	.venv/bin/mypy
+
+services-up:
+	scripts/bootstrap.sh
+	.venv/bin/churnpulse services up
+
+services-down:
+	.venv/bin/churnpulse services down
+
+bench:           ## end-to-end benchmark (prints figures; not part of the pass/fail suite)
+	scripts/bootstrap.sh
+	.venv/bin/python bench/bench_pipeline.py
+
+clean:
+	rm -rf .venv .churnpulse .pytest_cache .mypy_cache .ruff_cache

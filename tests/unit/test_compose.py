@@ -1,0 +1,90 @@
+"""docker-compose.yml cannot run here (no Docker engine); check that it is right instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streams.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_services_kafka_redis_worker_with_pinned_images(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) >= {"kafka", "redis", "worker"}
+    for name in ("kafka", "redis"):
+        image = services[name]["image"]
+        _, _, tag = image.partition(":")
+        assert tag and tag != "latest", f"{name} image must be pinned: {image}"
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+
+
+def test_kafka_is_single_node_kraft(compose: dict[str, Any]) -> None:
+    env = compose["services"]["kafka"]["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
+    assert len(env["CLUSTER_ID"]) == 22
+
+
+def test_every_service_has_a_healthcheck_and_the_worker_waits_for_them(
+        compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("kafka", "redis"):
+        assert services[name]["healthcheck"]["test"]
+        assert services["worker"]["depends_on"][name]["condition"] == "service_healthy"
+
+
+def test_redis_persists(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    assert "--appendonly" in redis["command"]
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+
+
+def _setting_exists(path: list[str]) -> bool:
+    fields: Any = Settings.model_fields
+    for i, part in enumerate(path):
+        if part not in fields:
+            return False
+        annotation = fields[part].annotation
+        if i < len(path) - 1:
+            fields = getattr(annotation, "model_fields", None)
+            if fields is None:
+                return False
+    return True
+
+
+def test_worker_env_names_real_settings_and_reaches_the_other_services(
+        compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    services = compose["services"]
+    env = {k: str(v) for k, v in services["worker"]["environment"].items()}
+    for name in env:
+        assert name.startswith("CHURN_"), name
+        path = name.removeprefix("CHURN_").lower().split("__")
+        assert _setting_exists(path), f"{name} is not a churnpulse setting"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    settings = load_settings()
+    advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    internal = [a.split("://")[1] for a in advertised.split(",") if a.startswith("INTERNAL")]
+    assert settings.kafka.bootstrap_list == internal
+    assert settings.redis.url.startswith("redis://redis:6379")
+    assert services["worker"]["command"] == ["worker"]
+
+
+def test_dockerfile_runs_the_cli() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["churnpulse"]' in dockerfile
+    assert "FROM python:3.11" in dockerfile
