@@ -135,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "aiokafka"):  # client chatter about connections and metadata
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     try:
         code: int = args.func(settings, args)
     except (ChurnpulseError, ServiceError) as exc:

@@ -39,14 +39,15 @@ def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[P
         client.delete(key)
 
 
-def make_events(n: int, customers: int, seed: int) -> list[CustomerEvent]:
+def make_events(n: int, customers: int, seed: int, start: float = T0) -> list[CustomerEvent]:
+    """Events in time order (30 s apart from ``start``), spread over the customers."""
     rng = random.Random(seed)
     kinds = ["session", "purchase", "support_ticket"]
     out = []
     for i in range(n):
         kind = rng.choice(kinds)
         out.append(CustomerEvent(f"e{seed}-{i}", f"c{rng.randrange(customers)}", kind,
-                                 T0 + i * 30.0, 10.0 if kind == "purchase" else None))
+                                 start + i * 30.0, 10.0 if kind == "purchase" else None))
     return out
 
 
