@@ -31,7 +31,9 @@ keys share one Redis Cluster slot and the script touches only such keys; the due
 have their own tag, one slot per partition, and are written by plain commands beside the
 script)::
 
-    <prefix>:{c:<id>}:f      hash: the feature state, the ring in "ids"; TTL = retention
+    <prefix>:{c:<id>}:f      hash, TTL = retention: "s" the feature state and the dedup ring
+                             ("ids") as one MessagePack map (exact doubles, one value to read
+                             and write), "n" the event count as text (for people and tools)
     <prefix>:due:{p<n>}      sorted set: customer id -> next re-score time, events partition n
 """
 
@@ -53,9 +55,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from online_models.features import DAY_S, FeatureSpec, apply_event, catalogue
 from streams.contracts import CustomerEvent
 from streams.errors import TransientError
+from streams.packed_state import unpack_state
 from streams.settings import FeatureSettings
 
 LUA_APPLY_EVENTS = Path(__file__).with_name("lua") / "apply_events.lua"
+STATE_FIELD = "s"
 
 DueUpdates = Mapping[str, tuple[int, float]]
 """Customer id → (events partition, due time): raise the customer's due time to at least this."""
@@ -236,8 +240,8 @@ class RedisFeatureStore:
         return f"{self._prefix}:due:{{p{partition}}}"
 
     async def get(self, customer_id: str) -> dict[str, float]:
-        raw = await self._call(self._client.hgetall(self.feature_key(customer_id)))
-        return _state(raw)
+        return unpack_state(await self._call(
+            self._client.hget(self.feature_key(customer_id), STATE_FIELD)))
 
     async def features(self, customer_id: str, now: float) -> dict[str, float]:
         return catalogue(await self.get(customer_id), now, self._spec)
@@ -267,12 +271,12 @@ class RedisFeatureStore:
         cids = [_text(member) for member, _ in entries]
         pipe = self._client.pipeline(transaction=False)
         for cid in cids:
-            pipe.hgetall(self.feature_key(cid))
+            pipe.hget(self.feature_key(cid), STATE_FIELD)
         states = await self._call(pipe.execute())
         out, gone = [], []
         for cid, (_, when), raw in zip(cids, entries, states, strict=True):
             if raw:
-                out.append(DueCustomer(cid, float(when), _state(raw)))
+                out.append(DueCustomer(cid, float(when), unpack_state(raw)))
             else:
                 gone.append(cid)  # expired (retention) or erased
         if gone:
@@ -331,10 +335,6 @@ class RedisFeatureStore:
             return await awaitable
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise TransientError(f"redis unavailable: {exc}") from exc
-
-
-def _state(raw: Mapping[bytes | str, bytes | str]) -> dict[str, float]:
-    return {_text(k): float(v) for k, v in raw.items() if k not in (b"ids", "ids")}
 
 
 def _text(raw: bytes | str) -> str:

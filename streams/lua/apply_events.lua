@@ -4,23 +4,25 @@
 -- test holds the two to each other on random streams); the dedup rule is the one of
 -- streams.feature_store.InMemoryFeatureStore.
 --
--- KEYS: one feature hash per customer: <prefix>:{c:<id>}:f
+-- KEYS: one feature hash per customer: <prefix>:{c:<id>}:f, fields
+--         "s": the state, a MessagePack map field -> number (doubles are stored exactly),
+--              plus the dedup ring under "ids"
+--         "n": the event count again, as text, for people and tools (HGET ... n)
 -- ARGV[1]: JSON {"max_types": int, "ring": int, "ttl_ms": int (0 = keep forever),
 --                "hl": [[name, half_life_seconds], ...],
 --                "customers": [[event, ...], ...]}
 --          the i-th list holds the events of KEYS[i], each [fingerprint, event_type, ts, ts_ms,
 --          value] (fingerprint: 16 hex chars of sha1(event_id); ts: seconds; ts_ms: integer
 --          milliseconds; value: number, or false when the event carries none)
--- Returns: one JSON text [[applied, late, {field: number, ...}], ...], per customer in KEYS
---          order: the state after the batch without the dedup ring. Numbers are written with 17
---          significant digits (cjson.encode stops at 14), so the reply is the stored state.
+-- Returns: JSON [[applied, late, {field: number, ...}], ...], per customer in KEYS order: the
+--          state after the batch without the ring. cjson writes 14 significant digits: the
+--          reply is for scoring; the stored state is exact (read it with HGET ... s).
 --
--- Exactly-once: the hash field "ids" is a ring of the last `ring` applied events, each a
--- fixed-width entry of fingerprint .. %013d ts_ms. An event whose fingerprint is in the ring is
--- a duplicate. When an entry leaves the ring, "dfloor" becomes the largest ts_ms that ever left
--- it; events at or below dfloor can no longer be checked and are skipped as late. Every event
--- applied with ts_ms > dfloor is still in the ring, so re-applying events never changes the
--- state.
+-- Exactly-once: "ids" is a ring of the last `ring` applied events, each a fixed-width entry of
+-- fingerprint .. %013d ts_ms. An event whose fingerprint is in the ring is a duplicate. When an
+-- entry leaves the ring, "dfloor" becomes the largest ts_ms that ever left it; events at or
+-- below dfloor can no longer be checked and are skipped as late. Every event applied with
+-- ts_ms > dfloor is still in the ring, so re-applying events never changes the state.
 --
 -- Decay: c<h>.<type> / s<h>.<type> hold sums of 2^((t - r) / H) (times value), r = UTC day
 -- start of t_last. When r moves forward every decayed field is rescaled and the active-day
@@ -38,7 +40,6 @@ local DAY = 86400
 local BITS = 32
 local BITS_MOD = 2 ^ BITS
 local floor, fmod, fmt_s, sub, find = math.floor, math.fmod, string.format, string.sub, string.find
-local concat = table.concat
 
 local cnames, snames = {}, {}
 for i = 1, nhl do
@@ -63,12 +64,7 @@ local function in_ring(ring, fp)
   end
 end
 
-local function json_key(f)
-  if find(f, '[%c"\\]') then return cjson.encode(f) end
-  return '"' .. f .. '"'
-end
-
-local function rebase(st, dirty, new_r)
+local function rebase(st, new_r)
   local delta = new_r - st['r']
   local kinds = {}
   for f, _ in pairs(st) do
@@ -78,8 +74,8 @@ local function rebase(st, dirty, new_r)
     local factor = 2 ^ (-delta / hls[i][2])
     for _, kind in ipairs(kinds) do
       local ck, sk = cnames[i] .. kind, snames[i] .. kind
-      if st[ck] ~= nil then st[ck] = st[ck] * factor; dirty[ck] = true end
-      if st[sk] ~= nil then st[sk] = st[sk] * factor; dirty[sk] = true end
+      if st[ck] ~= nil then st[ck] = st[ck] * factor end
+      if st[sk] ~= nil then st[sk] = st[sk] * factor end
     end
   end
   local shift = floor(delta / DAY + 0.5)
@@ -88,80 +84,64 @@ local function rebase(st, dirty, new_r)
   else
     st['ad'] = 0
   end
-  dirty['ad'] = true
   st['r'] = new_r
-  dirty['r'] = true
 end
 
-local function apply(st, dirty, typ, ts, val)
+local function apply(st, typ, ts, val)
   local kind = typ
   if st['n.' .. typ] == nil and typ ~= OTHER then
     if (st['k'] or 0) >= max_types then
       kind = OTHER
     else
       st['k'] = (st['k'] or 0) + 1
-      dirty['k'] = true
     end
   end
   local day_start = floor(ts / DAY) * DAY
   local ref = st['r']
   if ref == nil then
     ref = day_start
-    st['r'] = ref; dirty['r'] = true
-    st['ad'] = 0; dirty['ad'] = true
+    st['r'] = ref
+    st['ad'] = 0
   elseif day_start > ref then
-    rebase(st, dirty, day_start)
+    rebase(st, day_start)
     ref = day_start
   end
   local j = floor((ref - day_start) / DAY + 0.5)
   if j < BITS then
     local bits = st['ad']
     local p = 2 ^ j
-    if floor(bits / p) % 2 == 0 then st['ad'] = bits + p; dirty['ad'] = true end
+    if floor(bits / p) % 2 == 0 then st['ad'] = bits + p end
   end
   st['n'] = (st['n'] or 0) + 1
-  dirty['n'] = true
   local nk = 'n.' .. kind
   st[nk] = (st[nk] or 0) + 1
-  dirty[nk] = true
   for i = 1, nhl do
     local w = 2 ^ ((ts - ref) / hls[i][2])
     local ck = cnames[i] .. kind
     st[ck] = (st[ck] or 0) + w
-    dirty[ck] = true
     if val then
       local sk = snames[i] .. kind
       st[sk] = (st[sk] or 0) + val * w
-      dirty[sk] = true
     end
   end
   if val then
     local vk = 'v.' .. kind
     st[vk] = (st[vk] or 0) + val
-    dirty[vk] = true
   end
-  if st['t_first'] == nil or ts < st['t_first'] then st['t_first'] = ts; dirty['t_first'] = true end
-  if st['t_last'] == nil or ts > st['t_last'] then st['t_last'] = ts; dirty['t_last'] = true end
+  if st['t_first'] == nil or ts < st['t_first'] then st['t_first'] = ts end
+  if st['t_last'] == nil or ts > st['t_last'] then st['t_last'] = ts end
   local tk = 't.' .. kind
-  if st[tk] == nil or ts > st[tk] then st[tk] = ts; dirty[tk] = true end
+  if st[tk] == nil or ts > st[tk] then st[tk] = ts end
 end
 
 local out = {}
 for c = 1, #KEYS do
   local h = KEYS[c]
-  local raw = redis.call('HGETALL', h)
-  local st, text = {}, {}
-  local ring = ''
-  for i = 1, #raw, 2 do
-    local f = raw[i]
-    if f == 'ids' then
-      ring = raw[i + 1]
-    else
-      text[f] = raw[i + 1]
-      st[f] = tonumber(raw[i + 1])
-    end
-  end
-  local dirty = {}
+  local blob = redis.call('HGET', h, 's')
+  local st = {}
+  if blob then st = cmsgpack.unpack(blob) end
+  local ring = st['ids'] or ''
+  st['ids'] = nil
   local applied, late = 0, 0
   for _, e in ipairs(req['customers'][c]) do
     local fp, ts_ms = e[1], e[4]
@@ -174,26 +154,17 @@ for c = 1, #KEYS do
       if #ring > ring_size * WIDTH then
         local gone = tonumber(sub(ring, 17, WIDTH))
         ring = sub(ring, WIDTH + 1)
-        if dfloor == nil or gone > dfloor then st['dfloor'] = gone; dirty['dfloor'] = true end
+        if dfloor == nil or gone > dfloor then st['dfloor'] = gone end
       end
-      apply(st, dirty, e[2], e[3], e[5])
+      apply(st, e[2], e[3], e[5])
     end
   end
   if applied > 0 then
-    local args = {'ids', ring}
-    for f, _ in pairs(dirty) do
-      local s = fmt(st[f])
-      text[f] = s
-      args[#args + 1] = f
-      args[#args + 1] = s
-    end
-    redis.call('HSET', h, unpack(args))
+    st['ids'] = ring
+    redis.call('HSET', h, 'n', fmt(st['n']), 's', cmsgpack.pack(st))
+    st['ids'] = nil
     if ttl_ms > 0 then redis.call('PEXPIRE', h, ttl_ms) end
   end
-  local parts = {}
-  for f, s in pairs(text) do
-    parts[#parts + 1] = json_key(f) .. ':' .. s
-  end
-  out[c] = '[' .. applied .. ',' .. late .. ',{' .. concat(parts, ',') .. '}]'
+  out[c] = {applied, late, st}
 end
-return '[' .. concat(out, ',') .. ']'
+return cjson.encode(out)
