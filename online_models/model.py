@@ -9,30 +9,45 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Hashable
-from importlib.metadata import version as _dist_version
 from dataclasses import dataclass, field
+from importlib.metadata import version as _dist_version
 from typing import Any, Literal, cast
 
-from river import base, linear_model, optim, preprocessing
+from river import base, forest, linear_model, optim, preprocessing, tree
 
 UNTRAINED_VERSION = "0-untrained"
 RIVER_VERSION = _dist_version("river")
 
 
-def make_model(name: Literal["logreg"] = "logreg", learning_rate: float = 0.01,
-               l2: float = 0.0) -> base.Classifier:
+ModelName = Literal["logreg", "hat", "arf"]
+MODEL_NAMES: tuple[str, ...] = ("logreg", "hat", "arf")
+
+
+def make_model(name: ModelName = "logreg", learning_rate: float = 0.01,
+               l2: float = 0.0, seed: int = 42) -> base.Classifier:
     """A fresh online classifier.
+
+    ``logreg``: StandardScaler | LogisticRegression (the default; exact explanations);
+    ``hat``: Hoeffding adaptive tree; ``arf``: adaptive random forest of 10 trees.
 
     >>> m = make_model()
     >>> m.predict_proba_one({"x": 1.0})[True]
     0.5
+    >>> make_model("nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model 'nope'; known: logreg, hat, arf
     """
     if name == "logreg":
         pipeline = preprocessing.StandardScaler() | linear_model.LogisticRegression(
             optimizer=optim.SGD(learning_rate), l2=l2
         )
         return cast(base.Classifier, pipeline)
-    raise ValueError(f"unknown model {name!r}; known: 'logreg'")
+    if name == "hat":
+        return cast(base.Classifier, tree.HoeffdingAdaptiveTreeClassifier(seed=seed))
+    if name == "arf":
+        return cast(base.Classifier, forest.ARFClassifier(n_models=10, seed=seed))
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
 
 
 @dataclass(frozen=True)
