@@ -2,8 +2,9 @@
 
 ``create_app(settings)`` wires the events hot path (:class:`~streams.consumer.EventConsumer`, a
 batching aiokafka consumer, see its module for why it is not a Faust agent) with its Redis
-feature store, model watcher and Kafka sink, and runs it as a Faust task, so that the Faust worker
-owns the process: start-up, signals, graceful shutdown, logging and timers.
+feature store, model watcher, Kafka sink and the sweeper of quiet customers
+(:mod:`streams.sweeper`), and runs it as a Faust task, so that the Faust worker owns the
+process: start-up, signals, graceful shutdown, logging and timers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from streams.feature_store import RedisFeatureStore
 from streams.model_registry import ModelWatcher, RedisModelRegistry
 from streams.processor import EventBatchProcessor, RecordSink
 from streams.settings import Settings
+from streams.sweeper import Sweeper
+from streams.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +62,27 @@ def create_app(settings: Settings) -> faust.App:
         loghandlers=[],
     )
 
+    sweep = settings.sweep
+    stores: list[RedisFeatureStore] = []
+
     def make_processor(sink: RecordSink) -> EventBatchProcessor:
         client = make_redis(settings)
+        store = RedisFeatureStore(client, settings.features, settings.redis.key_prefix)
+        stores.append(store)
         return EventBatchProcessor(
-            store=RedisFeatureStore(client, settings.features, settings.redis.key_prefix),
+            store=store,
             models=ModelWatcher(RedisModelRegistry(client, settings.redis.key_prefix)),
             sink=sink,
             topics=settings.topics,
+            rescore_after_s=sweep.rescore_after_s if sweep.enabled else None,
+            watermarks=Watermarks(sweep),
         )
 
-    events = EventConsumer(settings, make_processor)
+    def make_sweeper(processor: EventBatchProcessor) -> Sweeper:
+        assert processor.watermarks is not None
+        return Sweeper(stores[-1], processor, processor.watermarks, sweep)
+
+    events = EventConsumer(settings, make_processor, make_sweeper if sweep.enabled else None)
 
     @app.task  # type: ignore[untyped-decorator]
     async def consume_events() -> None:
@@ -81,5 +95,9 @@ def create_app(settings: Settings) -> faust.App:
             log.info("totals: records=%d applied=%d scores=%d dead_lettered=%d late=%d "
                      "retries=%d model=%s", t.records, t.applied, t.scores, t.dead_lettered,
                      t.late, t.retries, t.last_model_version)
+        if events.sweeper is not None:
+            s = events.sweeper.stats
+            log.info("sweeper: passes=%d rescored=%d skipped=%d", s.passes, s.rescored,
+                     s.skipped)
 
     return app

@@ -16,6 +16,9 @@ Guarantees, per batch of up to ``batch_size`` records:
   while the next one waits: at most ``PIPELINE_DEPTH`` batches are in flight;
 * nothing escapes: a batch that fails for an unexpected reason goes to the dead-letter topic
   whole, with the reason, and is committed (see ``process_or_dead_letter``).
+
+Beside the loop runs the sweeper (:mod:`streams.sweeper`), every ``sweep.interval_s``, over the
+partitions this worker owns: it re-scores customers who went quiet.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from streams.processor import (
     RecordSink,
 )
 from streams.settings import Settings
+from streams.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 PIPELINE_DEPTH = 2
@@ -93,6 +97,9 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self._runner.drain()
+        processor = self._runner.processor
+        if processor is not None and processor.watermarks is not None:
+            processor.watermarks.forget([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("events partitions assigned: %s",
@@ -103,9 +110,12 @@ class EventConsumer:
     """Reads the events topic in batches and drives an :class:`EventBatchProcessor`."""
 
     def __init__(self, settings: Settings,
-                 make_processor: Callable[[RecordSink], EventBatchProcessor]) -> None:
+                 make_processor: Callable[[RecordSink], EventBatchProcessor],
+                 make_sweeper: Callable[[EventBatchProcessor], Sweeper] | None = None) -> None:
         self._settings = settings
         self._make_processor = make_processor
+        self._make_sweeper = make_sweeper
+        self.sweeper: Sweeper | None = None
         self._inflight: deque[asyncio.Task[None]] = deque()
         self._consumer: AIOKafkaConsumer | None = None
         self.processor: EventBatchProcessor | None = None
@@ -135,6 +145,10 @@ class EventConsumer:
         consumer.subscribe([self._settings.topics.events], listener=_Revocations(self))
         await consumer.start()
         log.info("consuming %s as group %s", self._settings.topics.events, self.group_id)
+        sweeping: asyncio.Task[None] | None = None
+        if self._make_sweeper is not None:
+            self.sweeper = self._make_sweeper(processor)
+            sweeping = asyncio.create_task(self._sweep_loop(self.sweeper))
         try:
             applied: asyncio.Future[None] | None = None
             while True:
@@ -159,10 +173,37 @@ class EventConsumer:
                 self._inflight.append(task)
                 task.add_done_callback(self._forget)
         finally:
+            if sweeping is not None:
+                sweeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sweeping
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.drain(), timeout=30)
             await consumer.stop()
             await producer.stop()
+
+    async def _sweep_loop(self, sweeper: Sweeper) -> None:
+        """Every ``sweep.interval_s``: one sweep pass over the partitions owned now."""
+        events = self._settings.topics.events
+        while True:
+            await asyncio.sleep(self._settings.sweep.interval_s)
+            consumer = self._consumer
+            if consumer is None:
+                continue
+            partitions = sorted(tp.partition for tp in consumer.assignment()
+                                if tp.topic == events)
+            try:
+                sent = await sweeper.run_pass(partitions)
+            except asyncio.CancelledError:
+                raise
+            except TransientError as exc:
+                log.warning("sweep pass failed, retrying next pass: %s", exc)
+                continue
+            except Exception:
+                log.exception("sweep pass failed; retrying next pass")
+                continue
+            if sent:
+                log.info("sweep: re-scored %d quiet customers", sent)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         with contextlib.suppress(ValueError):

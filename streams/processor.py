@@ -10,11 +10,14 @@ Per batch:
    reason in headers) and nothing else is held up;
 2. apply the valid events to the feature store in one call (retried while Redis is down, so a
    batch is never acknowledged before Redis confirmed it);
-3. score every customer touched, once, on its state after the batch, at the event time of its
-   newest event;
+3. score every customer touched, once, on its state after the batch, at its newest event time
+   (``reason: "event"``);
 4. publish scores and dead letters and wait until the broker acknowledged them.
 
-Only then does the caller acknowledge the batch's offsets.
+Only then does the caller acknowledge the batch's offsets. The feature call also raises each
+customer's re-score time in the due-index (same round trip) and, once Redis confirmed, moves the
+partitions' watermarks (:class:`~streams.watermarks.Watermarks`); customers who then stay quiet
+are re-scored by :mod:`streams.sweeper` with the same record format (``reason: "sweep"``).
 """
 
 from __future__ import annotations
@@ -24,14 +27,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from online_models.features import feature_vector
+from online_models.features import FeatureSpec, feature_vector
 from online_models.model import ModelHandle
 from streams.contracts import CustomerEvent, decode_event, encode, format_ts
 from streams.errors import InvalidMessage, TransientError
-from streams.feature_store import AppliedState, FeatureStore
+from streams.feature_store import AppliedState, FeatureStore, ts_ms
 from streams.settings import TopicSettings
+from streams.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -133,6 +137,32 @@ def dead_letter_headers(record: RawRecord, error: InvalidMessage, now: float) ->
     ]
 
 
+def score_record(customer_id: str, state: dict[str, float], now: float, handle: ModelHandle,
+                 spec: FeatureSpec, *, reason: Literal["event", "sweep"], scored_at: str,
+                 last_event_id: str | None = None, events_applied: int = 0,
+                 source_timestamp_ms: int = 0) -> dict[str, Any]:
+    """One record of the scores topic: the customer's churn score at event time ``now``.
+
+    ``score_id`` is deterministic (downstream deduplicates on it): the triggering event for
+    ``reason="event"``, the re-score time for ``reason="sweep"``.
+    """
+    trigger = last_event_id if reason == "event" else f"sweep:{ts_ms(now)}"
+    return {
+        "schema_version": 1,
+        "score_id": f"{customer_id}:{trigger}:{handle.version}",
+        "customer_id": customer_id,
+        "score": handle.score(feature_vector(state, now, spec)),
+        "model_version": handle.version,
+        "ts": format_ts(now),
+        "reason": reason,
+        "last_event_id": last_event_id,
+        "events_total": int(state.get("n", 0)),
+        "events_applied": events_applied,
+        "scored_at": scored_at,
+        "source_timestamp_ms": source_timestamp_ms,
+    }
+
+
 async def retry_transient(
     op: Callable[[], Awaitable[T]],
     *,
@@ -164,6 +194,8 @@ class Batch:
     stats: BatchStats
     events: list[CustomerEvent] = field(default_factory=list)
     arrived: dict[str, int] = field(default_factory=dict)
+    partition_of: dict[str, int] = field(default_factory=dict)
+    newest: dict[int, float] = field(default_factory=dict)
     out: list[OutRecord] = field(default_factory=list)
     states: dict[str, AppliedState] = field(default_factory=dict)
     handle: ModelHandle | None = None
@@ -183,19 +215,25 @@ class EventBatchProcessor:
         topics: TopicSettings,
         wall_clock: Callable[[], float] = time.time,
         retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rescore_after_s: float | None = None,
+        watermarks: Watermarks | None = None,
     ) -> None:
         self._store = store
-        self._models = models
-        self._sink = sink
-        self._topics = topics
+        self.models = models
+        self.sink = sink
+        self.topics = topics
+        self.spec = store.spec
         self._wall = wall_clock
         self._retry_sleep = retry_sleep
+        self._rescore_after_s = rescore_after_s
+        self.watermarks = watermarks
         self.totals = Totals()
 
     def prepare(self, records: Sequence[RawRecord]) -> Batch:
         """Decode; invalid records become dead-letter output right away."""
         batch = Batch(records, BatchStats(records=len(records)))
-        arrived, events = batch.arrived, batch.events
+        arrived, events, partition_of, newest = (batch.arrived, batch.events,
+                                                 batch.partition_of, batch.newest)
         for record in records:
             try:
                 if record.value is None:
@@ -208,18 +246,36 @@ class EventBatchProcessor:
                 batch.out.append(self._dead_letter_record(record, exc))
                 continue
             events.append(event)
-            ts_ms = record.timestamp_ms or 0
-            if ts_ms > arrived.get(event.customer_id, 0):
-                arrived[event.customer_id] = ts_ms
+            arrived_ms = record.timestamp_ms or 0
+            if arrived_ms > arrived.get(event.customer_id, 0):
+                arrived[event.customer_id] = arrived_ms
+            partition_of[event.customer_id] = record.partition
+            if event.ts > newest.get(record.partition, float("-inf")):
+                newest[record.partition] = event.ts
         batch.stats.valid = len(events)
         return batch
 
     async def apply(self, batch: Batch) -> None:
         """Apply the batch's events to the feature store (retried until Redis confirms)."""
         if batch.events:
-            events = batch.events
-            batch.states = await self._retrying(lambda: self._store.apply(events), batch.stats)
-            batch.handle = await self._retrying(self._models.current, batch.stats)
+            events, due = batch.events, self._due_updates(batch)
+            batch.states = await self._retrying(lambda: self._store.apply(events, due),
+                                                batch.stats)
+            if self.watermarks is not None:
+                wall = self._wall()
+                for partition, newest in batch.newest.items():
+                    self.watermarks.observe(partition, newest, wall)
+            batch.handle = await self._retrying(self.models.current, batch.stats)
+
+    def _due_updates(self, batch: Batch) -> dict[str, tuple[int, float]] | None:
+        after = self._rescore_after_s
+        if after is None:
+            return None
+        newest: dict[str, float] = {}
+        for event in batch.events:
+            if event.ts > newest.get(event.customer_id, float("-inf")):
+                newest[event.customer_id] = event.ts
+        return {cid: (batch.partition_of[cid], ts + after) for cid, ts in newest.items()}
 
     def score(self, batch: Batch) -> None:
         """One score per customer touched, on its state after the batch."""
@@ -232,34 +288,26 @@ class EventBatchProcessor:
             if seen is None or event.ts >= seen.ts:
                 newest[event.customer_id] = event
         scored_at = format_ts(self._wall())
-        scores_topic, version, out = self._topics.scores, handle.version, batch.out
+        scores_topic, out, spec = self.topics.scores, batch.out, self.spec
         for cid, applied in batch.states.items():
             event = newest[cid]
             state = applied.state
             stats.applied += applied.applied
             stats.late += applied.late
-            record = {
-                "schema_version": 1,
-                "score_id": f"{cid}:{event.event_id}:{version}",
-                "customer_id": cid,
-                "score": handle.score(feature_vector(state, now=event.ts)),
-                "model_version": version,
-                "ts": format_ts(event.ts),
-                "last_event_id": event.event_id,
-                "events_total": int(state.get("n", 0)),
-                "events_applied": applied.applied,
-                "scored_at": scored_at,
-                "source_timestamp_ms": batch.arrived.get(cid, 0),
-            }
+            now = max(event.ts, state.get("t_last", event.ts))
+            record = score_record(cid, state, now, handle, spec, reason="event",
+                                  scored_at=scored_at, last_event_id=event.event_id,
+                                  events_applied=applied.applied,
+                                  source_timestamp_ms=batch.arrived.get(cid, 0))
             out.append(OutRecord(scores_topic, cid.encode(), encode(record)))
         stats.scores += len(batch.states)
-        self.totals.last_model_version = version
+        self.totals.last_model_version = handle.version
 
     async def publish(self, batch: Batch) -> BatchStats:
         """Publish scores and dead letters; returns once the broker acknowledged them."""
         if batch.out:
             out = batch.out
-            await self._retrying(lambda: self._sink.publish(out), batch.stats)
+            await self._retrying(lambda: self.sink.publish(out), batch.stats)
         self.totals.add(batch.stats)
         return batch.stats
 
@@ -273,14 +321,14 @@ class EventBatchProcessor:
         """Send whole records to the dead-letter topic (the runner's last resort)."""
         stats = BatchStats(records=len(records), dead_lettered=len(records))
         out = [self._dead_letter_record(r, error) for r in records]
-        await self._retrying(lambda: self._sink.publish(out), stats)
+        await self._retrying(lambda: self.sink.publish(out), stats)
         reasons = self.totals.dead_letter_reasons
         reasons[error.code] = reasons.get(error.code, 0) + len(records)
         self.totals.add(stats)
 
     def _dead_letter_record(self, record: RawRecord, error: InvalidMessage) -> OutRecord:
         headers = dead_letter_headers(record, error, self._wall())
-        return OutRecord(self._topics.dead_letter, record.key, record.value or b"", headers)
+        return OutRecord(self.topics.dead_letter, record.key, record.value or b"", headers)
 
     async def _retrying(self, op: Callable[[], Awaitable[T]], stats: BatchStats) -> T:
         def on_retry(attempt: int, exc: TransientError) -> None:

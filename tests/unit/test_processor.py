@@ -8,7 +8,8 @@ import pytest
 from online_models.model import UNTRAINED_VERSION, ModelHandle, make_model
 from streams.contracts import CustomerEvent, format_ts
 from streams.errors import TransientError
-from streams.feature_store import AppliedState, InMemoryFeatureStore
+from online_models.features import FeatureSpec
+from streams.feature_store import AppliedState, DueUpdates, InMemoryFeatureStore
 from streams.processor import EventBatchProcessor, MemorySink, RawRecord
 from streams.settings import FeatureSettings, TopicSettings
 
@@ -58,6 +59,8 @@ async def test_one_score_per_customer_after_the_batch() -> None:
     assert scores["a"]["source_timestamp_ms"] == 2000
     assert scores["a"]["model_version"] == UNTRAINED_VERSION
     assert scores["b"]["ts"] == format_ts(T0 + 1)
+    assert scores["a"]["reason"] == "event"
+    assert scores["a"]["score_id"] == f"a:e2:{UNTRAINED_VERSION}"
     assert 0.0 <= scores["b"]["score"] <= 1.0
     assert [r.key for r in sink.on(TOPICS.scores)] == [b"a", b"b"]
 
@@ -91,11 +94,16 @@ class FlakyStore:
         self.inner = InMemoryFeatureStore(FeatureSettings())
         self.failures = failures
 
-    async def apply(self, events: Sequence[CustomerEvent]) -> dict[str, AppliedState]:
+    @property
+    def spec(self) -> FeatureSpec:
+        return self.inner.spec
+
+    async def apply(self, events: Sequence[CustomerEvent],
+                    due: DueUpdates | None = None) -> dict[str, AppliedState]:
         if self.failures:
             self.failures -= 1
             raise TransientError("redis down")
-        return await self.inner.apply(events)
+        return await self.inner.apply(events, due)
 
     async def get(self, customer_id: str) -> dict[str, float]:
         return await self.inner.get(customer_id)
@@ -119,3 +127,31 @@ async def test_dead_letter_of_a_whole_batch_keeps_original_bytes() -> None:
     await proc.dead_letter(records, InvalidMessage("processing_failed", "boom"))
     assert [r.value for r in sink.on(TOPICS.dead_letter)] == [b"x", b"y"]
     assert proc.totals.dead_letter_reasons == {"processing_failed": 2}
+
+
+async def test_batch_raises_due_times_and_watermarks() -> None:
+    from streams.settings import SweepSettings
+    from streams.watermarks import Watermarks
+
+    sink = MemorySink()
+    store = InMemoryFeatureStore(FeatureSettings())
+    marks = Watermarks(SweepSettings(allowed_lateness_s=60, clock="event"))
+    proc = EventBatchProcessor(store=store, models=FixedModel(), sink=sink, topics=TOPICS,
+                               wall_clock=lambda: T0, rescore_after_s=86400.0, watermarks=marks)
+    records = [RawRecord(TOPICS.events, 3, 0, b"a", event_bytes(0, "a", T0 + 10)),
+               RawRecord(TOPICS.events, 3, 1, b"a", event_bytes(1, "a", T0 + 5)),
+               RawRecord(TOPICS.events, 1, 0, b"b", event_bytes(2, "b", T0 + 7))]
+    await proc.process(records)
+    assert store.due_entries(3) == {"a": T0 + 10 + 86400.0}
+    assert store.due_entries(1) == {"b": T0 + 7 + 86400.0}
+    assert (marks.watermark(3), marks.watermark(1)) == (T0 + 10 - 60, T0 + 7 - 60)
+
+
+async def test_late_batch_is_scored_at_the_newest_event_time_seen() -> None:
+    sink = MemorySink()
+    proc = processor(sink)
+    await proc.process([raw(0, event_bytes(0, "a", T0 + 100))])
+    await proc.process([raw(1, event_bytes(1, "a", T0 + 50))])
+    last = orjson.loads(sink.on(TOPICS.scores)[-1].value)
+    assert last["ts"] == format_ts(T0 + 100)
+    assert last["events_total"] == 2
