@@ -123,10 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=1, help="worker processes")
     demo.set_defaults(func=cmd_demo)
 
-    from streams import cli_data, cli_features
+    from streams import cli_data, cli_features, cli_model
 
     cli_features.register(sub)
     cli_data.register(sub)
+    cli_model.register(sub)
     return parser
 
 

@@ -113,13 +113,14 @@ class RedisObservationStore:
                       key=lambda o: o.t)
 
     async def due(self, until: float, limit: int) -> list[Observation]:
-        members = await self._client.zrangebyscore(self._due_key, "-inf", until, start=0,
-                                                   num=limit)
+        raw_members = await self._client.zrangebyscore(self._due_key, "-inf", until, start=0,
+                                                       num=limit)
+        members = [m.decode() if isinstance(m, bytes) else str(m) for m in raw_members]
         if not members:
             return []
         async with self._client.pipeline(transaction=False) as pipe:
             for m in members:
-                cid, _, slot = (m.decode() if isinstance(m, bytes) else m).rpartition("|")
+                cid, _, slot = m.rpartition("|")
                 pipe.hget(self.key(cid), slot)
             replies = await pipe.execute()
         found = [Observation.from_json(orjson.loads(r)) for r in replies if r is not None]

@@ -60,6 +60,7 @@ class TopicSettings(_Section):
     scores: str = "churn-scores"
     alerts: str = "churn-alerts"
     dead_letter: str = "churn-dead-letter"
+    model_events: str = "churn-model-events"
 
 
 class RedisSettings(_Section):
@@ -158,9 +159,27 @@ class WorkerSettings(_Section):
 
 
 class ModelSettings(_Section):
-    name: Literal["logreg"] = "logreg"
+    """Models and learning from delayed labels (see README "Learning")."""
+
+    name: Literal["logreg", "hat", "arf"] = Field("logreg", description="Champion model.")
+    challengers: tuple[Literal["logreg", "hat", "arf"], ...] = Field(
+        (), description="Models that learn in shadow and may be promoted."
+    )
     learning_rate: float = Field(0.01, gt=0)
     l2: float = Field(0.0, ge=0)
+    horizon_days: float = Field(30.0, gt=0, description="A score predicts churn within this.")
+    observation_interval_hours: float = Field(
+        24.0, gt=0, description="At most one snapshot per customer per interval."
+    )
+    alert_threshold: float = Field(0.5, gt=0, lt=1, description="Precision/recall threshold.")
+    metrics_window: int = Field(5000, ge=100, description="Resolved observations per metric.")
+    promote_after: int = Field(2000, ge=1, description="Resolutions before a promotion.")
+    promote_margin: float = Field(0.02, ge=0, description="AUC a challenger must gain.")
+    poll_s: float = Field(2.0, gt=0, description="How often scorers check for a new version.")
+    keep_versions: int = Field(5, ge=1, description="Model versions kept in the registry.")
+    learner_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus /metrics of the learner (0 = off)."
+    )
 
 
 class ServicesSettings(_Section):

@@ -1,0 +1,287 @@
+"""The learner process (``churnpulse learner``): the single writer of the model.
+
+Each step (about once a second):
+
+1. read new churn labels (all partitions of the labels topic, from the checkpointed offsets)
+   and the pipeline's watermark (the slowest partition's, published by the workers);
+2. resolve and learn (:class:`streams.learning.LearningLoop`);
+3. write one checkpoint — learner state (all models, metrics), label offsets, version, and the
+   *tombstones* (the snapshots just resolved) — as a single Redis value, atomically;
+4. publish the champion as the next model version (scorers pick it up within ``poll_s``);
+5. remove the tombstoned snapshots from the observation store.
+
+A crash before 3 leaves the old checkpoint: the labels are read again from its offsets and the
+snapshots are still pending, so every one is learned once. A crash after 3 replays the
+tombstones (removal is idempotent) on start. A Redis lock with a fencing value keeps a second
+learner from writing. Drift and promotion events go to the model-events topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from online_models.learner import Learner, PromotionRule
+from online_models.model import RIVER_VERSION, ModelHandle
+from online_models.observations import LabelPolicy, Observation
+from streams.consumer import kafka_client_options
+from streams.contracts import decode_label, encode, format_ts
+from streams.errors import ConfigurationError, InvalidMessage
+from streams.learning import LabelCounts, LearningLoop
+from streams.model_registry import RedisModelRegistry
+from streams.observation_store import RedisObservationStore
+from streams.processor import RawRecord, dead_letter_headers
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+DAY_S = 86400.0
+LOCK_TTL_MS = 15_000
+
+
+@dataclass
+class LearnerState:
+    """Everything a restarted learner needs; pickled as one Redis value."""
+
+    learner: Learner
+    version: int = 0
+    offsets: dict[int, int] = field(default_factory=dict)
+    tombstones: list[Observation] = field(default_factory=list)
+    recent_labels: deque[str] = field(default_factory=lambda: deque(maxlen=100_000))
+    counts: LabelCounts = field(default_factory=LabelCounts)
+    watermark: float = float("-inf")
+    river: str = RIVER_VERSION
+
+
+def policy_of(settings: Settings) -> LabelPolicy:
+    m = settings.model
+    return LabelPolicy(horizon_s=m.horizon_days * DAY_S,
+                       interval_s=m.observation_interval_hours * 3600.0)
+
+
+def new_learner(settings: Settings) -> Learner:
+    m = settings.model
+    return Learner.create(m.name, tuple(m.challengers), threshold=m.alert_threshold,
+                          window=m.metrics_window,
+                          rule=PromotionRule(m.promote_after, m.promote_margin))
+
+
+class LearnerStateStore:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self.state_key = f"{prefix}:learner:state"
+        self.status_key = f"{prefix}:learner:status"
+        self.lock_key = f"{prefix}:learner:lock"
+
+    async def load(self) -> LearnerState | None:
+        raw = await self._client.get(self.state_key)
+        if raw is None:
+            return None
+        data = raw if isinstance(raw, bytes) else str(raw).encode()
+        state = pickle.loads(data)  # noqa: S301 - written by this process only
+        if not isinstance(state, LearnerState):
+            raise ConfigurationError(f"{self.state_key} does not hold a learner state")
+        if state.river.split(".")[:2] != RIVER_VERSION.split(".")[:2]:
+            raise ConfigurationError(f"learner state written with river {state.river}, "
+                                     f"running {RIVER_VERSION}: retrain (churnpulse train)")
+        return state
+
+    async def save(self, state: LearnerState, token: str, status: dict[str, Any]) -> None:
+        """Write state and status only while we hold the lock (fencing)."""
+        ok = await self._client.eval(
+            "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+            "redis.call('SET', KEYS[2], ARGV[2]) redis.call('SET', KEYS[3], ARGV[3]) return 1",
+            3, self.lock_key, self.state_key, self.status_key, token,
+            pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), orjson.dumps(status))
+        if not ok:
+            raise ConfigurationError("lost the learner lock: another learner is writing")
+
+    async def status(self) -> dict[str, Any] | None:
+        raw = await self._client.get(self.status_key)
+        return None if raw is None else dict(orjson.loads(raw))
+
+
+async def acquire_lock(client: aioredis.Redis, key: str, token: str, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while not await client.set(key, token, nx=True, px=LOCK_TTL_MS):
+        if time.monotonic() > deadline:
+            holder = await client.get(key)
+            raise ConfigurationError(f"another learner holds {key} ({holder!r}); only one "
+                                     "learner may run")
+        await asyncio.sleep(0.5)
+
+
+async def renew_lock(client: aioredis.Redis, key: str, token: str) -> bool:
+    renewed = await client.eval(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+        "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+        1, key, token, LOCK_TTL_MS)
+    return bool(renewed)
+
+
+async def pipeline_watermark(client: aioredis.Redis, prefix: str) -> float | None:
+    """The slowest partition's watermark, as the workers publish it (None before any)."""
+    raw = await client.hgetall(f"{prefix}:watermarks")
+    values = [float(v) for v in raw.values()]
+    return min(values) if values else None
+
+
+def status_of(state: LearnerState, loop: LearningLoop, pending: int) -> dict[str, Any]:
+    report = state.learner.report()
+    c = state.counts
+    return {**report, "version": state.version, "labels": c.__dict__, "pending": pending,
+            "watermark": format_ts(state.watermark) if state.watermark > 0 else None,
+            "learn_calls": state.learner.learn_calls, "updated_at": format_ts(time.time()),
+            "events": loop.events[-20:]}
+
+
+class LearnerService:
+    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+        self.settings = settings
+        self.client = client
+        prefix = settings.redis.key_prefix
+        self.policy = policy_of(settings)
+        self.store = RedisObservationStore(client, prefix, self.policy)
+        self.states = LearnerStateStore(client, prefix)
+        self.registry = RedisModelRegistry(client, prefix)
+        self.token = f"{uuid.uuid4()}"
+        self.state: LearnerState | None = None
+        self.loop: LearningLoop | None = None
+
+    async def mark_churned(self, customer_id: str, ts: float) -> None:
+        """Scorers skip a churned customer until it has an event after ``ts``."""
+        key = f"{self.settings.redis.key_prefix}:churned"
+        current = await self.client.hget(key, customer_id)
+        if current is None or float(current) < ts:
+            await self.client.hset(key, customer_id, repr(ts))
+
+    async def start(self, wait_s: float = 30.0) -> None:
+        await acquire_lock(self.client, self.states.lock_key, self.token, wait_s)
+        state = await self.states.load() or LearnerState(new_learner(self.settings))
+        await self.store.remove(state.tombstones)  # finish what the last run checkpointed
+        state.tombstones = []
+        self.state = state
+        self.loop = LearningLoop(self.store, state.learner, self.policy, self.mark_churned,
+                                 state.recent_labels, state.counts, state.watermark)
+        if state.version and await self.registry.current_version() != self.model_version():
+            await self.publish_model()
+        log.info("learner ready at version %d (%d resolved so far)", state.version,
+                 state.learner.total)
+
+    def model_version(self) -> str:
+        assert self.state is not None
+        return f"{self.state.version}-{self.state.learner.champion.name}"
+
+    async def publish_model(self) -> None:
+        assert self.state is not None
+        learner = self.state.learner
+        handle = ModelHandle(self.model_version(), learner.champion.model,
+                             {"metrics": learner.champion.metrics.report(),
+                              "resolved": learner.total})
+        await self.registry.publish(handle)
+        old = self.state.version - self.settings.model.keep_versions
+        if old > 0:
+            await self.client.delete(f"{self.settings.redis.key_prefix}:model:v:{old}-"
+                                     f"{learner.champion.name}")
+
+    async def step(self, records: list[Any], producer: AIOKafkaProducer | None) -> int:
+        """One learner step over fetched label records; returns resolutions learned."""
+        state, loop = self.state, self.loop
+        assert state is not None
+        assert loop is not None
+        resolved: list[Observation] = []
+        learned = 0
+        moved = False
+        for msg in records:
+            state.offsets[msg.partition] = msg.offset + 1
+            moved = True
+            try:
+                label = decode_label(msg.value or b"")
+            except InvalidMessage as exc:
+                if producer is not None:
+                    raw = RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+                    await producer.send_and_wait(
+                        self.settings.topics.dead_letter, msg.value or b"", key=msg.key,
+                        headers=dead_letter_headers(raw, exc, time.time()))
+                continue
+            positives, dropped = await loop.on_label(label)
+            resolved += [r.observation for r in positives] + dropped
+            learned += len(positives)
+        mark = await pipeline_watermark(self.client, self.settings.redis.key_prefix)
+        if mark is not None:
+            negatives = await loop.on_watermark(mark)
+            resolved += [r.observation for r in negatives]
+            learned += len(negatives)
+        state.watermark = loop.watermark
+        if not (moved or resolved):
+            return 0
+        state.version += 1 if learned else 0
+        state.tombstones = resolved
+        await self.states.save(state, self.token,
+                               status_of(state, loop, await self.store.count()))
+        if learned:
+            await self.publish_model()
+        await self.store.remove(resolved)
+        if producer is not None:
+            for event in loop.events:
+                await producer.send(self.settings.topics.model_events, encode(
+                    {"event": event, "version": self.model_version(),
+                     "at": format_ts(time.time())}))
+        loop.events.clear()
+        return learned
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        await self.start()
+        topic = self.settings.topics.labels
+        consumer = AIOKafkaConsumer(**kafka_client_options(self.settings), group_id=None,
+                                    enable_auto_commit=False, client_id="churnpulse-learner")
+        producer = AIOKafkaProducer(**kafka_client_options(self.settings), acks="all")
+        await consumer.start()
+        await producer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                partitions = await _wait_partitions(consumer, topic)
+            assert self.state is not None
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            for tp in tps:
+                if tp.partition in self.state.offsets:
+                    consumer.seek(tp, self.state.offsets[tp.partition])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            while not stop.is_set():
+                fetched = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                records = [m for msgs in fetched.values() for m in msgs]
+                await self.step(records, producer)
+                if not await renew_lock(self.client, self.states.lock_key, self.token):
+                    raise ConfigurationError("lost the learner lock")
+        finally:
+            await consumer.stop()
+            await producer.stop()
+            await self.client.eval(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                "return redis.call('DEL', KEYS[1]) end return 0", 1, self.states.lock_key,
+                self.token)
+
+
+async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(60):
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        await asyncio.sleep(0.5)
+    raise ConfigurationError(f"topic {topic} does not exist (run `churnpulse worker` first or "
+                             "create it)")
