@@ -5,10 +5,10 @@ from collections.abc import Sequence
 import orjson
 import pytest
 
+from online_models.features import FeatureSpec
 from online_models.model import UNTRAINED_VERSION, ModelHandle, make_model
 from streams.contracts import CustomerEvent, format_ts
 from streams.errors import TransientError
-from online_models.features import FeatureSpec
 from streams.feature_store import AppliedState, DueUpdates, InMemoryFeatureStore
 from streams.processor import EventBatchProcessor, MemorySink, RawRecord
 from streams.settings import FeatureSettings, TopicSettings
