@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from online_models.features import OTHER_TYPE, FeatureSpec, apply_event
+from online_models.features import OTHER_TYPE, FeatureSpec, apply_event, catalogue
 from streams.contracts import CustomerEvent
 from streams.feature_store import FeatureStore
 
@@ -37,7 +37,7 @@ def reference(events: list[CustomerEvent], max_types: int) -> dict[str, dict[str
 
 
 def close(a: dict[str, float], b: dict[str, float]) -> bool:
-    return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-6 * max(1.0, abs(a[k])) for k in a)
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(a[k])) for k in a)
 
 
 class FeatureStoreContract:
@@ -108,3 +108,63 @@ class FeatureStoreContract:
             await many.apply([e])
         for cid in {e.customer_id for e in events}:
             assert close(await one.get(cid), await many.get(cid))
+
+    async def test_features_are_exact_at_any_instant_without_touching_the_customer(
+            self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store: FeatureStore = await make_store()
+        events = [ev(i, kind="session", ts=T0 + i * 3600.0) for i in range(10)]
+        await store.apply(events)
+        spec = FeatureSpec()
+        expected = reference(events, max_types=32)["c1"]
+        for later in (0.0, 0.5 * DAY, 7 * DAY, 45 * DAY):
+            now = T0 + 9 * 3600.0 + later
+            got = await store.features("c1", now)
+            want = catalogue(expected, now, spec)
+            assert close(got, want), later
+        assert (await store.features("nobody", T0)) == {}
+
+    async def test_due_index_keeps_the_latest_time_and_sweeps_move_it_on(
+            self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store = await make_store()
+        await store.apply([ev(1, ts=T0 + 50)], {"c1": (2, T0 + 50 + DAY)})
+        await store.apply([ev(2, ts=T0 + 10)], {"c1": (2, T0 + 10 + DAY)})  # late event
+        await store.apply([ev(3, cid="c2", ts=T0)], {"c2": (2, T0 + DAY)})
+        due = await store.due(2, T0 + DAY + 50, 10)
+        assert [(d.customer_id, d.due) for d in due] == [("c2", T0 + DAY), ("c1", T0 + 50 + DAY)]
+        assert due[1].state["n"] == 2.0
+        assert await store.due(2, T0 + DAY + 49, 1) == due[:1]
+        assert await store.due(1, T0 + 100 * DAY, 10) == []
+        await store.reschedule(2, [("c2", T0 + 2 * DAY), ("c1", T0)])  # GT: c1 keeps its time
+        await store.reschedule(2, [("ghost", T0)])  # XX: no entry created
+        due = await store.due(2, T0 + 3 * DAY, 10)
+        assert [(d.customer_id, d.due) for d in due] == [("c1", T0 + 50 + DAY),
+                                                         ("c2", T0 + 2 * DAY)]
+
+    async def test_forget_erases_state_and_due_entries(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        store = await make_store()
+        await store.apply([ev(1), ev(2, cid="c2")], {"c1": (0, T0 + DAY), "c2": (0, T0 + DAY)})
+        assert await store.forget("c1") >= 2
+        assert await store.get("c1") == {}
+        assert [d.customer_id for d in await store.due(0, T0 + 2 * DAY, 10)] == ["c2"]
+        assert await store.forget("c1") == 0
+        again = await store.apply([ev(1)])  # a replayed event after erasure starts afresh
+        assert again["c1"].state["n"] == 1.0
+
+    async def test_random_streams_match_the_reference_features(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        spec = FeatureSpec(max_types=3)
+        store: FeatureStore = await make_store(dedup_ids=4096, max_event_types=3)
+        rng = random.Random(11)
+        events = [ev(i, f"c{rng.randrange(6)}", f"t{rng.randrange(5)}",
+                     T0 + rng.uniform(0, 80 * DAY),
+                     round(rng.uniform(-20, 300), 2) if rng.random() < 0.3 else None)
+                  for i in range(1500)]
+        for start in range(0, len(events), 211):
+            await store.apply(events[start:start + 211])
+        expected = reference(events, max_types=3)
+        now = max(e.ts for e in events) + 3 * DAY
+        for cid, state in expected.items():
+            got = await store.features(cid, now)
+            want = catalogue(state, now, spec)
+            assert got.keys() == want.keys()
+            for k in want:
+                assert abs(got[k] - want[k]) <= 1e-9 * max(1.0, abs(want[k])), (cid, k)

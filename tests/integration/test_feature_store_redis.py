@@ -26,9 +26,63 @@ class TestRedisFeatureStore(FeatureStoreContract):
 async def test_keys_of_a_customer_share_one_hash_tag(aredis: aioredis.Redis,
                                                      key_prefix: str) -> None:
     store = RedisFeatureStore(aredis, FeatureSettings(), key_prefix)
-    await store.apply([ev(1, cid="alice")])
+    await store.apply([ev(1, cid="alice")], {"alice": (3, ev(1).ts + 86400)})
     keys = sorted(k.decode() for k in await aredis.keys(f"{key_prefix}:*"))
-    assert keys == [f"{key_prefix}:{{c:alice}}:f"]
+    assert keys == [f"{key_prefix}:due:{{p3}}", f"{key_prefix}:{{c:alice}}:f"]
+    assert await aredis.hget(f"{key_prefix}:{{c:alice}}:f", "n") == b"1"
+
+
+async def test_retention_ttl_is_set_on_every_write(aredis: aioredis.Redis,
+                                                   key_prefix: str) -> None:
+    store = RedisFeatureStore(aredis, FeatureSettings(retention_days=2), key_prefix)
+    await store.apply([ev(1)])
+    ttl = await aredis.pttl(store.feature_key("c1"))
+    assert 2 * 86400_000 - 60_000 < ttl <= 2 * 86400_000
+    forever = RedisFeatureStore(aredis, FeatureSettings(retention_days=0), key_prefix)
+    await forever.apply([ev(2, cid="c2")])
+    assert await aredis.pttl(forever.feature_key("c2")) == -1
+
+
+async def test_stored_state_is_exact(aredis: aioredis.Redis, key_prefix: str) -> None:
+    """The script's reply is rounded (cjson, 14 digits); what is stored is not."""
+    from online_models.features import replay
+
+    store = RedisFeatureStore(aredis, FeatureSettings(dedup_ids=64), key_prefix)
+    events = [ev(i, kind="purchase", ts=ev(0).ts + i * 1234.567, value=1 / 3 + i)
+              for i in range(50)]
+    await store.apply(events)
+    assert await store.get("c1") == replay([(e.event_type, e.ts, e.value) for e in events])
+
+
+def test_cli_prints_features_as_table_and_json(redis_url: str, key_prefix: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import json
+
+    from streams.cli import main
+
+    async def seed() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        store = RedisFeatureStore(client, FeatureSettings(), key_prefix)
+        await store.apply([ev(1, cid="alice", kind="session"),
+                           ev(2, cid="alice", kind="purchase", ts=ev(1).ts + 60, value=9.5)])
+        await client.aclose()
+
+    asyncio.run(seed())
+    env = {"CHURN_REDIS__URL": redis_url, "CHURN_REDIS__KEY_PREFIX": key_prefix}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        assert main(["features", "alice", "--at", "2026-01-08T00:00:00Z"]) == 0
+        table = capsys.readouterr().out
+        assert main(["features", "alice", "--json", "--at", "2026-01-08T00:00:00Z"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert main(["features", "nobody"]) == 1
+    assert "customer alice at 2026-01-08T00:00:00.000+00:00" in table
+    assert "purchase" in table and "session" in table
+    assert data["features"]["events_total"] == 2
+    assert data["features"]["days_since_last"] == pytest.approx(7 - 60 / 86400)
+    assert data["features"]["value_total.purchase"] == 9.5
 
 
 async def test_script_is_reloaded_after_script_flush(aredis: aioredis.Redis,
