@@ -1,26 +1,28 @@
 """``churnpulse demo``: the whole pipeline, live, on local services.
 
 Brings the local Kafka broker and redis-server up (reusing running ones), starts worker
-processes, publishes simulated customer traffic at a steady rate (with the odd malformed message,
-to show the dead-letter path), and shows a live summary of what comes out. Ctrl-C (or
+processes, and runs the customer simulator live (:mod:`streams.simulator.live`): two simulated
+years of a subscription base, starting two years ago, published at a steady rate of events per
+second (simulated time runs as fast as that rate needs). Customers join, use the product, file
+tickets, fail payments and churn; churn labels go to the labels topic; one malformed message
+per 2,000 records shows the dead-letter path. A live summary shows what comes out. Ctrl-C (or
 ``--duration``) stops everything the demo started, and nothing it did not.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import datetime as dt
 import os
-import random
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 from kafka import KafkaConsumer
@@ -29,30 +31,69 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from streams.contracts import format_ts
-from streams.producer import ChurnProducer
+from streams.chunk import EVENT, Chunk
+from streams.pacing import RatePacer
+from streams.publish import PumpStats, publish_chunks
 from streams.settings import Settings
+from streams.simulator.config import SimulationConfig
+from streams.simulator.live import LiveSimulation
 from streams.topics import ensure_topics
 
 READY = b"[^Worker]: Ready"
-EVENT_TYPES = ("session", "session", "session", "feature_use", "feature_use", "purchase",
-               "support_ticket", "complaint", "payment_failure")
+DEMO_SEED = 7
+DEMO_DAYS = 730
+MALFORMED_EVERY = 2000
+MALFORMED = b'{"event_id": 1'
+DEMO_STATE = "demo-simulation.json"
 
 
-def demo_events(customers: int, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """An endless stream of plausible events stamped with the wall clock."""
-    rng = random.Random(seed)
-    activity = [rng.lognormvariate(0, 1) for _ in range(customers)]
-    ids = [f"c-{i:06d}" for i in range(customers)]
-    for n in itertools.count():
-        i = rng.choices(range(customers), weights=activity)[0] if n % 4 else rng.randrange(
-            customers)
-        kind = rng.choice(EVENT_TYPES)
-        event: dict[str, Any] = {"event_id": f"demo-{seed}-{n}", "customer_id": ids[i],
-                                 "event_type": kind, "ts": format_ts(time.time())}
-        if kind == "purchase":
-            event["value"] = round(rng.lognormvariate(3, 0.6), 2)
-        yield event
+def demo_config(customers: int, state_dir: Path | None = None,
+                today: dt.date | None = None) -> SimulationConfig:
+    """The demo's simulation: two simulated years starting two years ago (event time stays
+    behind the wall clock), or, when an earlier demo left its position in ``state_dir``, a new
+    seed starting where that one stopped, so event time only moves forward between runs
+    (customers of an earlier run would otherwise see their events again, late)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    seed, start = DEMO_SEED, today - dt.timedelta(days=DEMO_DAYS)
+    position = state_dir / DEMO_STATE if state_dir is not None else None
+    if position is not None and position.exists():
+        with contextlib.suppress(ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            saved = orjson.loads(position.read_bytes())
+            seed, start = int(saved["seed"]) + 1, dt.date.fromisoformat(saved["next_start"])
+    return SimulationConfig(seed=seed, n_customers=customers, days=DEMO_DAYS, start=start)
+
+
+def save_position(state_dir: Path, config: SimulationConfig, days_done: int) -> None:
+    """Remember where the demo's simulated time stopped (see :func:`demo_config`)."""
+    next_start = config.start + dt.timedelta(days=days_done + 1)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / DEMO_STATE).write_bytes(orjson.dumps(
+        {"seed": config.seed, "next_start": next_start.isoformat()}))
+
+
+def with_malformed(chunks: Iterable[Chunk], every: int = MALFORMED_EVERY) -> Iterator[Chunk]:
+    """Insert one malformed event before every ``every``-th record.
+
+    >>> c = Chunk([1, 2, 3], [EVENT] * 3, [b"a", b"b", b"c"], [b"1", b"2", b"3"])
+    >>> list(with_malformed([c], every=2))[0].keys
+    [b'a', b'c-broken', b'b', b'c']
+    """
+    n = 0
+    for chunk in chunks:
+        ts, kinds, keys, values = [], [], [], []
+        for t, k, key, value in zip(chunk.ts_ms, chunk.kinds, chunk.keys, chunk.values,
+                                    strict=True):
+            n += 1
+            if n % every == 0:
+                ts.append(t)
+                kinds.append(EVENT)
+                keys.append(b"c-broken")
+                values.append(MALFORMED)
+            ts.append(t)
+            kinds.append(k)
+            keys.append(key)
+            values.append(value)
+        yield Chunk(ts, kinds, keys, values)
 
 
 @dataclass
@@ -62,6 +103,14 @@ class Summary:
     started: float = field(default_factory=time.monotonic)
     produced: int = 0
     malformed: int = 0
+    events: int = 0
+    labels: int = 0
+    sim_day: int = 0
+    sim_date: str = "-"
+    active: int = 0
+    joined: int = 0
+    sim_done: bool = False
+    error: BaseException | None = None
     scores: int = 0
     dead_letters: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
@@ -95,7 +144,11 @@ def render(summary: Summary, workers: int, settings: Settings) -> Group:
     stats.add_row("running for", f"{now - summary.started:,.0f} s with {workers} worker(s)")
     produced_rate = (summary.produced - p0) / span
     scores_rate = (summary.scores - s0) / span
-    stats.add_row("events produced", f"{summary.produced:,}  ({produced_rate:,.0f}/s)")
+    stats.add_row("records produced", f"{summary.produced:,}  ({produced_rate:,.0f}/s)")
+    done = " (simulation finished)" if summary.sim_done else ""
+    stats.add_row("simulated day", f"{summary.sim_day:,} of {DEMO_DAYS} · {summary.sim_date}{done}")
+    stats.add_row("customers", f"{summary.active:,} active · {summary.joined:,} joined or back")
+    stats.add_row("events · churn labels", f"{summary.events:,} · {summary.labels:,}")
     stats.add_row("scores received", f"{summary.scores:,}  ({scores_rate:,.0f}/s)")
     stats.add_row("customers scored", f"{len(summary.risk):,}")
     stats.add_row("event→score latency", f"p50 {percentile(lat, 0.5):,.0f} ms · "
@@ -115,18 +168,36 @@ def render(summary: Summary, workers: int, settings: Settings) -> Group:
 
 def produce_loop(settings: Settings, summary: Summary, rate: float, customers: int,
                  stop: threading.Event) -> None:
-    with ChurnProducer.from_settings(settings.kafka, settings.topics) as producer:
-        events = demo_events(customers)
-        start = time.monotonic()
-        while not stop.is_set():
-            due = int((time.monotonic() - start) * rate) - summary.produced
-            for _ in range(min(due, 5000)):
-                if (summary.produced + 1) % 2000 == 0:
-                    producer.send_raw(settings.topics.events, b"c-broken", b'{"event_id": 1')
-                    summary.malformed += 1
-                producer.send_event(next(events))
-                summary.produced += 1
-            stop.wait(0.01)
+    """Publish the live simulation at ``rate`` records/s until it ends or ``stop`` is set."""
+    state_dir = settings.services.state_dir
+    sim = LiveSimulation(demo_config(customers, state_dir))
+    start = sim.config.start
+
+    def days() -> Iterator[Chunk]:
+        for day in sim.days():
+            summary.sim_day = day.day + 1
+            summary.sim_date = (start + dt.timedelta(days=day.day)).isoformat()
+            summary.active = day.active
+            summary.joined += day.joined
+            summary.events += day.n_events
+            summary.labels += day.n_labels
+            summary.malformed += (summary.produced + len(day.chunk)) // MALFORMED_EVERY - (
+                summary.produced // MALFORMED_EVERY)
+            yield day.chunk
+
+    def on_progress(stats: PumpStats) -> None:
+        summary.produced = stats.sent
+
+    try:
+        publish_chunks(settings.kafka, [settings.topics.events, settings.topics.labels],
+                       with_malformed(days()), RatePacer(rate), stop=stop.is_set,
+                       on_progress=on_progress)
+    except Exception as exc:  # shown by the main thread, which stops the demo
+        summary.error = exc
+        return
+    finally:
+        save_position(state_dir, sim.config, summary.sim_day)
+    summary.sim_done = not stop.is_set()
 
 
 def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
@@ -150,7 +221,9 @@ def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
                     summary.risk[cid] = score["score"]
                     summary.events_total[cid] = score["events_total"]
                     summary.model_versions.add(score["model_version"])
-                    summary.latencies_ms.append(time.time() * 1000 - score["source_timestamp_ms"])
+                    source_ms = score.get("source_timestamp_ms") or 0
+                    if source_ms > 0:  # sweep re-scores of quiet customers have no source
+                        summary.latencies_ms.append(time.time() * 1000 - source_ms)
     finally:
         consumer.close()
 
@@ -159,7 +232,8 @@ def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subproc
     procs = []
     for n in range(count):
         log_path = log_dir / f"demo-worker-{n}.log"
-        env = dict(os.environ, CHURN_WORKER__DATA_DIR=str(log_dir / f"demo-worker-{n}"))
+        env = dict(os.environ, CHURN_WORKER__DATA_DIR=str(log_dir / f"demo-worker-{n}"),
+                   CHURN_LOG_LEVEL="INFO")  # readiness is read from the INFO log
         procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                                       stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
                                       start_new_session=True))
@@ -194,6 +268,7 @@ def run_demo(settings: Settings, duration_s: float | None, rate: float, customer
     print("bringing up local services (first run downloads Kafka from Maven Central)...")
     started = [s.name for s in up(settings) if s.state == "started"]
     procs: list[subprocess.Popen[bytes]] = []
+    threads: list[threading.Thread] = []
     stop = threading.Event()
     try:
         ensure_topics(settings.kafka, settings.topics)
@@ -213,15 +288,21 @@ def run_demo(settings: Settings, duration_s: float | None, rate: float, customer
         threads[1].start()
         end = time.monotonic() + duration_s if duration_s else float("inf")
         with Live(render(summary, workers, settings), refresh_per_second=4) as live:
-            while time.monotonic() < end and all(t.is_alive() for t in threads):
+            # the producer ends by itself when the simulated period is over: keep showing
+            while time.monotonic() < end and threads[0].is_alive() and summary.error is None:
                 time.sleep(0.25)
                 live.update(render(summary, workers, settings))
-        print(f"produced {summary.produced:,} events, received {summary.scores:,} scores, "
+        if summary.error is not None:
+            raise summary.error
+        print(f"produced {summary.produced:,} records ({summary.events:,} simulated events, "
+              f"{summary.labels:,} churn labels), received {summary.scores:,} scores, "
               f"{summary.dead_letters} dead letters")
     except KeyboardInterrupt:
         print("\nstopping...")
     finally:
         stop.set()
+        for thread in threads:
+            thread.join(timeout=15)  # the producer flushes what it sent, then closes
         stop_workers(procs)
         stoppers = {"kafka": kafka.down, "redis": redis_server.down}
         for name in ("kafka", "redis"):

@@ -54,3 +54,27 @@ def test_nothing_of_a_churned_customer_follows_its_label_that_day() -> None:
             else:
                 assert key not in gone
     assert churned > 20
+
+
+def test_the_demo_continues_simulated_time_from_where_it_stopped(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from streams.demo import DEMO_DAYS, demo_config, save_position, with_malformed
+
+    today = dt.date(2026, 6, 1)
+    first = demo_config(100, tmp_path, today)
+    assert first.start == today - dt.timedelta(days=DEMO_DAYS)
+    save_position(tmp_path, first, days_done=40)
+    second = demo_config(100, tmp_path, today)
+    assert (second.seed, second.start) == (first.seed + 1, first.start + dt.timedelta(days=41))
+    (tmp_path / "demo-simulation.json").write_text("{broken")
+    assert demo_config(100, tmp_path, today) == first
+
+    chunks = [d.chunk for d in LiveSimulation(SimulationConfig(seed=1, n_customers=60,
+                                                               days=5)).days()]
+    mixed = list(with_malformed(chunks, every=100))
+    total = sum(len(c) for c in chunks)
+    broken = sum(k == b"c-broken" for c in mixed for k in c.keys)
+    assert broken == total // 100
+    assert [v for c in mixed for v in c.values if v != b'{"event_id": 1'] == [
+        v for c in chunks for v in c.values]
