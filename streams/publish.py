@@ -44,6 +44,7 @@ MAX_SLICE = 20_000
 #: Records submitted but not yet acknowledged before ``send`` waits (backpressure).
 MAX_UNACKED = 200_000
 BATCH_BYTES = 1 << 20
+LEADER_WAIT_S = 5.0
 
 
 def java_partition(key: bytes, partitions: int) -> int:
@@ -139,6 +140,7 @@ class BatchPublisher:
                 if not parts:
                     raise TransientError(f"topic {topic!r} has no partitions (does it exist?)")
                 counts.append(len(parts))
+            await _await_leaders(producer, topics)
         except KafkaError as exc:
             await producer.stop()
             raise TransientError(
@@ -218,6 +220,21 @@ class BatchPublisher:
         """Stop the producer (records not yet acknowledged are abandoned)."""
         self._discard_pending()
         await self._producer.stop()
+
+
+async def _await_leaders(producer: AIOKafkaProducer, topics: Sequence[str],
+                         timeout_s: float = LEADER_WAIT_S) -> None:
+    """Wait (briefly) until every partition has a leader: a topic created a moment ago has
+    none yet, and the first sends would be retried with NotLeaderForPartition warnings."""
+    cluster = producer.client.cluster
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        available = [cluster.available_partitions_for_topic(t) or set() for t in topics]
+        if all(len(a) == len(cluster.partitions_for_topic(t) or ())
+               for a, t in zip(available, topics, strict=True)):
+            return
+        await producer.client.force_metadata_update()
+        await asyncio.sleep(0.05)
 
 
 @dataclass
