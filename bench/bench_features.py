@@ -15,7 +15,9 @@ What it does, on a fresh key prefix (deleted at the end):
    (``INFO commandstats``);
 3. reads: ``--reads`` times the full feature vector of one random customer (``HGETALL`` +
    catalogue + model transform, async client as in the worker), p50/p99;
-4. memory: ``MEMORY USAGE`` of sampled customer hashes and of the due-index per member.
+4. memory: ``MEMORY USAGE`` of sampled customer hashes and of the due-index per member, and
+   the growth of ``used_memory`` per customer while the history was written (includes the
+   key's expiry entry and allocator overhead).
 """
 
 from __future__ import annotations
@@ -114,8 +116,11 @@ async def main() -> None:
     print(f"redis {url}  prefix {prefix}  customers {args.customers}  batch {args.batch}")
     try:
         past = history(args.customers, args.history, rng)
+        used0 = int(sync.info("memory")["used_memory"])
         took = await apply_all(store, past, args.batch)
-        print(f"history: {len(past)} events in {took:.1f}s ({len(past) / took:,.0f} ev/s)")
+        used1 = int(sync.info("memory")["used_memory"])
+        print(f"history: {len(past)} events in {took:.1f}s ({len(past) / took:,.0f} ev/s); "
+              f"used_memory grew {(used1 - used0) / args.customers:,.0f} B per customer")
 
         start = T0 + 60 * DAY
         rates = []

@@ -78,7 +78,7 @@ class FeatureSettings(_Section):
     )
     dedup_ids: int = Field(
         32, ge=1, le=4096,
-        description="Most recent event ids remembered per customer (29 bytes each) to deduplicate;"
+        description="Most recent event ids remembered per customer (14 bytes each) to deduplicate;"
                     " an event older than one that left this ring is skipped as late.",
     )
     half_lives_days: tuple[float, ...] = Field(

@@ -11,15 +11,16 @@
 -- ARGV[1]: JSON {"max_types": int, "ring": int, "ttl_ms": int (0 = keep forever),
 --                "hl": [[name, half_life_seconds], ...],
 --                "customers": [[event, ...], ...]}
---          the i-th list holds the events of KEYS[i], each [fingerprint, event_type, ts, ts_ms,
---          value] (fingerprint: 16 hex chars of sha1(event_id); ts: seconds; ts_ms: integer
---          milliseconds; value: number, or false when the event carries none)
+--          the i-th list holds the events of KEYS[i], each [event_type, ts, ts_ms, value]
+--          (ts: seconds; ts_ms: integer milliseconds; value: number, or false when none)
+-- ARGV[2]: the events' fingerprints, 8 bytes each (sha1(event_id)[:8]), concatenated in the
+--          order of ARGV[1] (customer by customer)
 -- Returns: JSON [[applied, late, {field: number, ...}], ...], per customer in KEYS order: the
 --          state after the batch without the ring. cjson writes 14 significant digits: the
 --          reply is for scoring; the stored state is exact (read it with HGET ... s).
 --
--- Exactly-once: "ids" is a ring of the last `ring` applied events, each a fixed-width entry of
--- fingerprint .. %013d ts_ms. An event whose fingerprint is in the ring is a duplicate. When an
+-- Exactly-once: "ids" is a ring of the last `ring` applied events, each a 14-byte entry:
+-- 8 bytes of fingerprint, 6 bytes of big-endian ts_ms + 2^47. An event whose fingerprint is in the ring is a duplicate. When an
 -- entry leaves the ring, "dfloor" becomes the largest ts_ms that ever left it; events at or
 -- below dfloor can no longer be checked and are skipped as late. Every event applied with
 -- ts_ms > dfloor is still in the ring, so re-applying events never changes the state.
@@ -35,7 +36,9 @@ local ttl_ms = req['ttl_ms']
 local hls = req['hl']
 local nhl = #hls
 local OTHER = '_other'
-local WIDTH = 29 -- 16 hex + 13 digits
+local WIDTH = 14 -- 8 bytes fingerprint + 6 bytes time
+local TS_OFFSET = 2 ^ 47
+local fps = ARGV[2]
 local DAY = 86400
 local BITS = 32
 local BITS_MOD = 2 ^ BITS
@@ -52,6 +55,21 @@ local function fmt(x)
     return fmt_s('%d', x)
   end
   return fmt_s('%.17g', x)
+end
+
+local function ms_bytes(ms)
+  local x = ms + TS_OFFSET
+  local f = x % 256; x = (x - f) / 256
+  local e = x % 256; x = (x - e) / 256
+  local d = x % 256; x = (x - d) / 256
+  local c = x % 256; x = (x - c) / 256
+  local b = x % 256; x = (x - b) / 256
+  return string.char(x, b, c, d, e, f)
+end
+
+local function first_ms(ring)
+  local a, b, c, d, e, f = string.byte(ring, 9, 14)
+  return ((((a * 256 + b) * 256 + c) * 256 + d) * 256 + e) * 256 + f - TS_OFFSET
 end
 
 local function in_ring(ring, fp)
@@ -135,6 +153,7 @@ local function apply(st, typ, ts, val)
 end
 
 local out = {}
+local fp_at = 1
 for c = 1, #KEYS do
   local h = KEYS[c]
   local blob = redis.call('HGET', h, 's')
@@ -144,19 +163,20 @@ for c = 1, #KEYS do
   st['ids'] = nil
   local applied, late = 0, 0
   for _, e in ipairs(req['customers'][c]) do
-    local fp, ts_ms = e[1], e[4]
+    local fp, ts_ms = sub(fps, fp_at, fp_at + 7), e[3]
+    fp_at = fp_at + 8
     local dfloor = st['dfloor']
     if dfloor ~= nil and ts_ms <= dfloor then
       late = late + 1
     elseif not in_ring(ring, fp) then
       applied = applied + 1
-      ring = ring .. fp .. fmt_s('%013d', ts_ms)
+      ring = ring .. fp .. ms_bytes(ts_ms)
       if #ring > ring_size * WIDTH then
-        local gone = tonumber(sub(ring, 17, WIDTH))
+        local gone = first_ms(ring)
         ring = sub(ring, WIDTH + 1)
         if dfloor == nil or gone > dfloor then st['dfloor'] = gone end
       end
-      apply(st, e[2], e[3], e[5])
+      apply(st, e[1], e[2], e[4])
     end
   end
   if applied > 0 then
