@@ -61,6 +61,8 @@ class TopicSettings(_Section):
     alerts: str = "churn-alerts"
     dead_letter: str = "churn-dead-letter"
     model_events: str = "churn-model-events"
+    retention_actions: str = "retention-actions"
+    alert_outcomes: str = "churn-alert-outcomes"
 
 
 class RedisSettings(_Section):

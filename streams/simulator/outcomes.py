@@ -157,5 +157,6 @@ def truth_frame(
 
 def _ts(ms: I64) -> pd.Series:
     """Epoch ms to a UTC datetime series; negative sentinel -1 becomes NaT."""
-    values = pd.to_datetime(ms, unit="ms", utc=True)
-    return pd.Series(values).where(ms != -1, pd.NaT)
+    series: pd.Series = pd.Series(pd.to_datetime(ms, unit="ms", utc=True))
+    keep = np.asarray(ms != -1, dtype=bool)
+    return series.where(keep)  # NaT where the sentinel was

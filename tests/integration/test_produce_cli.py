@@ -48,10 +48,10 @@ def test_produce_refuses_an_invalid_record_before_sending(kafka_bootstrap: str, 
     monkeypatch.setenv("CHURN_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"event_id":"e1","customer_id":"c","event_type":"x","ts":"yesterday"}\n')
-    with pytest.raises(InvalidMessage, match="bad_timestamp"):
-        from streams.files import read_records
-        from streams.producer import ChurnProducer
+    from streams.files import read_records
+    from streams.producer import ChurnProducer
 
-        with ChurnProducer(kafka_bootstrap) as producer:
-            producer.send_many(read_records(bad), "event")
+    with ChurnProducer(kafka_bootstrap) as producer, \
+            pytest.raises(InvalidMessage, match="bad_timestamp"):
+        producer.send_many(read_records(bad), "event")
     assert main(["produce", str(bad)]) == 1
