@@ -1,0 +1,183 @@
+"""Pure webhook parts: signatures, verification, backoff, retries and dedup (in-memory fakes)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import orjson
+import pytest
+
+from alerts.dispatch import (
+    Alert,
+    BadAlert,
+    LogSink,
+    MemoryDeliveredStore,
+    deliver_once,
+    parse_alert,
+)
+from alerts.webhooks import (
+    MemoryTransport,
+    RetryPolicy,
+    SignatureError,
+    WebhookDispatcher,
+    WebhookTarget,
+    backoff_delay,
+    backoff_schedule,
+    judge,
+    sign,
+    signed_headers,
+    verify,
+)
+
+SECRET = b"whsec-test"
+
+
+def make_alert(alert_id: str = "c-1:1000:high", severity: str = "high") -> Alert:
+    record = {"schema_version": 1, "alert_id": alert_id, "customer_id": "c-1",
+              "severity": severity, "score": 0.8, "kind": "opened"}
+    body = orjson.dumps(record)
+    return parse_alert(orjson.loads(body), body)
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def dispatcher(transport: MemoryTransport, sleeps: Sleeps, *, max_attempts: int = 4,
+               min_severity: str = "medium") -> WebhookDispatcher:
+    target = WebhookTarget("crm", "http://receiver/hook", SECRET, min_severity)
+    return WebhookDispatcher(target, transport, policy=RetryPolicy(max_attempts, 0.5, 4.0),
+                             clock=lambda: 1_700_000_000.0, random=lambda: 1.0, sleep=sleeps)
+
+
+def test_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
+    body = b'{"alert_id":"a"}'
+    expected = hmac.new(SECRET, b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert sign(SECRET, 1_700_000_000, body) == f"v1={expected}"
+    headers = signed_headers(SECRET, body, "a", 1_700_000_000.7, attempt=3)
+    assert headers["X-Churnpulse-Timestamp"] == "1700000000"
+    assert headers["Idempotency-Key"] == "a"
+    assert headers["X-Churnpulse-Attempt"] == "3"
+
+
+def test_verify_accepts_the_right_secret_and_any_header_case() -> None:
+    body = b'{"x":1}'
+    headers = {k.lower(): v for k, v in signed_headers(SECRET, body, "a", 1000.0).items()}
+    assert verify([b"old", SECRET], body, headers, now=1100.0) == 1000
+
+
+@pytest.mark.parametrize(("secrets", "body", "now", "message"), [
+    ([b"wrong"], b'{"x":1}', 1000.0, "does not match"),
+    ([SECRET], b'{"x":2}', 1000.0, "does not match"),          # body tampered with
+    ([SECRET], b'{"x":1}', 1000.0 + 301, "tolerance"),          # stale (replay)
+    ([SECRET], b'{"x":1}', 1000.0 - 301, "tolerance"),          # from the future
+])
+def test_verify_rejects(secrets: list[bytes], body: bytes, now: float, message: str) -> None:
+    headers = signed_headers(SECRET, b'{"x":1}', "a", 1000.0)
+    with pytest.raises(SignatureError, match=message):
+        verify(secrets, body, headers, now=now)
+
+
+def test_verify_rejects_missing_headers() -> None:
+    with pytest.raises(SignatureError, match="missing"):
+        verify([SECRET], b"{}", {"Idempotency-Key": "a"}, now=0.0)
+    with pytest.raises(SignatureError, match="unix seconds"):
+        verify([SECRET], b"{}", {"X-Churnpulse-Timestamp": "soon",
+                                 "X-Churnpulse-Signature": "v1=00"}, now=0.0)
+
+
+def test_backoff_doubles_is_capped_and_jitter_stays_within_half_and_full() -> None:
+    assert backoff_schedule(6, 0.5, 4.0) == [0.5, 1.0, 2.0, 4.0, 4.0]
+    for attempt in range(1, 8):
+        ceiling = min(4.0, 0.5 * 2 ** (attempt - 1))
+        low, high = backoff_delay(attempt, 0.5, 4.0, 0.0), backoff_delay(attempt, 0.5, 4.0, 1.0)
+        assert (low, high) == (ceiling / 2, ceiling)
+        assert low <= backoff_delay(attempt, 0.5, 4.0, 0.37) <= high
+    with pytest.raises(ValueError, match="1-based"):
+        backoff_delay(0, 0.5, 4.0, 0.5)
+
+
+def test_judge_statuses() -> None:
+    assert [judge(s) for s in (200, 201, 299)] == ["delivered"] * 3
+    assert [judge(s) for s in (408, 425, 429, 500, 502, 503)] == ["retry"] * 6
+    assert [judge(s) for s in (301, 400, 401, 404, 422)] == ["permanent"] * 5
+
+
+async def test_retries_until_delivered_with_backoff_and_the_same_idempotency_key() -> None:
+    transport = MemoryTransport(responses=[503, None, 500])
+    sleeps = Sleeps()
+    delivery = await dispatcher(transport, sleeps).dispatch(make_alert())
+    assert (delivery.status, delivery.attempts) == ("delivered", 4)
+    assert sleeps.waits == [0.5, 1.0, 2.0]
+    assert {r.headers["Idempotency-Key"] for r in transport.requests} == {"c-1:1000:high"}
+    assert [r.headers["X-Churnpulse-Attempt"] for r in transport.requests] == ["1", "2", "3", "4"]
+    for request in transport.requests:
+        verify([SECRET], request.body, request.headers, now=1_700_000_000.0)
+
+
+async def test_gives_up_after_max_attempts_with_the_last_error() -> None:
+    transport = MemoryTransport(default=503)
+    sleeps = Sleeps()
+    delivery = await dispatcher(transport, sleeps, max_attempts=3).dispatch(make_alert())
+    assert (delivery.status, delivery.attempts, delivery.code) == ("dead", 3, "webhook_failed")
+    assert "HTTP 503" in delivery.detail
+    assert len(transport.requests) == 3 and len(sleeps.waits) == 2
+
+
+async def test_a_permanent_status_dead_letters_at_once() -> None:
+    transport = MemoryTransport(responses=[400])
+    delivery = await dispatcher(transport, Sleeps()).dispatch(make_alert())
+    assert (delivery.status, delivery.attempts, delivery.code) == ("dead", 1, "webhook_rejected")
+
+
+async def test_deliver_once_skips_delivered_ids_and_keeps_failed_ones_retryable() -> None:
+    store = MemoryDeliveredStore()
+    ok = MemoryTransport()
+    hook = dispatcher(ok, Sleeps())
+    first = await deliver_once(hook, store, make_alert())
+    again = await deliver_once(hook, store, make_alert())
+    assert (first.status, again.status) == ("delivered", "duplicate")
+    assert len(ok.requests) == 1
+
+    failing = dispatcher(MemoryTransport(default=500), Sleeps(), max_attempts=2)
+    dead = await deliver_once(failing, store, make_alert("c-1:2000:critical", "critical"))
+    assert dead.status == "dead"
+    assert not await store.seen("crm", "c-1:2000:critical")  # a re-published dead letter goes
+
+
+async def test_min_severity_filters_per_target() -> None:
+    transport = MemoryTransport()
+    hook = dispatcher(transport, Sleeps(), min_severity="critical")
+    delivery = await deliver_once(hook, MemoryDeliveredStore(), make_alert(severity="high"))
+    assert delivery.status == "skipped" and transport.requests == []
+
+
+async def test_log_sink_writes_one_line_per_alert() -> None:
+    lines: list[str] = []
+    sink = LogSink(lines.append)
+    store = MemoryDeliveredStore()
+    await deliver_once(sink, store, make_alert())
+    await deliver_once(sink, store, make_alert())
+    assert len(lines) == 1 and lines[0].startswith("ALERT high opened customer=c-1")
+    raw: list[str] = []
+    await LogSink(raw.append, json_lines=True).dispatch(make_alert())
+    assert orjson.loads(raw[0])["alert_id"] == "c-1:1000:high"
+
+
+@pytest.mark.parametrize(("record", "code"), [
+    ([1, 2], "not_an_object"),
+    ({"customer_id": "c", "severity": "high"}, "missing_field"),
+    ({"alert_id": "", "customer_id": "c", "severity": "high"}, "bad_field"),
+    ({"alert_id": "a", "customer_id": "c", "severity": "low"}, "bad_field"),
+    ({"schema_version": 2, "alert_id": "a", "customer_id": "c", "severity": "high"},
+     "unsupported_schema"),
+])
+def test_malformed_alerts_are_named(record: object, code: str) -> None:
+    with pytest.raises(BadAlert) as info:
+        parse_alert(record, b"")
+    assert info.value.code == code
