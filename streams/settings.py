@@ -23,6 +23,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerts.enrich import AlertConfig
+from alerts.policy import PolicyParams
+from alerts.routing import DEFAULT_RULES, RoutingTable
 from online_models.features import FeatureSpec
 
 
@@ -184,6 +187,80 @@ class ModelSettings(_Section):
     )
 
 
+class PolicyRule(_Section):
+    """One row of the retention policy table (``*`` matches anything; first match wins)."""
+
+    category: str = Field(description="Driver category: engagement, support, billing, tenure,"
+                                      " unknown, or *.")
+    severity: str = Field(description="medium, high, critical, or *.")
+    value: str = Field(description="Customer value tier: low, mid, high, or *.")
+    action: str
+    team: str
+    sla_hours: float = Field(gt=0)
+
+
+def _default_rules() -> tuple[PolicyRule, ...]:
+    return tuple(PolicyRule(category=r.category, severity=r.severity, value=r.value,
+                            action=r.action, team=r.team, sla_hours=r.sla_hours)
+                 for r in DEFAULT_RULES)
+
+
+class AlertSettings(_Section):
+    """The alerter: risk state machine, routing and holdout (see docs/alerts.md)."""
+
+    app_id: str | None = Field(None, description="Consumer group = <app_id>.alerts, "
+                                                  "transactional ids derive from it (default: "
+                                                  "worker.app_id).")
+    enter: float = Field(0.6, gt=0, le=1, description="An episode opens at this score (medium).")
+    exit: float = Field(0.45, ge=0, lt=1, description="...and closes below this (hysteresis).")
+    high: float = Field(0.75, gt=0, le=1, description="Score of the high tier.")
+    critical: float = Field(0.9, gt=0, le=1, description="Score of the critical tier.")
+    min_dwell_s: float = Field(3600.0, ge=0, description="Event time an episode lasts before "
+                                                          "it alerts.")
+    min_scores: int = Field(2, ge=1, description="Scores an episode sees before it alerts.")
+    cooldown_s: float = Field(7 * 86400.0, ge=0, description="No new episode alerts within "
+                                                              "this of the previous alert.")
+    critical_skips_dwell: bool = True
+    critical_skips_cooldown: bool = True
+    holdout_share: float = Field(0.1, ge=0, le=1, description="Customers who get no action "
+                                                              "(the uplift control group).")
+    holdout_salt: str = Field("", description="Change to re-draw the holdout (new experiment).")
+    value_mid_from: float = Field(20.0, ge=0, description="Spend per month of the mid tier.")
+    value_high_from: float = Field(100.0, ge=0, description="Spend per month of the high tier.")
+    new_days: float = Field(30.0, ge=0, description="Lifecycle 'new' below this tenure.")
+    returned_days: float = Field(30.0, ge=0, description="Lifecycle 'returned' this long.")
+    policy_table: tuple[PolicyRule, ...] = Field(
+        default_factory=_default_rules,
+        description="Driver category x severity x customer value -> action, team, SLA (JSON "
+                    "list in CHURN_ALERTS__POLICY_TABLE).")
+    batch_size: int = Field(500, ge=1, description="Scores per fetch.")
+    batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
+    segment_sample: int = Field(8, ge=0, description="Customers per batch the segments "
+                                                      "learn from.")
+    state_ttl_days: float = Field(400.0, ge=0, description="Alert state expires (0 = never).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertSettings:
+        self.config  # noqa: B018 - raises ValueError when thresholds or the table do not fit
+        return self
+
+    @property
+    def config(self) -> AlertConfig:
+        """The pure :class:`alerts.enrich.AlertConfig` these settings describe."""
+        policy = PolicyParams(enter=self.enter, exit=self.exit, high=self.high,
+                              critical=self.critical, min_dwell_s=self.min_dwell_s,
+                              min_scores=self.min_scores, cooldown_s=self.cooldown_s,
+                              critical_skips_dwell=self.critical_skips_dwell,
+                              critical_skips_cooldown=self.critical_skips_cooldown)
+        return AlertConfig(policy=policy,
+                           routing=RoutingTable.from_rows(r.model_dump()
+                                                          for r in self.policy_table),
+                           holdout_share=self.holdout_share, holdout_salt=self.holdout_salt,
+                           value_mid_from=self.value_mid_from,
+                           value_high_from=self.value_high_from, new_days=self.new_days,
+                           returned_days=self.returned_days)
+
+
 class ServicesSettings(_Section):
     """Local services that ``churnpulse services up`` owns (no Docker needed)."""
 
@@ -240,7 +317,9 @@ class DashboardSettings(_Section):
         description='user -> access token, JSON, e.g. {"alice":"..."}; empty = one token is'
                     " generated for user 'support' and printed at start.")
     lookback_s: float = Field(
-        3 * 86400.0, ge=0, description="At start, alerts, outcomes and scores this old are read.")
+        3 * 86400.0, ge=0, description="At start, alerts and outcomes this old are read.")
+    scores_lookback_s: float = Field(
+        3600.0, ge=0, description="At start, scores this old are read (a busy topic).")
     history_points: int = Field(200, ge=2, description="Scores kept per customer for the chart.")
     history_customers: int = Field(
         20000, ge=1, description="Customers whose score history is kept (least recent dropped).")
@@ -267,6 +346,7 @@ class Settings(BaseSettings):
     services: ServicesSettings = ServicesSettings()
     webhook: WebhookSettings = WebhookSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    alerts: AlertSettings = AlertSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("log_level", mode="before")

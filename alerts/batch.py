@@ -1,0 +1,115 @@
+"""Exactly one alert per crossing across crashes: the stored record and its outbox (pure).
+
+The alerter keeps, per customer, a :class:`Stored` record beside the risk state: the offset of
+the last score (on the customer's partition of ``churn-scores``) whose effect is in the state,
+and an *outbox*: the records that scores at offsets not yet known to be committed produced.
+
+Per batch of one partition, starting at offset ``first``: everything below ``first`` is
+committed (offsets commit in the same Kafka transaction as the alerts, batches of a partition
+run one after the other), so outbox entries below ``first`` are dropped. Then each score:
+
+* offset ``<=`` the stored offset: the state already contains it (the batch was processed,
+  its state written, and the process died before the transaction committed). Its outbox entry
+  is emitted again, byte for byte, instead of recomputing from a state that has moved on;
+* otherwise it goes through :func:`alerts.policy.update`.
+
+The caller writes the new records (all or none, compare-and-set on a version) *before* it
+commits the Kafka transaction with the emitted records and the offsets. A crash before the write
+recomputes the same alerts from the same state; a crash after it re-emits them from the outbox.
+Either way the committed topic holds each alert id once.
+
+>>> from alerts.policy import PolicyParams, ScoreInput
+>>> p = PolicyParams(min_dwell_s=0, min_scores=1)
+>>> s = ScoreInput("c", "s1", 0.8, 10.0)
+>>> plan = plan_customer(Stored(), [(5, s)], first=5, params=p, now=0.0)
+>>> [(o, d.alert_id) for o, d, _ in plan.decisions], plan.applied
+([(5, 'c:10000:high')], 5)
+>>> stored = finish(plan, {5: [("alert", {"alert_id": "c:10000:high"})]})
+>>> again = plan_customer(stored, [(5, s)], first=5, params=p, now=1.0)  # replay after crash
+>>> again.decisions, again.replayed
+([], [(5, [('alert', {'alert_id': 'c:10000:high'})])])
+>>> plan_customer(stored, [(6, s)], first=6, params=p, now=1.0).outbox   # 5 is committed
+{}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerts.policy import (
+    AlertDecision,
+    PolicyParams,
+    RiskState,
+    ScoreInput,
+    state_from_json,
+    state_to_json,
+    update,
+)
+
+OutboxEntry = list[tuple[str, dict[str, Any]]]
+"""Records one score produced: (``"alert"`` | ``"action"`` | ``"dead"``, record)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A customer's alert-side record in the state store."""
+
+    state: RiskState = field(default_factory=RiskState)
+    applied: int = -1
+    outbox: Mapping[int, OutboxEntry] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"s": state_to_json(self.state), "o": self.applied,
+                "x": {str(k): [[t, r] for t, r in v] for k, v in self.outbox.items()}}
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Stored:
+        """
+        >>> st = Stored(RiskState(last_ts=1.0), 7, {7: [("alert", {"a": 1})]})
+        >>> Stored.from_json(st.to_json()) == st
+        True
+        """
+        return Stored(state_from_json(data.get("s", {})), int(data.get("o", -1)),
+                      {int(k): [(str(t), dict(r)) for t, r in v]
+                       for k, v in data.get("x", {}).items()})
+
+
+@dataclass
+class Plan:
+    """What one batch does to one customer, before its decisions are enriched."""
+
+    state: RiskState
+    applied: int
+    outbox: dict[int, OutboxEntry]
+    replayed: list[tuple[int, OutboxEntry]]
+    decisions: list[tuple[int, AlertDecision, RiskState]]
+    changed: bool
+
+
+def plan_customer(stored: Stored, scores: Sequence[tuple[int, ScoreInput]], first: int,
+                  params: PolicyParams, now: float) -> Plan:
+    """Apply a customer's scores of one batch (offset order); see the module docstring."""
+    outbox = {k: v for k, v in stored.outbox.items() if k >= first}
+    changed = len(outbox) != len(stored.outbox)
+    state, applied = stored.state, stored.applied
+    replayed: list[tuple[int, OutboxEntry]] = []
+    decisions: list[tuple[int, AlertDecision, RiskState]] = []
+    for offset, score in scores:
+        if offset <= applied:
+            if offset in outbox:
+                replayed.append((offset, outbox[offset]))
+            continue
+        state, out = update(state, score, params, now)
+        applied, changed = offset, True
+        decisions.extend((offset, d, state) for d in out)
+    return Plan(state, applied, outbox, replayed, decisions, changed)
+
+
+def finish(plan: Plan, produced: Mapping[int, OutboxEntry]) -> Stored:
+    """The record to store: the plan's state, plus the records its new decisions produced."""
+    outbox = dict(plan.outbox)
+    for offset, entry in produced.items():
+        outbox.setdefault(offset, []).extend(entry)
+    return Stored(plan.state, plan.applied, outbox)

@@ -1,0 +1,172 @@
+"""Wire records of the alert side (see ``docs/alerts.md``): scores in, alerts and actions out.
+
+``churn-scores`` → :func:`decode_score` → the policy → :func:`alert_record` (``churn-alerts``)
+and :func:`action_record` (``retention-actions``, one per alert, holdout included). Keys are the
+customer id; values are JSON.
+
+>>> s = decode_score(b'{"score_id":"c-1:e-1:1-logreg","customer_id":"c-1","score":0.7,'
+...                  b'"ts":"2026-03-01T00:00:00Z","model_version":"1-logreg"}')
+>>> s.ts, s.reason, s.drivers
+(1772323200.0, 'event', ())
+>>> decode_score(b'{"customer_id":"c-1"}')
+Traceback (most recent call last):
+...
+alerts.contracts.BadScore: missing_field: score_id is required
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from alerts.drivers import DriverView
+from alerts.policy import AlertDecision, Driver, ScoreInput
+from alerts.routing import HOLDOUT_ACTION, Route
+
+SCHEMA_VERSION = 1
+
+
+class BadScore(ValueError):
+    """A score record that breaks the contract; ``code`` goes to the dead-letter headers."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def format_ts(ts: float) -> str:
+    """
+    >>> format_ts(1.5)
+    '1970-01-01T00:00:01.500+00:00'
+    """
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def parse_ts(raw: object) -> float:
+    if not isinstance(raw, str):
+        raise BadScore("bad_timestamp", "ts must be an RFC 3339 string")
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadScore("bad_timestamp", f"ts {raw!r} is not RFC 3339") from None
+    if parsed.tzinfo is None:
+        raise BadScore("bad_timestamp", f"ts {raw!r} has no UTC offset")
+    return parsed.timestamp()
+
+
+def _text(obj: Mapping[str, Any], name: str) -> str:
+    raw = obj.get(name)
+    if raw is None:
+        raise BadScore("missing_field", f"{name} is required")
+    if not isinstance(raw, str) or not raw:
+        raise BadScore("bad_field", f"{name} must be a non-empty string")
+    return raw
+
+
+def _drivers(raw: object) -> tuple[Driver, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise BadScore("bad_field", "drivers must be a list")
+    out = []
+    for d in raw:
+        if not isinstance(d, dict) or not isinstance(d.get("feature"), str):
+            raise BadScore("bad_field", "each driver needs a feature name")
+        try:
+            value, contribution = float(d.get("value", 0.0)), float(d.get("contribution", 0.0))
+        except (TypeError, ValueError):
+            raise BadScore("bad_field", "driver value and contribution must be numbers") from None
+        out.append(Driver(d["feature"], value, contribution))
+    return tuple(out)
+
+
+def decode_score(data: bytes | str) -> ScoreInput:
+    """Decode and validate one ``churn-scores`` record (a missing ``drivers`` is ``[]``)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadScore("bad_json", f"not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise BadScore("not_an_object", "a score must be a JSON object")
+    if obj.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise BadScore("unsupported_schema", f"schema_version {obj.get('schema_version')!r}")
+    score_id, customer_id = _text(obj, "score_id"), _text(obj, "customer_id")
+    score = obj.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not (
+            math.isfinite(score) and 0.0 <= score <= 1.0):
+        raise BadScore("bad_field", "score must be a number in [0, 1]")
+    if "ts" not in obj:
+        raise BadScore("missing_field", "ts is required")
+    reason = obj.get("reason", "event")
+    if reason not in ("event", "sweep"):
+        raise BadScore("bad_field", f"reason {reason!r} is not event or sweep")
+    source = obj.get("source_timestamp_ms") or 0
+    return ScoreInput(customer_id=customer_id, score_id=score_id, score=float(score),
+                      ts=parse_ts(obj["ts"]), reason=reason,
+                      model_version=str(obj.get("model_version") or ""),
+                      drivers=_drivers(obj.get("drivers")),
+                      source_timestamp_ms=int(source) if isinstance(source, int | float) else 0)
+
+
+def alert_record(decision: AlertDecision, drivers: Sequence[DriverView], summary: str,
+                 lifecycle_stage: str, segment: str, route: Route, holdout: bool,
+                 customer_value: str, driver_category: str) -> dict[str, Any]:
+    """The ``churn-alerts`` record of a decision (``recommended_action`` even for the holdout:
+    what the customer *would* have got; ``holdout`` says it is not carried out)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "alert_id": decision.alert_id,
+        "kind": decision.kind,
+        "customer_id": decision.customer_id,
+        "episode_id": decision.episode_id,
+        "severity": decision.severity,
+        "previous_severity": decision.previous_severity,
+        "score": decision.score,
+        "previous_score": decision.previous_score,
+        "model_version": decision.model_version,
+        "score_id": decision.score_id,
+        "ts": format_ts(decision.ts),
+        "processed_at": format_ts(decision.processed_at),
+        "source_timestamp_ms": decision.source_timestamp_ms,
+        "drivers": [d.to_wire() for d in drivers],
+        "driver_category": driver_category,
+        "summary": summary,
+        "lifecycle_stage": lifecycle_stage,
+        "segment": segment,
+        "recommended_action": route.action,
+        "team": route.team,
+        "sla_hours": route.sla_hours,
+        "holdout": holdout,
+        "customer_value": customer_value,
+    }
+
+
+def action_record(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``retention-actions`` decision of an alert (holdout: recorded, nothing done).
+
+    >>> a = action_record({"alert_id": "c-1:0:high", "customer_id": "c-1", "holdout": True,
+    ...     "recommended_action": "email", "team": "cs", "sla_hours": 24.0, "severity": "high",
+    ...     "driver_category": "engagement", "ts": "t", "processed_at": "p"})
+    >>> a["action"], a["action_id"]
+    ('none (holdout)', 'c-1:0:high')
+    """
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "action_id": alert["alert_id"],
+        "alert_id": alert["alert_id"],
+        "customer_id": alert["customer_id"],
+        "action": HOLDOUT_ACTION if alert["holdout"] else alert["recommended_action"],
+        "recommended_action": alert["recommended_action"],
+        "team": alert["team"],
+        "sla_hours": alert["sla_hours"],
+        "holdout": alert["holdout"],
+        "severity": alert["severity"],
+        "driver_category": alert["driver_category"],
+        "ts": alert["ts"],
+        "decided_at": alert["processed_at"],
+    }

@@ -1,0 +1,327 @@
+"""The per-customer risk state machine: when a churn score becomes an alert.
+
+Pure: ``update(state, score, params, now) -> (state, decisions)``; event time comes from the
+score, wall time ``now`` is only stamped on the decisions (``processed_at``).
+
+Rules, in the order they apply to one score of one customer:
+
+1. *Duplicates and stale scores change nothing.* A ``score_id`` among the last
+   ``params.dedup_ids`` applied, or a score older (event time) than the last applied one, is
+   skipped: the worker publishes at least once, and a replay must not count a score twice.
+2. *Churned customers are suppressed.* ``score.churned_at`` (from the learner's churn marks)
+   at or after which no event arrived means the customer is gone: the episode closes without an
+   alert. An event score after the churn time means the customer came back (``returned_at``).
+3. *Hysteresis.* An episode opens when the score reaches ``params.enter`` and closes only when
+   it falls below ``params.exit`` (< ``enter``): a score wobbling between the two keeps the
+   episode, so one crossing gives one episode. The episode id is the customer id and the event
+   time (ms) of the score that opened it, so a replay names it the same way.
+4. *Dwell.* An episode alerts once it has lasted ``min_dwell_s`` of event time *and* seen
+   ``min_scores`` scores (a single spike does not page anyone); a ``critical`` score alerts at
+   once when ``critical_skips_dwell``.
+5. *Cooldown.* A new episode does not alert within ``cooldown_s`` (event time) of the
+   customer's previous alert; it alerts at its first score after the cooldown if it is still
+   open (``critical`` skips the cooldown when ``critical_skips_cooldown``).
+6. *Tiers and escalation.* The severity of a score is the highest tier it reaches (at least
+   ``medium`` inside an episode). After the episode's first alert (``opened``), a score at a
+   higher tier than any alerted in the episode gives an ``escalated`` alert. Each tier alerts at
+   most once per episode, so the alert id ``<episode_id>:<severity>`` is unique.
+
+>>> p = PolicyParams(min_dwell_s=0.0, min_scores=1)
+>>> s, out = update(RiskState(), ScoreInput("c-1", "s1", 0.7, 1000.0), p, now=0.0)
+>>> [(d.kind, d.alert_id) for d in out]
+[('opened', 'c-1:1000000:medium')]
+>>> s, out = update(s, ScoreInput("c-1", "s2", 0.95, 2000.0), p, now=0.0)
+>>> [(d.kind, d.alert_id, d.previous_severity) for d in out]
+[('escalated', 'c-1:1000000:critical', 'medium')]
+>>> s, out = update(s, ScoreInput("c-1", "s2", 0.95, 2000.0), p, now=0.0)  # duplicate
+>>> out, s.scores_skipped
+([], 1)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+SEVERITIES: tuple[str, ...] = ("medium", "high", "critical")
+Kind = Literal["opened", "escalated"]
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """One feature's part in a score (log-odds contribution), as the score record carries it."""
+
+    feature: str
+    value: float
+    contribution: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreInput:
+    """What the policy needs of one score record.
+
+    ``ts`` is event time (epoch seconds); ``churned_at`` the learner's churn mark of the customer
+    when the score was processed (None = not churned).
+    """
+
+    customer_id: str
+    score_id: str
+    score: float
+    ts: float
+    reason: str = "event"
+    model_version: str = ""
+    drivers: tuple[Driver, ...] = ()
+    source_timestamp_ms: int = 0
+    churned_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyParams:
+    """Thresholds (scores in [0, 1]) and times (event-time seconds) of the state machine.
+
+    >>> PolicyParams(enter=0.5, exit=0.6)
+    Traceback (most recent call last):
+    ...
+    ValueError: need 0 <= exit (0.6) < enter (0.5) <= high (0.75) <= critical (0.9) <= 1
+    """
+
+    enter: float = 0.6
+    exit: float = 0.45
+    high: float = 0.75
+    critical: float = 0.9
+    min_dwell_s: float = 3600.0
+    min_scores: int = 2
+    cooldown_s: float = 7 * 86400.0
+    critical_skips_dwell: bool = True
+    critical_skips_cooldown: bool = True
+    dedup_ids: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.exit < self.enter <= self.high <= self.critical <= 1.0:
+            raise ValueError(f"need 0 <= exit ({self.exit}) < enter ({self.enter}) <= high "
+                             f"({self.high}) <= critical ({self.critical}) <= 1")
+        if self.min_dwell_s < 0 or self.cooldown_s < 0 or self.min_scores < 1:
+            raise ValueError("min_dwell_s and cooldown_s must be >= 0, min_scores >= 1")
+        if self.dedup_ids < 1:
+            raise ValueError("dedup_ids must be >= 1")
+
+    def tier(self, score: float) -> int:
+        """Severity index (0 medium, 1 high, 2 critical) of a score inside an episode.
+
+        >>> p = PolicyParams()
+        >>> [p.tier(x) for x in (0.5, 0.6, 0.8, 0.9)]
+        [0, 0, 1, 2]
+        """
+        if score >= self.critical:
+            return 2
+        if score >= self.high:
+            return 1
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class RiskState:
+    """Everything the policy remembers about one customer (a few hundred bytes as JSON)."""
+
+    last_ts: float | None = None
+    last_score: float | None = None
+    recent_ids: tuple[str, ...] = ()
+    first_seen: float | None = None
+    episode_start: float | None = None
+    episode_scores: int = 0
+    episode_peak: float = 0.0
+    alerted_tier: int = -1  # highest tier alerted in the open episode, -1 none
+    pre_episode_score: float | None = None
+    last_alert_ts: float | None = None
+    last_alert_score: float | None = None
+    alerted_values: tuple[tuple[str, float], ...] = ()
+    churned_at: float | None = None
+    returned_at: float | None = None
+    episodes: int = 0
+    alerts: int = 0
+    scores_applied: int = 0
+    scores_skipped: int = 0
+
+    @property
+    def in_episode(self) -> bool:
+        return self.episode_start is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DriverChange:
+    """A driver of an alert and how its value moved since the customer's previous alert."""
+
+    feature: str
+    value: float
+    contribution: float
+    previous: float | None
+
+    @property
+    def change(self) -> float | None:
+        return None if self.previous is None else self.value - self.previous
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDecision:
+    """An alert the policy decided to raise (enriched into the wire record by the caller)."""
+
+    kind: Kind
+    customer_id: str
+    episode_id: str
+    severity: str
+    previous_severity: str | None
+    score: float
+    previous_score: float | None
+    ts: float
+    processed_at: float
+    score_id: str
+    model_version: str
+    source_timestamp_ms: int
+    reason: str
+    drivers: tuple[DriverChange, ...] = field(default=())
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.episode_id}:{self.severity}"
+
+
+def episode_id(customer_id: str, start_ts: float) -> str:
+    """
+    >>> episode_id("c-7", 1.5)
+    'c-7:1500'
+    """
+    return f"{customer_id}:{round(start_ts * 1000)}"
+
+
+def update(state: RiskState, score: ScoreInput, params: PolicyParams,
+           now: float) -> tuple[RiskState, list[AlertDecision]]:
+    """Apply one score; returns the new state and the alerts it raises (0, or 1).
+
+    See the module docstring for the rules. ``now`` (wall time) is only recorded on decisions.
+    """
+    if score.score_id in state.recent_ids or (
+            state.last_ts is not None and score.ts < state.last_ts) or not math.isfinite(
+            score.score):
+        return replace(state, scores_skipped=state.scores_skipped + 1), []
+    ids = (*state.recent_ids, score.score_id)[-params.dedup_ids:]
+    seen = replace(state, last_ts=score.ts, last_score=score.score, recent_ids=ids,
+                   first_seen=state.first_seen if state.first_seen is not None else score.ts,
+                   scores_applied=state.scores_applied + 1)
+    churned_at = score.churned_at
+    if churned_at is not None and not (score.reason == "event" and score.ts > churned_at):
+        return _close(replace(seen, churned_at=churned_at)), []
+    if seen.churned_at is not None and score.reason == "event" and score.ts > seen.churned_at:
+        seen = replace(seen, churned_at=None, returned_at=score.ts)
+
+    if not seen.in_episode:
+        if score.score < params.enter:
+            return seen, []
+        seen = replace(seen, episode_start=score.ts, episode_scores=1, episode_peak=score.score,
+                       alerted_tier=-1, pre_episode_score=state.last_score,
+                       episodes=seen.episodes + 1)
+    elif score.score < params.exit:
+        return _close(seen), []
+    else:
+        seen = replace(seen, episode_scores=seen.episode_scores + 1,
+                       episode_peak=max(seen.episode_peak, score.score))
+
+    tier = params.tier(score.score)
+    assert seen.episode_start is not None
+    if seen.alerted_tier < 0:
+        critical = tier == 2
+        dwelled = (score.ts - seen.episode_start >= params.min_dwell_s
+                   and seen.episode_scores >= params.min_scores)
+        cooling = (seen.last_alert_ts is not None
+                   and score.ts - seen.last_alert_ts < params.cooldown_s)
+        if not (dwelled or (critical and params.critical_skips_dwell)):
+            return seen, []
+        if cooling and not (critical and params.critical_skips_cooldown):
+            return seen, []
+        return _alert(seen, score, tier, "opened", seen.pre_episode_score, now)
+    if tier > seen.alerted_tier:
+        return _alert(seen, score, tier, "escalated", seen.last_alert_score, now)
+    return seen, []
+
+
+def _close(state: RiskState) -> RiskState:
+    return replace(state, episode_start=None, episode_scores=0, episode_peak=0.0,
+                   alerted_tier=-1)
+
+
+def _alert(state: RiskState, score: ScoreInput, tier: int, kind: Kind,
+           previous_score: float | None, now: float) -> tuple[RiskState, list[AlertDecision]]:
+    assert state.episode_start is not None
+    before = dict(state.alerted_values)
+    drivers = tuple(DriverChange(d.feature, d.value, d.contribution, before.get(d.feature))
+                    for d in score.drivers)
+    decision = AlertDecision(
+        kind=kind, customer_id=score.customer_id,
+        episode_id=episode_id(score.customer_id, state.episode_start),
+        severity=SEVERITIES[tier],
+        previous_severity=SEVERITIES[state.alerted_tier] if state.alerted_tier >= 0 else None,
+        score=score.score, previous_score=previous_score, ts=score.ts, processed_at=now,
+        score_id=score.score_id, model_version=score.model_version,
+        source_timestamp_ms=score.source_timestamp_ms, reason=score.reason, drivers=drivers)
+    values = {**before, **{d.feature: d.value for d in score.drivers}}
+    kept = tuple(sorted(values.items()))[:64]  # bounded: features of the model
+    new = replace(state, alerted_tier=tier, last_alert_ts=score.ts,
+                  last_alert_score=score.score, alerted_values=kept, alerts=state.alerts + 1)
+    return new, [decision]
+
+
+def run(scores: Sequence[ScoreInput], params: PolicyParams, now: float = 0.0,
+        states: Mapping[str, RiskState] | None = None,
+        ) -> tuple[dict[str, RiskState], list[AlertDecision]]:
+    """Apply scores of many customers in order (tests, backtests, the treatment simulator).
+
+    >>> p = PolicyParams(min_dwell_s=0.0, min_scores=1)
+    >>> xs = [ScoreInput("a", f"a{i}", s, float(i)) for i, s in enumerate([0.7, 0.5, 0.7, 0.3])]
+    >>> _, out = run(xs, p)
+    >>> [d.alert_id for d in out]   # 0.5 stays above exit: one crossing, one alert
+    ['a:0:medium']
+    """
+    current = dict(states or {})
+    out: list[AlertDecision] = []
+    for s in scores:
+        new, decisions = update(current.get(s.customer_id, RiskState()), s, params, now)
+        current[s.customer_id] = new
+        out.extend(decisions)
+    return current, out
+
+
+_FIELDS = {f: i for i, f in enumerate(RiskState.__dataclass_fields__)}
+
+
+def state_to_json(state: RiskState) -> dict[str, Any]:
+    """Plain data for storage (only fields that differ from the defaults).
+
+    >>> s = RiskState(last_ts=5.0, recent_ids=("x",), alerted_values=(("f", 1.0),))
+    >>> state_from_json(state_to_json(s)) == s
+    True
+    >>> state_to_json(RiskState())
+    {}
+    """
+    default = RiskState()
+    out: dict[str, Any] = {}
+    for name in _FIELDS:
+        value = getattr(state, name)
+        if value != getattr(default, name):
+            out[name] = [list(v) for v in value] if name == "alerted_values" else (
+                list(value) if isinstance(value, tuple) else value)
+    return out
+
+
+def state_from_json(data: Mapping[str, Any]) -> RiskState:
+    """Inverse of :func:`state_to_json`; unknown fields are ignored (forward compatible)."""
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in _FIELDS:
+            continue
+        if name == "alerted_values":
+            value = tuple((str(k), float(v)) for k, v in value)
+        elif name == "recent_ids":
+            value = tuple(value)
+        kwargs[name] = value
+    return RiskState(**kwargs)
