@@ -120,6 +120,8 @@ class Learner:
     def maybe_promote(self) -> str | None:
         """Swap in the best challenger if it beats the champion by the margin."""
         best: ModelSlot | None = None
+        if not any(s.metrics.n >= self.rule.min_resolved for s in self.challengers):
+            return None  # report() is O(window): never call it per learn when no one is ready
         champion_auc = self.champion.metrics.report()["roc_auc"]
         for slot in self.challengers:
             if slot.metrics.n < self.rule.min_resolved:
