@@ -29,7 +29,7 @@ class NaiveProcessor(EventBatchProcessor):
             states = await self._store.apply([event])
             done.append((event, states[event.customer_id]))
         self._per_event[id(batch)] = done
-        batch.handle = await self._models.current()
+        batch.handle = await self.models.current()
 
     def score(self, batch: Batch) -> None:
         handle = batch.handle
@@ -38,12 +38,13 @@ class NaiveProcessor(EventBatchProcessor):
             cid = event.customer_id  # type: ignore[attr-defined]
             record = {
                 "customer_id": cid, "model_version": handle.version,
-                "score": handle.score(feature_vector(applied.state, now=event.ts)),  # type: ignore[attr-defined]
+                "score": handle.score(feature_vector(applied.state, event.ts,  # type: ignore[attr-defined]
+                                                     self.spec)),
                 "events_total": int(applied.state.get("n", 0)),
                 "scored_at": format_ts(self._wall()),
                 "source_timestamp_ms": batch.arrived.get(cid, 0),
             }
-            batch.out.append(OutRecord(self._topics.scores, cid.encode(), encode(record)))
+            batch.out.append(OutRecord(self.topics.scores, cid.encode(), encode(record)))
             batch.stats.applied += applied.applied
             batch.stats.scores += 1
 
