@@ -2,21 +2,31 @@
 
 ``create_app(settings)`` wires the events hot path (:class:`~streams.consumer.EventConsumer`, a
 batching aiokafka consumer, see its module for why it is not a Faust agent) with its Redis
-feature store, model watcher, Kafka sink and the sweeper of quiet customers
-(:mod:`streams.sweeper`), and runs it as a Faust task, so that the Faust worker owns the
-process: start-up, signals, graceful shutdown, logging and timers.
+feature store, model watcher, Kafka sink, the pending-observation store and churned set
+(:mod:`streams.scoring`) and the sweeper of quiet customers (:mod:`streams.sweeper`), and runs
+it as a Faust task, so that the Faust worker owns the process: start-up, signals, graceful
+shutdown, logging and timers. A timer publishes the sweep clocks of the partitions this worker
+owns (``<prefix>:watermarks``): the learner resolves snapshots as negative by the slowest.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import faust
 import redis.asyncio as aioredis
 
 from streams.consumer import EventConsumer
+from streams.errors import TransientError
 from streams.feature_store import RedisFeatureStore
+from streams.learner_service import policy_of
 from streams.model_registry import ModelWatcher, RedisModelRegistry
+from streams.observation_store import (
+    RedisChurnedCustomers,
+    RedisObservationStore,
+    RedisWatermarkBoard,
+)
 from streams.processor import EventBatchProcessor, RecordSink
 from streams.settings import Settings
 from streams.sweeper import Sweeper
@@ -64,18 +74,26 @@ def create_app(settings: Settings) -> faust.App:
 
     sweep = settings.sweep
     stores: list[RedisFeatureStore] = []
+    boards: list[RedisWatermarkBoard] = []
+    prefix = settings.redis.key_prefix
+    policy = policy_of(settings)
 
     def make_processor(sink: RecordSink) -> EventBatchProcessor:
         client = make_redis(settings)
-        store = RedisFeatureStore(client, settings.features, settings.redis.key_prefix)
+        store = RedisFeatureStore(client, settings.features, prefix)
         stores.append(store)
+        boards.append(RedisWatermarkBoard(client, prefix))
         return EventBatchProcessor(
             store=store,
-            models=ModelWatcher(RedisModelRegistry(client, settings.redis.key_prefix)),
+            models=ModelWatcher(RedisModelRegistry(client, prefix),
+                                poll_s=settings.model.poll_s),
             sink=sink,
             topics=settings.topics,
             rescore_after_s=sweep.rescore_after_s if sweep.enabled else None,
             watermarks=Watermarks(sweep),
+            observations=RedisObservationStore(client, prefix, policy),
+            policy=policy,
+            churned=RedisChurnedCustomers(client, prefix),
         )
 
     def make_sweeper(processor: EventBatchProcessor) -> Sweeper:
@@ -92,12 +110,27 @@ def create_app(settings: Settings) -> faust.App:
     async def log_totals() -> None:
         if events.processor is not None:
             t = events.processor.totals
+            o = events.processor.observer.totals
             log.info("totals: records=%d applied=%d scores=%d dead_lettered=%d late=%d "
-                     "retries=%d model=%s", t.records, t.applied, t.scores, t.dead_lettered,
-                     t.late, t.retries, t.last_model_version)
+                     "retries=%d model=%s observed=%d skipped_churned=%d returned=%d",
+                     t.records, t.applied, t.scores, t.dead_lettered, t.late, t.retries,
+                     t.last_model_version, o.recorded, o.skipped_churned, o.returned)
         if events.sweeper is not None:
             s = events.sweeper.stats
             log.info("sweeper: passes=%d rescored=%d skipped=%d", s.passes, s.rescored,
                      s.skipped)
+
+    @app.timer(interval=2.0)  # type: ignore[untyped-decorator]
+    async def publish_watermarks() -> None:
+        processor = events.processor
+        if processor is None or processor.watermarks is None or not boards:
+            return
+        wall = time.time()
+        marks = {p: mark for p in events.assigned()
+                 if (mark := processor.watermarks.sweep_time(p, wall)) is not None}
+        try:
+            await boards[-1].publish(marks)
+        except TransientError as exc:
+            log.warning("could not publish watermarks: %s", exc)
 
     return app

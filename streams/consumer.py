@@ -14,6 +14,8 @@ Guarantees, per batch of up to ``batch_size`` records:
 * batches are applied to Redis, published and committed in the order they were read;
 * the next batch is decoded (and fetched) while the previous one waits on Redis, and scored
   while the next one waits: at most ``PIPELINE_DEPTH`` batches are in flight;
+* the observation snapshots of a batch (:mod:`streams.scoring`) are recorded before its
+  scores are published, and so before its offsets are committed;
 * nothing escapes: a batch that fails for an unexpected reason goes to the dead-letter topic
   whole, with the reason, and is committed (see ``process_or_dead_letter``).
 
@@ -205,6 +207,13 @@ class EventConsumer:
             if sent:
                 log.info("sweep: re-scored %d quiet customers", sent)
 
+    def assigned(self) -> list[int]:
+        """Partitions of the events topic this worker owns now."""
+        consumer, events = self._consumer, self._settings.topics.events
+        if consumer is None:
+            return []
+        return sorted(tp.partition for tp in consumer.assignment() if tp.topic == events)
+
     def _forget(self, task: asyncio.Task[None]) -> None:
         with contextlib.suppress(ValueError):
             self._inflight.remove(task)
@@ -228,6 +237,7 @@ class EventConsumer:
             finally:
                 applied.set_result(None)
             processor.score(batch)
+            await processor.observe(batch)  # snapshots durable before the commit
             if previous is not None:
                 await previous  # publish and commit in order
             await processor.publish(batch)

@@ -15,15 +15,142 @@ due index; with a 1-day interval and a 30-day horizon, at most 30 per active cus
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from online_models.observations import LabelPolicy, Observation
+from streams.errors import TransientError
 
 TTL_MARGIN_S = 7 * 86400
+LUA_OBSERVE = Path(__file__).with_name("lua") / "observe.lua"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredSnapshot:
+    """A customer the worker has just scored.
+
+    ``observation`` is the snapshot to keep (``None`` when the worker knows the customer's
+    slot is taken already: then only the churn check is done); ``newest_event`` is the
+    customer's newest event time, which the churn check compares with the churn time.
+    """
+
+    customer_id: str
+    newest_event: float
+    observation: Observation | None
+
+
+@dataclass
+class ObserveOutcome:
+    """What :meth:`ObservationStore.record_scored` did with a batch."""
+
+    churned: set[str] = field(default_factory=set)  # not to be scored (nothing recorded)
+    recorded: int = 0
+    returned: int = 0
+
+
+class ChurnedCustomers(Protocol):
+    """Customers who churned, with their churn time, until they come back.
+
+    The learner marks a customer on its churn label; the worker skips a marked customer while
+    its newest event is at or before the churn time, and clears the mark (``returned``) on the
+    first event after it.
+    """
+
+    async def churned_since(self, ids: Sequence[str]) -> dict[str, float]:
+        """Churn time of each of ``ids`` that is marked churned."""
+        ...
+
+    async def mark(self, customer_id: str, ts: float) -> None:
+        """Mark a churn at ``ts`` (a later churn time wins)."""
+        ...
+
+    async def returned(self, ids: Iterable[str]) -> None: ...
+
+
+class InMemoryChurnedCustomers:
+    """:class:`ChurnedCustomers` in a dict (tests, in-process backtests)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    async def churned_since(self, ids: Sequence[str]) -> dict[str, float]:
+        times = self.times
+        return {cid: times[cid] for cid in ids if cid in times}
+
+    async def mark(self, customer_id: str, ts: float) -> None:
+        if ts > self.times.get(customer_id, float("-inf")):
+            self.times[customer_id] = ts
+
+    async def returned(self, ids: Iterable[str]) -> None:
+        for cid in ids:
+            self.times.pop(cid, None)
+
+
+class RedisChurnedCustomers:
+    """:class:`ChurnedCustomers` as one Redis hash ``<prefix>:churned``: id -> churn time."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self.key = f"{prefix}:churned"
+
+    async def churned_since(self, ids: Sequence[str]) -> dict[str, float]:
+        if not ids:
+            return {}
+        values = await _call(self._client.hmget(self.key, list(ids)))
+        return {cid: float(v) for cid, v in zip(ids, values, strict=True) if v is not None}
+
+    async def mark(self, customer_id: str, ts: float) -> None:
+        await _call(self._client.eval(
+            "local c = redis.call('HGET', KEYS[1], ARGV[1]) "
+            "if c and tonumber(c) >= tonumber(ARGV[2]) then return 0 end "
+            "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1",
+            1, self.key, customer_id, repr(float(ts))))
+
+    async def returned(self, ids: Iterable[str]) -> None:
+        found = list(ids)
+        if found:
+            await _call(self._client.hdel(self.key, *found))
+
+
+async def _call(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise TransientError(f"redis unavailable: {exc}") from exc
+
+
+async def record_scored_generic(store: ObservationStore, items: Sequence[ScoredSnapshot],
+                                churned: ChurnedCustomers | None) -> ObserveOutcome:
+    """:meth:`ObservationStore.record_scored` from the store's other methods (two calls)."""
+    outcome = ObserveOutcome()
+    if not items:
+        return outcome
+    times = (await churned.churned_since([i.customer_id for i in items])
+             if churned is not None else {})
+    back: list[str] = []
+    keep: list[Observation] = []
+    for item in items:
+        churn = times.get(item.customer_id)
+        if churn is not None and churn >= item.newest_event:
+            outcome.churned.add(item.customer_id)
+            continue
+        if churn is not None:
+            back.append(item.customer_id)
+        if item.observation is not None:
+            keep.append(item.observation)
+    if back and churned is not None:
+        await churned.returned(back)
+    outcome.returned = len(set(back))
+    outcome.recorded = await store.record(keep)
+    return outcome
 
 
 def member(obs: Observation, policy: LabelPolicy) -> str:
@@ -44,6 +171,14 @@ class ObservationStore(Protocol):
     async def remove(self, observations: Iterable[Observation]) -> None: ...
 
     async def count(self) -> int: ...
+
+    async def record_scored(self, items: Sequence[ScoredSnapshot],
+                            churned: ChurnedCustomers | None) -> ObserveOutcome:
+        """The worker's step: skip churned customers, clear returned ones, record the rest.
+
+        Redis does it in one round trip (one script) when ``churned`` is in the same Redis.
+        """
+        ...
 
 
 class InMemoryObservationStore:
@@ -80,6 +215,10 @@ class InMemoryObservationStore:
     async def count(self) -> int:
         return sum(len(s) for s in self._by_customer.values())
 
+    async def record_scored(self, items: Sequence[ScoredSnapshot],
+                            churned: ChurnedCustomers | None) -> ObserveOutcome:
+        return await record_scored_generic(self, items, churned)
+
 
 class RedisObservationStore:
     def __init__(self, client: aioredis.Redis, prefix: str, policy: LabelPolicy) -> None:
@@ -87,7 +226,10 @@ class RedisObservationStore:
         self._prefix = prefix
         self._policy = policy
         self._due_key = f"{prefix}:obs:due"
+        self._churned_key = f"{prefix}:churned"
         self._ttl = int(policy.horizon_s + TTL_MARGIN_S)
+        self._observe_source = LUA_OBSERVE.read_text()
+        self._observe_sha: str | None = None
 
     def key(self, customer_id: str) -> str:
         return f"{self._prefix}:{{c:{customer_id}}}:obs"
@@ -141,3 +283,74 @@ class RedisObservationStore:
 
     async def count(self) -> int:
         return int(await self._client.zcard(self._due_key))
+
+    async def record_scored(self, items: Sequence[ScoredSnapshot],
+                            churned: ChurnedCustomers | None) -> ObserveOutcome:
+        if not isinstance(churned, RedisChurnedCustomers) or churned.key != self._churned_key:
+            return await record_scored_generic(self, items, churned)
+        outcome = ObserveOutcome()
+        if not items:
+            return outcome
+        policy = self._policy
+        keys = [self._churned_key, self._due_key]
+        args: list[Any] = [self._ttl]
+        for item in items:
+            keys.append(self.key(item.customer_id))
+            obs = item.observation
+            if obs is None:
+                args += [item.customer_id, repr(item.newest_event), "", 0, ""]
+            else:
+                args += [item.customer_id, repr(item.newest_event), policy.slot(obs.t),
+                         repr(policy.due(obs)), orjson.dumps(obs.to_json())]
+        codes = await self._observe(keys, args)
+        for item, code in zip(items, codes, strict=True):
+            code = int(code)
+            if code == 0:
+                outcome.churned.add(item.customer_id)
+                continue
+            if code >= 10:
+                outcome.returned += 1
+            if code % 10 == 1:
+                outcome.recorded += 1
+        return outcome
+
+    async def _observe(self, keys: list[str], args: list[Any]) -> list[Any]:
+        if self._observe_sha is None:
+            self._observe_sha = await _call(self._client.script_load(self._observe_source))
+        try:
+            return list(await _call(self._client.evalsha(self._observe_sha, len(keys), *keys,
+                                                         *args)))
+        except NoScriptError:  # the server restarted or flushed its script cache
+            self._observe_sha = await _call(self._client.script_load(self._observe_source))
+            return list(await _call(self._client.evalsha(self._observe_sha, len(keys), *keys,
+                                                         *args)))
+
+
+class RedisWatermarkBoard:
+    """Per-partition event-time clocks the workers publish for the learner.
+
+    ``<prefix>:watermarks`` hash: events partition -> event time up to which that partition's
+    customers were scored (only ever raised). The learner resolves negatives up to the
+    slowest partition's.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self.key = f"{prefix}:watermarks"
+
+    async def publish(self, marks: Mapping[int, float]) -> None:
+        if not marks:
+            return
+        args: list[Any] = []
+        for partition, mark in marks.items():
+            args += [str(partition), repr(float(mark))]
+        await _call(self._client.eval(
+            "for i = 1, #ARGV, 2 do local c = redis.call('HGET', KEYS[1], ARGV[i]) "
+            "if not c or tonumber(c) < tonumber(ARGV[i + 1]) then "
+            "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end end return 1",
+            1, self.key, *args))
+
+    async def slowest(self) -> float | None:
+        raw = await _call(self._client.hgetall(self.key))
+        values = [float(v) for v in raw.values()]
+        return min(values) if values else None

@@ -29,11 +29,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
-from online_models.features import FeatureSpec, feature_vector
+from online_models.explain import LinearExplainer
+from online_models.features import FeatureSpec
 from online_models.model import ModelHandle
+from online_models.observations import LabelPolicy
 from streams.contracts import CustomerEvent, decode_event, encode, format_ts
 from streams.errors import InvalidMessage, TransientError
-from streams.feature_store import AppliedState, FeatureStore, ts_ms
+from streams.feature_store import AppliedState, FeatureStore
+from streams.observation_store import ChurnedCustomers, ObservationStore
+from streams.scoring import Explainers, Observer, PendingScore, build_score
 from streams.settings import TopicSettings
 from streams.watermarks import Watermarks
 
@@ -100,6 +104,8 @@ class BatchStats:
     late: int = 0
     scores: int = 0
     retries: int = 0
+    observed: int = 0
+    skipped_churned: int = 0
 
 
 @dataclass
@@ -113,6 +119,8 @@ class Totals:
     late: int = 0
     scores: int = 0
     retries: int = 0
+    observed: int = 0
+    skipped_churned: int = 0
     last_model_version: str = ""
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -124,6 +132,8 @@ class Totals:
         self.late += stats.late
         self.scores += stats.scores
         self.retries += stats.retries
+        self.observed += stats.observed
+        self.skipped_churned += stats.skipped_churned
 
 
 def dead_letter_headers(record: RawRecord, error: InvalidMessage, now: float) -> Headers:
@@ -140,27 +150,13 @@ def dead_letter_headers(record: RawRecord, error: InvalidMessage, now: float) ->
 def score_record(customer_id: str, state: dict[str, float], now: float, handle: ModelHandle,
                  spec: FeatureSpec, *, reason: Literal["event", "sweep"], scored_at: str,
                  last_event_id: str | None = None, events_applied: int = 0,
-                 source_timestamp_ms: int = 0) -> dict[str, Any]:
-    """One record of the scores topic: the customer's churn score at event time ``now``.
-
-    ``score_id`` is deterministic (downstream deduplicates on it): the triggering event for
-    ``reason="event"``, the re-score time for ``reason="sweep"``.
-    """
-    trigger = last_event_id if reason == "event" else f"sweep:{ts_ms(now)}"
-    return {
-        "schema_version": 1,
-        "score_id": f"{customer_id}:{trigger}:{handle.version}",
-        "customer_id": customer_id,
-        "score": handle.score(feature_vector(state, now, spec)),
-        "model_version": handle.version,
-        "ts": format_ts(now),
-        "reason": reason,
-        "last_event_id": last_event_id,
-        "events_total": int(state.get("n", 0)),
-        "events_applied": events_applied,
-        "scored_at": scored_at,
-        "source_timestamp_ms": source_timestamp_ms,
-    }
+                 source_timestamp_ms: int = 0,
+                 explainer: LinearExplainer | None = None) -> dict[str, Any]:
+    """One record of the scores topic (see :func:`streams.scoring.build_score`)."""
+    return build_score(customer_id, state, now, handle, spec, reason=reason,
+                       scored_at=scored_at, last_event_id=last_event_id,
+                       events_applied=events_applied, source_timestamp_ms=source_timestamp_ms,
+                       explainer=explainer)[0]
 
 
 async def retry_transient(
@@ -197,6 +193,7 @@ class Batch:
     partition_of: dict[str, int] = field(default_factory=dict)
     newest: dict[int, float] = field(default_factory=dict)
     out: list[OutRecord] = field(default_factory=list)
+    scored: list[PendingScore] = field(default_factory=list)
     states: dict[str, AppliedState] = field(default_factory=dict)
     handle: ModelHandle | None = None
     failure: Exception | None = None
@@ -204,8 +201,14 @@ class Batch:
 
 class EventBatchProcessor:
     """Stages of a batch: ``prepare`` (CPU) → ``apply`` (Redis) → ``score`` (CPU) →
-    ``publish`` (Kafka). ``process`` runs them in a row; a runner may overlap the stages of
-    consecutive batches as long as ``apply`` and ``publish`` keep batch order."""
+    ``observe`` (Redis) → ``publish`` (Kafka). ``process`` runs them in a row; a runner may
+    overlap the stages of consecutive batches as long as ``apply``, ``observe`` and
+    ``publish`` keep batch order.
+
+    With an ``observations`` store, every customer scored leaves a snapshot (at most one per
+    observation interval of ``policy``) and customers in ``churned`` are not scored while
+    their newest event is at or before their churn time (see :mod:`streams.scoring`).
+    """
 
     def __init__(
         self,
@@ -217,6 +220,9 @@ class EventBatchProcessor:
         retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rescore_after_s: float | None = None,
         watermarks: Watermarks | None = None,
+        observations: ObservationStore | None = None,
+        policy: LabelPolicy | None = None,
+        churned: ChurnedCustomers | None = None,
     ) -> None:
         self._store = store
         self.models = models
@@ -228,6 +234,8 @@ class EventBatchProcessor:
         self._rescore_after_s = rescore_after_s
         self.watermarks = watermarks
         self.totals = Totals()
+        self.observer = Observer(observations, policy or LabelPolicy(), churned)
+        self.explainers = Explainers()
 
     def prepare(self, records: Sequence[RawRecord]) -> Batch:
         """Decode; invalid records become dead-letter output right away."""
@@ -279,7 +287,7 @@ class EventBatchProcessor:
 
     def score(self, batch: Batch) -> None:
         """One score per customer touched, on its state after the batch."""
-        handle, stats = batch.handle, batch.stats
+        handle = batch.handle
         if handle is None:
             return
         newest: dict[str, CustomerEvent] = {}
@@ -288,20 +296,40 @@ class EventBatchProcessor:
             if seen is None or event.ts >= seen.ts:
                 newest[event.customer_id] = event
         scored_at = format_ts(self._wall())
-        scores_topic, out, spec = self.topics.scores, batch.out, self.spec
+        spec, stats, scored = self.spec, batch.stats, batch.scored
+        explainer = self.explainers.of(handle)
         for cid, applied in batch.states.items():
             event = newest[cid]
             state = applied.state
             stats.applied += applied.applied
             stats.late += applied.late
-            now = max(event.ts, state.get("t_last", event.ts))
-            record = score_record(cid, state, now, handle, spec, reason="event",
-                                  scored_at=scored_at, last_event_id=event.event_id,
-                                  events_applied=applied.applied,
-                                  source_timestamp_ms=batch.arrived.get(cid, 0))
-            out.append(OutRecord(scores_topic, cid.encode(), encode(record)))
-        stats.scores += len(batch.states)
+            t_last = state.get("t_last", event.ts)
+            now = max(event.ts, t_last)
+            record, x = build_score(cid, state, now, handle, spec, reason="event",
+                                    scored_at=scored_at, last_event_id=event.event_id,
+                                    events_applied=applied.applied,
+                                    source_timestamp_ms=batch.arrived.get(cid, 0),
+                                    explainer=explainer)
+            scored.append(PendingScore(cid, record, x, now, t_last))
         self.totals.last_model_version = handle.version
+
+    async def observe(self, batch: Batch) -> None:
+        """Drop churned customers' scores, record snapshots; the survivors go to ``out``."""
+        if not batch.scored:
+            return
+        scored = batch.scored
+        kept, recorded = await self._retrying(lambda: self.observer.finish(scored),
+                                              batch.stats)
+        stats = batch.stats
+        stats.observed += recorded
+        stats.skipped_churned += len(scored) - len(kept)
+        stats.scores += len(kept)
+        batch.out.extend(self.score_records(kept))
+        batch.scored = []
+
+    def score_records(self, scores: Sequence[PendingScore]) -> list[OutRecord]:
+        topic = self.topics.scores
+        return [OutRecord(topic, s.customer_id.encode(), encode(s.record)) for s in scores]
 
     async def publish(self, batch: Batch) -> BatchStats:
         """Publish scores and dead letters; returns once the broker acknowledged them."""
@@ -315,6 +343,7 @@ class EventBatchProcessor:
         batch = self.prepare(records)
         await self.apply(batch)
         self.score(batch)
+        await self.observe(batch)
         return await self.publish(batch)
 
     async def dead_letter(self, records: Sequence[RawRecord], error: InvalidMessage) -> None:

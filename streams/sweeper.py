@@ -10,11 +10,13 @@ features are exact at any instant), publishes the score to the scores topic in t
 record format with ``reason: "sweep"``, and only then moves the customer's re-score time on by
 ``rescore_after_s`` (``ZADD XX GT``: an event that arrived meanwhile keeps its later time).
 
-A crash between publishing and moving on re-publishes the same record (same ``score_id``,
-downstream deduplicates). A customer whose newest event is later than its re-score time minus
-``rescore_after_s`` had an event the due-index has not seen yet (the script ran, the due update
-of the same round trip is on its way): it is left alone. Customers whose state expired
-(retention) or was erased leave the index when they come due.
+Sweep scores go through the same observation step as event scores (:mod:`streams.scoring`):
+a customer marked churned is not re-scored (but still moved on), and the score's snapshot is
+recorded before the score is published. A crash between publishing and moving on re-publishes
+the same record (same ``score_id``, downstream deduplicates). A customer whose newest event is
+later than its re-score time minus ``rescore_after_s`` had an event the due-index has not seen
+yet (the script ran, the due update of the same round trip is on its way): it is left alone.
+Customers whose state expired (retention) or was erased leave the index when they come due.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from streams.contracts import encode, format_ts
+from streams.contracts import format_ts
 from streams.feature_store import DueIndex
-from streams.processor import EventBatchProcessor, OutRecord, score_record
+from streams.processor import EventBatchProcessor
+from streams.scoring import PendingScore, build_score
 from streams.settings import SweepSettings
 from streams.watermarks import Watermarks
 
@@ -39,6 +42,8 @@ class SweepStats:
     passes: int = 0
     rescored: int = 0
     skipped: int = 0
+    observed: int = 0
+    skipped_churned: int = 0
 
 
 class Sweeper:
@@ -74,18 +79,24 @@ class Sweeper:
             if not due:
                 break
             handle = await proc.models.current()
+            explainer = proc.explainers.of(handle)
             scored_at = format_ts(self._wall())
-            out: list[OutRecord] = []
+            scored: list[PendingScore] = []
             moved: list[tuple[str, float]] = []
             for item in due:
-                if item.state.get("t_last", item.due) + after > item.due + 1e-6:
+                t_last = item.state.get("t_last", item.due)
+                if t_last + after > item.due + 1e-6:
                     self.stats.skipped += 1  # a newer event; its due update is on its way
                     continue
-                record = score_record(item.customer_id, item.state, item.due, handle, proc.spec,
-                                      reason="sweep", scored_at=scored_at)
-                out.append(OutRecord(proc.topics.scores, item.customer_id.encode(),
-                                     encode(record)))
+                record, x = build_score(item.customer_id, item.state, item.due, handle,
+                                        proc.spec, reason="sweep", scored_at=scored_at,
+                                        explainer=explainer)
+                scored.append(PendingScore(item.customer_id, record, x, item.due, t_last))
                 moved.append((item.customer_id, item.due + after))
+            kept, recorded = await proc.observer.finish(scored)
+            self.stats.observed += recorded
+            self.stats.skipped_churned += len(scored) - len(kept)
+            out = proc.score_records(kept)
             if out:
                 await proc.sink.publish(out)
             await self._index.reschedule(partition, moved)
