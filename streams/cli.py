@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_features.register(sub)
     cli_data.register(sub)
     cli_model.register(sub)
+    from streams import cli_dashboard
+
+    cli_dashboard.register(sub)
     return parser
 
 
