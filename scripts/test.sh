@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh "${CHURN_EXTRAS:-test,parquet}"
+scripts/ensure_chromium.sh  # the dashboard's browser test drives Debian's chromium
 cp=.venv/bin/churnpulse
 
 started=$("$cp" services up --json | .venv/bin/python -c \
