@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -212,6 +217,12 @@ async def test_after_n_failures_the_alert_is_dead_lettered_with_the_reason(
     assert not await aredis.exists(f"{key_prefix}:delivered:hook0:{doomed}")
 
 
+def start_cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "streams.cli", *args], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 async def _committed(bootstrap: str, settings: Settings) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap,
                                 group_id=settings.webhook.consumer_group,
@@ -227,3 +238,42 @@ async def _committed(bootstrap: str, settings: Settings) -> dict[int, int]:
             await asyncio.sleep(0.1)
     finally:
         await consumer.stop()
+
+
+async def test_churnpulse_dispatch_command_delivers_and_logs(
+        kafka_bootstrap: str, redis_url: str, key_prefix: str, aredis: aioredis.Redis,
+        tag: str, tmp_path: Path) -> None:
+    receiver = await Receiver(SECRET).start()
+    topics = {k: f"{k}-{tag}" for k in ("events", "labels", "scores", "alerts", "dead_letter",
+                                        "model_events", "retention_actions", "alert_outcomes")}
+    env = dict(os.environ)
+    env.update({f"CHURN_TOPICS__{k.upper()}": v for k, v in topics.items()})
+    journal = tmp_path / "alerts.jsonl"
+    env.update({
+        "CHURN_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap, "CHURN_REDIS__URL": redis_url,
+        "CHURN_REDIS__KEY_PREFIX": key_prefix, "CHURN_KAFKA__PARTITIONS": "2",
+        "CHURN_WEBHOOK__CONSUMER_GROUP": f"dispatch-{tag}",
+        "CHURN_WEBHOOK__TARGETS": orjson.dumps([{"name": "crm", "url": receiver.url,
+                                                 "secret": SECRET.decode()}]).decode(),
+        "CHURN_WEBHOOK__LOG_FILE": str(journal)})
+    log = tmp_path / "dispatch.log"
+    proc = start_cli(["dispatch"], env, log)
+    alerts = [alert("c-1", 1), alert("c-2", 2, "critical")]
+    try:
+        await eventually(lambda: b"dispatching" in log.read_bytes() or proc.poll() is not None,
+                         60, "the dispatcher to start")
+        assert proc.poll() is None, log.read_text()
+        await publish(kafka_bootstrap, topics["alerts"], alerts)
+        await eventually(lambda: len(receiver.processed) == 2, 30, "both alerts delivered")
+        await eventually(lambda: journal.exists() and len(journal.read_text().splitlines()) == 2,
+                         30, "the log file sink")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+        await receiver.stop()
+    text = log.read_text()
+    assert code == 0, text
+    assert "ALERT high opened customer=c-1" in text and "ALERT critical opened customer=c-2" in text
+    assert {orjson.loads(line)["alert_id"] for line in journal.read_text().splitlines()} == \
+        {a["alert_id"] for a in alerts}
+    assert receiver.bad_signatures == [] and set(receiver.accepted.values()) == {1}
