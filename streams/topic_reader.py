@@ -26,8 +26,9 @@ async def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0,
                                 auto_offset_reset="earliest", client_id="churnpulse-report")
     await consumer.start()
     try:
-        await consumer.topics()  # fresh metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
+        # consumer.topics() fetches metadata without keeping it; this keeps the partitions
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
             return []

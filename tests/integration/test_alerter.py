@@ -1,0 +1,118 @@
+"""The alerter on the real Kafka and Redis: one alert per crossing, also across SIGKILL."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from alerts.policy import PolicyParams
+from tests.integration.alerter_proc import (
+    T0,
+    committed,
+    crafted_scores,
+    expected_alert_ids,
+    kill,
+    publish,
+    start_alerter,
+)
+from tests.integration.worker_proc import Pipeline, wait_until
+
+PARAMS = PolicyParams()  # the defaults the alerter runs with
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
+    yield p
+    p.stop_all()
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def _alerts(p: Pipeline) -> list[dict[str, object]]:
+    return committed(p, f"alerts-{p.tag}")
+
+
+def test_alerts_once_per_crossing_with_actions_and_dead_letters(pipeline: Pipeline) -> None:
+    records = crafted_scores(customers=60, per_customer=12)
+    records.insert(5, ("c-bad", b"{not json"))
+    expected = expected_alert_ids(records, PARAMS)
+    assert len(expected) > 20, "the crafted input should cross thresholds often"
+    start_alerter(pipeline)
+    publish(pipeline.bootstrap, pipeline.scores, records)
+    wait_until(lambda: len(_alerts(pipeline)) >= len(expected), 60, "all alerts")
+    alerts = _alerts(pipeline)
+    ids = [str(a["alert_id"]) for a in alerts]
+    assert sorted(ids) == sorted(expected)
+    assert len(set(ids)) == len(ids)
+    first = alerts[0]
+    for field in ("episode_id", "severity", "drivers", "summary", "lifecycle_stage", "segment",
+                  "recommended_action", "team", "sla_hours", "holdout", "customer_value",
+                  "processed_at", "model_version"):
+        assert field in first
+    assert first["drivers"] and "text" in first["drivers"][0]  # type: ignore[index]
+    actions = committed(pipeline, f"actions-{pipeline.tag}")
+    assert sorted(str(a["alert_id"]) for a in actions) == sorted(ids)
+    for a in actions:
+        assert (a["action"] == "none (holdout)") == a["holdout"]
+    wait_until(lambda: _dead_count(pipeline) == 1, 30, "the malformed score dead-lettered")
+
+
+def _dead_count(p: Pipeline) -> int:
+    from streams.settings import load_settings
+    from streams.topic_reader import read_topic_sync
+
+    settings = load_settings(kafka={"bootstrap_servers": p.bootstrap})
+    return len(read_topic_sync(settings, p.dead_letter, 30))
+
+
+def test_sigkill_mid_stream_gives_the_ids_of_an_uninterrupted_run(pipeline: Pipeline) -> None:
+    records = crafted_scores(customers=1500, per_customer=10, seed=11)
+    expected = expected_alert_ids(records, PARAMS)
+    publish(pipeline.bootstrap, pipeline.scores, records)
+    kills = 0
+    for _ in range(3):  # kill it three times at different points of the stream
+        proc = start_alerter(pipeline)
+        before = len(_alerts(pipeline))
+        wait_until(lambda b=before: len(_alerts(pipeline)) > b + 50  # type: ignore[misc]
+                   or len(_alerts(pipeline)) >= len(expected), 90, "progress")
+        if len(_alerts(pipeline)) >= len(expected):
+            break
+        kill(proc)
+        kills += 1
+    assert kills >= 1, "the alerter finished before it could be killed; use a larger input"
+    start_alerter(pipeline)
+    wait_until(lambda: len(_alerts(pipeline)) >= len(expected), 120, "all alerts after restart")
+    ids = [str(a["alert_id"]) for a in _alerts(pipeline)]
+    duplicates = [i for i, n in Counter(ids).items() if n > 1]
+    assert duplicates == []
+    assert sorted(ids) == sorted(expected)
+
+
+def test_churned_customers_are_suppressed(pipeline: Pipeline, redis_url: str) -> None:
+    records = [(cid, raw) for cid, raw in crafted_scores(customers=30, per_customer=12, seed=3)]
+    churned = {f"c-{c:05d}": T0 for c in range(0, 30, 2)}  # half churned before any score
+    client = redis.Redis.from_url(redis_url)
+    client.hset(f"{pipeline.prefix}:churned", mapping={k: repr(v) for k, v in churned.items()})
+    client.close()
+    expected = expected_alert_ids(records, PARAMS, churned)
+    start_alerter(pipeline)
+    publish(pipeline.bootstrap, pipeline.scores, records)
+    wait_until(lambda: len(_alerts(pipeline)) >= len(expected), 60, "alerts")
+    alerts = _alerts(pipeline)
+    assert sorted(str(a["alert_id"]) for a in alerts) == sorted(expected)
+    sweep_only_churned = {cid for cid in churned
+                          if not any(orjson.loads(raw)["reason"] == "event"
+                                     for c, raw in records if c == cid)}
+    assert not {a["customer_id"] for a in alerts} & sweep_only_churned
+    # churned customers alert only after an event score (they came back)
+    for a in alerts:
+        if a["customer_id"] in churned:
+            assert a["lifecycle_stage"] in ("returned", "new")
