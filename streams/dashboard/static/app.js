@@ -97,9 +97,10 @@ async function loadBoard() {
   }
 }
 
-function refreshBoardSoon() {
-  clearTimeout(state.boardTimer);
-  state.boardTimer = setTimeout(() => loadBoard().catch(showError), 150);
+/* Throttled, not debounced: a steady stream of events must not starve the refresh. */
+function refreshBoardSoon(delay = 150) {
+  if (state.boardTimer) return;
+  state.boardTimer = setTimeout(() => { state.boardTimer = null; loadBoard().catch(showError); }, delay);
 }
 
 /* ---- live feed ---------------------------------------------------------------------- */
@@ -235,10 +236,9 @@ async function openCustomer(cid) {
   renderCustomer(await api(`/api/customers/${encodeURIComponent(cid)}`));
 }
 
-function refreshCustomerSoon(cid) {
-  if (cid !== state.selected) return;
-  clearTimeout(state.custTimer);
-  state.custTimer = setTimeout(() => openCustomer(cid).catch(showError), 300);
+function refreshCustomerSoon(cid, delay = 300) {
+  if (cid !== state.selected || state.custTimer) return;
+  state.custTimer = setTimeout(() => { state.custTimer = null; openCustomer(cid).catch(showError); }, delay);
 }
 
 async function act(action) {
@@ -278,7 +278,7 @@ function connect() {
   });
   source.addEventListener("score", (ev) => {
     const s = JSON.parse(ev.data);
-    refreshCustomerSoon(s.customer_id); refreshBoardSoon();
+    refreshCustomerSoon(s.customer_id, 1000); refreshBoardSoon(1000);
   });
   source.onerror = () => { live.className = "pill off"; live.textContent = "reconnecting…"; };
 }
@@ -286,8 +286,8 @@ function connect() {
 function showError(err) { console.error(err); $("#live").textContent = `error: ${err.message}`; }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("#filters").addEventListener("change", refreshBoardSoon);
-  $("#filters").addEventListener("input", refreshBoardSoon);
+  $("#filters").addEventListener("change", () => refreshBoardSoon());
+  $("#filters").addEventListener("input", () => refreshBoardSoon(250));
   $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); refreshBoardSoon(); });
   $("#btn-ack").addEventListener("click", () => act("acknowledge"));
   $("#btn-assign").addEventListener("click", () => act("assign"));
