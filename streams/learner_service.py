@@ -2,8 +2,10 @@
 
 Each step (about once a second):
 
-1. read new churn labels (all partitions of the labels topic, from the checkpointed offsets)
-   and the pipeline's watermark (the slowest partition's, published by the workers);
+1. read the pipeline's watermark (the slowest events partition's sweep clock, published by
+   the workers), then new churn labels (all partitions of the labels topic, from the
+   checkpointed offsets); negatives are resolved by the watermark only once the labels are
+   read up to the end they had after the watermark was read;
 2. resolve and learn (:class:`streams.learning.LearningLoop`);
 3. write one checkpoint — learner state (all models, metrics), label offsets, version, and the
    *tombstones* (the snapshots just resolved) — as a single Redis value, atomically;
@@ -40,7 +42,11 @@ from streams.contracts import decode_label, encode, format_ts
 from streams.errors import ConfigurationError, InvalidMessage
 from streams.learning import LabelCounts, LearningLoop
 from streams.model_registry import RedisModelRegistry
-from streams.observation_store import RedisObservationStore
+from streams.observation_store import (
+    RedisChurnedCustomers,
+    RedisObservationStore,
+    RedisWatermarkBoard,
+)
 from streams.processor import RawRecord, dead_letter_headers
 from streams.settings import Settings
 
@@ -129,13 +135,6 @@ async def renew_lock(client: aioredis.Redis, key: str, token: str) -> bool:
     return bool(renewed)
 
 
-async def pipeline_watermark(client: aioredis.Redis, prefix: str) -> float | None:
-    """The slowest partition's watermark, as the workers publish it (None before any)."""
-    raw = await client.hgetall(f"{prefix}:watermarks")
-    values = [float(v) for v in raw.values()]
-    return min(values) if values else None
-
-
 def status_of(state: LearnerState, loop: LearningLoop, pending: int) -> dict[str, Any]:
     report = state.learner.report()
     c = state.counts
@@ -154,16 +153,15 @@ class LearnerService:
         self.store = RedisObservationStore(client, prefix, self.policy)
         self.states = LearnerStateStore(client, prefix)
         self.registry = RedisModelRegistry(client, prefix)
+        self.churned = RedisChurnedCustomers(client, prefix)
+        self.board = RedisWatermarkBoard(client, prefix)
         self.token = f"{uuid.uuid4()}"
         self.state: LearnerState | None = None
         self.loop: LearningLoop | None = None
 
     async def mark_churned(self, customer_id: str, ts: float) -> None:
         """Scorers skip a churned customer until it has an event after ``ts``."""
-        key = f"{self.settings.redis.key_prefix}:churned"
-        current = await self.client.hget(key, customer_id)
-        if current is None or float(current) < ts:
-            await self.client.hset(key, customer_id, repr(ts))
+        await self.churned.mark(customer_id, ts)
 
     async def start(self, wait_s: float = 30.0) -> None:
         await acquire_lock(self.client, self.states.lock_key, self.token, wait_s)
@@ -185,17 +183,23 @@ class LearnerService:
     async def publish_model(self) -> None:
         assert self.state is not None
         learner = self.state.learner
-        handle = ModelHandle(self.model_version(), learner.champion.model,
-                             {"metrics": learner.champion.metrics.report(),
-                              "resolved": learner.total})
-        await self.registry.publish(handle)
-        old = self.state.version - self.settings.model.keep_versions
-        if old > 0:
-            await self.client.delete(f"{self.settings.redis.key_prefix}:model:v:{old}-"
-                                     f"{learner.champion.name}")
+        handle = ModelHandle(self.model_version(), learner.champion.model, {
+            "model": learner.champion.name,
+            "metrics": learner.champion.metrics.report(),
+            "resolved": learner.total,
+            "label_offsets": {str(p): o for p, o in sorted(self.state.offsets.items())},
+            "feature_schema": feature_schema(self.settings, learner),
+            "published_at": format_ts(time.time()),
+        })
+        await self.registry.publish(handle, keep=self.settings.model.keep_versions)
 
-    async def step(self, records: list[Any], producer: AIOKafkaProducer | None) -> int:
-        """One learner step over fetched label records; returns resolutions learned."""
+    async def step(self, records: list[Any], producer: AIOKafkaProducer | None,
+                   watermark: float | None = None) -> int:
+        """One learner step over fetched label records; returns resolutions learned.
+
+        ``watermark``: resolve as negative what the event time passed (None: not now, e.g.
+        while labels are still being caught up with).
+        """
         state, loop = self.state, self.loop
         assert state is not None
         assert loop is not None
@@ -217,9 +221,8 @@ class LearnerService:
             positives, dropped = await loop.on_label(label)
             resolved += [r.observation for r in positives] + dropped
             learned += len(positives)
-        mark = await pipeline_watermark(self.client, self.settings.redis.key_prefix)
-        if mark is not None:
-            negatives = await loop.on_watermark(mark)
+        if watermark is not None:
+            negatives = await loop.on_watermark(watermark)
             resolved += [r.observation for r in negatives]
             learned += len(negatives)
         state.watermark = loop.watermark
@@ -232,6 +235,7 @@ class LearnerService:
         if learned:
             await self.publish_model()
         await self.store.remove(resolved)
+        loop.settle()
         if producer is not None:
             for event in loop.events:
                 await producer.send(self.settings.topics.model_events, encode(
@@ -262,9 +266,14 @@ class LearnerService:
                 else:
                     await consumer.seek_to_beginning(tp)
             while not stop.is_set():
+                # the watermark first, then the labels' end: once every label published before
+                # the watermark was read, nothing can still turn its snapshots positive
+                mark = await self.board.slowest()
+                ends = await consumer.end_offsets(tps)
                 fetched = await consumer.getmany(timeout_ms=1000, max_records=2000)
                 records = [m for msgs in fetched.values() for m in msgs]
-                await self.step(records, producer)
+                caught_up = await self._caught_up(consumer, tps, ends, records)
+                await self.step(records, producer, mark if caught_up else None)
                 if not await renew_lock(self.client, self.states.lock_key, self.token):
                     raise ConfigurationError("lost the learner lock")
         finally:
@@ -274,6 +283,32 @@ class LearnerService:
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                 "return redis.call('DEL', KEYS[1]) end return 0", 1, self.states.lock_key,
                 self.token)
+
+
+    async def _caught_up(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition],
+                         ends: dict[TopicPartition, int], records: list[Any]) -> bool:
+        assert self.state is not None
+        read = dict(self.state.offsets)
+        for msg in records:
+            read[msg.partition] = msg.offset + 1
+        for tp in tps:
+            position = read.get(tp.partition)
+            if position is None:
+                position = await consumer.position(tp)
+            if position < ends.get(tp, 0):
+                return False
+        return True
+
+
+def feature_schema(settings: Settings, learner: Learner) -> dict[str, Any]:
+    """What a checkpoint was trained on: the feature settings and the features it has seen."""
+    model = learner.champion.model
+    steps = getattr(model, "steps", None)
+    seen: list[str] = []
+    if steps:
+        first = next(iter(steps.values()))
+        seen = sorted(str(k) for k in getattr(first, "means", {}))
+    return {"features": settings.features.model_dump(mode="json"), "seen": seen}
 
 
 async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

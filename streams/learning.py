@@ -6,6 +6,11 @@ the watermark passing a snapshot's horizon resolves it as negative. Each resolut
 by :class:`online_models.learner.Learner` and returned, so that the caller can make the learning
 durable (a checkpoint) *before* it removes the resolved snapshots from the store — which is what
 makes a crash at any point neither lose nor repeat a learn call.
+
+Between learning a snapshot and removing it from the store, the loop remembers it as *in
+flight*: a second label of the same customer, or the watermark passing the same snapshot's
+horizon, in the same step does not learn it again. :meth:`LearningLoop.settle` forgets them
+once the caller has removed them.
 """
 
 from __future__ import annotations
@@ -46,6 +51,15 @@ class LearningLoop:
     counts: LabelCounts = field(default_factory=LabelCounts)
     watermark: float = float("-inf")
     events: list[str] = field(default_factory=list)
+    inflight: set[str] = field(default_factory=set)
+
+    def _fresh(self, observations: list[Observation]) -> list[Observation]:
+        inflight = self.inflight
+        return [o for o in observations if o.obs_id not in inflight]
+
+    def settle(self) -> None:
+        """The resolved snapshots were removed from the store: stop remembering them."""
+        self.inflight.clear()
 
     async def on_label(self, label: ChurnLabel) -> tuple[list[Resolution], list[Observation]]:
         """Resolve a label; returns (learned resolutions, snapshots to drop unlearned)."""
@@ -60,8 +74,9 @@ class LearningLoop:
             return [], []
         if self.mark_churned is not None:
             await self.mark_churned(label.customer_id, label.ts)
-        pending = await self.store.pending(label.customer_id)
+        pending = self._fresh(await self.store.pending(label.customer_id))
         positives, _, dropped = resolve_churn(pending, label.ts, self.policy)
+        self.inflight.update(o.obs_id for o in dropped)
         if not positives:
             c.unmatched += 1
             if label.ts < self.watermark - self.policy.horizon_s:
@@ -74,13 +89,14 @@ class LearningLoop:
     async def on_watermark(self, watermark: float, limit: int = 10_000) -> list[Resolution]:
         """Resolve as negative every snapshot whose horizon ended by ``watermark``."""
         self.watermark = max(self.watermark, watermark)
-        due = await self.store.due(self.watermark, limit)
+        due = self._fresh(await self.store.due(self.watermark, limit))
         negatives = [Resolution(obs, False) for obs in due]
         self.counts.negatives += len(negatives)
         self._learn(negatives)
         return negatives
 
     def _learn(self, resolutions: list[Resolution]) -> None:
+        self.inflight.update(r.observation.obs_id for r in resolutions)
         for resolution in resolutions:
             for event in self.learner.learn(resolution):
                 log.warning("learner: %s", event)

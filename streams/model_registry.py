@@ -3,11 +3,16 @@
 Keys::
 
     <prefix>:model:current        the newest published version (string)
-    <prefix>:model:v:<version>    checkpoint bytes (see online_models.model.dump_checkpoint)
+    <prefix>:model:v:<version>    checkpoint bytes (see online_models.model.dump_checkpoint):
+                                  the River model, the River version, and ``meta``: the feature
+                                  schema, the label offsets learned so far, the delayed metrics
+                                  and the number of resolutions at publication
+    <prefix>:model:versions       list of the versions kept, newest first (``keep`` of them)
 
-The learner (a later stage) is the single writer: it publishes a checkpoint, then moves
-``current``. Scorers call :meth:`ModelWatcher.current` on every batch; it re-reads the version at
-most every ``poll_s`` seconds and loads a new checkpoint only when the version changed.
+The learner (:mod:`streams.learner_service`) is the single writer: it publishes a checkpoint
+and moves ``current`` in one transaction, and drops the versions beyond ``keep``. Scorers call
+:meth:`ModelWatcher.current` on every batch; it re-reads the version at most every ``poll_s``
+seconds and loads a new checkpoint only when the version changed.
 """
 
 from __future__ import annotations
@@ -34,12 +39,27 @@ class RedisModelRegistry:
         self._client = client
         self._current = f"{prefix}:model:current"
         self._prefix = f"{prefix}:model:v:"
+        self._versions = f"{prefix}:model:versions"
 
-    async def publish(self, handle: ModelHandle) -> None:
+    async def publish(self, handle: ModelHandle, keep: int | None = None) -> None:
+        """Store the checkpoint and make it current; keep only the newest ``keep`` versions."""
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.set(self._prefix + handle.version, dump_checkpoint(handle))
             pipe.set(self._current, handle.version)
+            pipe.lrem(self._versions, 0, handle.version)
+            pipe.lpush(self._versions, handle.version)
             await pipe.execute()
+        if keep is not None:
+            old = await self._client.lrange(self._versions, keep, -1)
+            if old:
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.ltrim(self._versions, 0, keep - 1)
+                    pipe.delete(*(self._prefix + _text(v) for v in old))
+                    await pipe.execute()
+
+    async def versions(self) -> list[str]:
+        """Versions kept, newest first."""
+        return [_text(v) for v in await self._client.lrange(self._versions, 0, -1)]
 
     async def current_version(self) -> str | None:
         raw = await self._client.get(self._current)
@@ -52,6 +72,10 @@ class RedisModelRegistry:
         if data is None:
             raise LookupError(f"model version {version!r} is not in the registry")
         return load_checkpoint(data if isinstance(data, bytes) else data.encode())
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 class ModelWatcher:
