@@ -7,6 +7,8 @@ Commands::
     churnpulse services up|down|status  the local Kafka broker and redis-server
     churnpulse produce FILE           publish events (or --labels) from JSON lines or CSV
     churnpulse config                 print the effective configuration (secrets masked)
+    churnpulse alerter                scores -> alerts and retention actions (exactly once)
+    churnpulse report uplift          churn of actioned customers vs the holdout, with a CI
 
 Every command reads the one settings object (``CHURN_*`` environment variables, see README).
 """
@@ -128,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     cli_features.register(sub)
     cli_data.register(sub)
     cli_model.register(sub)
+    from streams import cli_backtest
+
+    cli_backtest.register(sub)
+    from streams import cli_alerts
+
+    cli_alerts.register(sub)
     from streams import cli_dashboard
 
     cli_dashboard.register(sub)
