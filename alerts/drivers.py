@@ -111,7 +111,7 @@ def number(x: float) -> str:
 
 def _moved(what: str, now: float, before: float | None, unit: str = "") -> str:
     if before is None:
-        return f"{what} {number(now)}{unit}"
+        return f"{what}: {number(now)}{unit}"
     if number(now) == number(before):
         return f"{what} unchanged at {number(now)}{unit}"
     verb = "rose" if now > before else "fell"
@@ -131,21 +131,21 @@ def describe(feature: str, value: float, previous: float | None) -> str:
     'active days in the last 7 days fell from 5 to 1'
     >>> describe("log_ratio.support_ticket_per_session", math.log1p(0.5), None)
     'support tickets per session: 0.5'
-    >>> describe("mystery", 3.0, 3.0)
-    'mystery unchanged at 3'
+    >>> describe("mystery", 3.0, 3.0), describe("tenure_days", 40.0, None)
+    ('mystery unchanged at 3', 'tenure in days: 40')
     """
     name, now = quantity(feature, value)
     before = None if previous is None else quantity(feature, previous)[1]
     if m := _COUNT.match(name):
         kind = m["t"]
         what = f"{plural(kind) if kind else 'events'} {_period(m['h'])}"
-        return _moved(what, now, before) if before is not None else f"{what}: {number(now)}"
+        return _moved(what, now, before)
     if m := _VALUE.match(name):
         what = f"{singular(m['t'])} spend {_period(m['h'])}"
-        return _moved(what, now, before) if before is not None else f"{what}: {number(now)}"
+        return _moved(what, now, before)
     if m := _RATIO.match(name):
         what = f"{plural(m['a'])} per {singular(m['b'])}"
-        return _moved(what, now, before) if before is not None else f"{what}: {number(now)}"
+        return _moved(what, now, before)
     if m := _ACTIVE.match(name):
         return _moved(f"active days in the last {m['w']} days", now, before)
     if name == "days_since_last" or name.startswith("days_since."):

@@ -1,0 +1,192 @@
+"""The risk state machine: hysteresis, dwell, cooldown, tiers, suppression, replay determinism."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alerts.policy import (
+    AlertDecision,
+    Driver,
+    PolicyParams,
+    RiskState,
+    ScoreInput,
+    run,
+    state_from_json,
+    state_to_json,
+    update,
+)
+
+H = 3600.0
+DAY = 86400.0
+P = PolicyParams()  # enter .6, exit .45, high .75, critical .9, dwell 1 h + 2 scores, 7 d cooldown
+
+
+def scores(values: list[tuple[float, float]], cid: str = "c", reason: str = "event",
+           ) -> list[ScoreInput]:
+    return [ScoreInput(cid, f"{cid}:{i}", s, t, reason) for i, (t, s) in enumerate(values)]
+
+
+def ids(decisions: list[AlertDecision]) -> list[str]:
+    return [d.alert_id for d in decisions]
+
+
+def test_hysteresis_one_crossing_one_alert() -> None:
+    # enters, dwells, alerts; dips between exit and enter (stays in the episode); comes back
+    _, out = run(scores([(0, 0.65), (H, 0.66), (2 * H, 0.5), (3 * H, 0.68), (4 * H, 0.55)]), P)
+    assert ids(out) == ["c:0:medium"]
+    assert [d.kind for d in out] == ["opened"]
+
+
+def test_below_exit_closes_the_episode_and_a_new_crossing_is_a_new_episode() -> None:
+    values = [(0, 0.65), (H, 0.66), (2 * H, 0.4), (10 * DAY, 0.7), (10 * DAY + H, 0.7)]
+    _, out = run(scores(values), P)
+    assert ids(out) == ["c:0:medium", f"c:{int(10 * DAY * 1000)}:medium"]
+
+
+def test_dwell_needs_time_and_scores() -> None:
+    _, out = run(scores([(0, 0.7), (H / 2, 0.7)]), P)  # two scores, half an hour
+    assert out == []
+    _, out = run(scores([(0, 0.7), (2 * H, 0.4)]), P)  # a spike that went away
+    assert out == []
+    _, out = run(scores([(0, 0.7), (H, 0.7)]), P)
+    assert ids(out) == ["c:0:medium"]
+    assert out[0].ts == H
+
+
+def test_critical_skips_dwell_unless_configured() -> None:
+    _, out = run(scores([(0, 0.95)]), P)
+    assert ids(out) == ["c:0:critical"]
+    _, out = run(scores([(0, 0.95)]), replace(P, critical_skips_dwell=False))
+    assert out == []
+
+
+def test_cooldown_defers_a_new_episode_until_it_is_over() -> None:
+    values = [(0, 0.7), (H, 0.7), (2 * H, 0.3),          # episode 1 alerts at 1 h
+              (DAY, 0.7), (DAY + H, 0.7),                 # episode 2 inside the cooldown
+              (3 * DAY, 0.65), (8 * DAY, 0.66)]           # still open after the cooldown
+    _, out = run(scores(values), P)
+    assert ids(out) == ["c:0:medium", f"c:{int(DAY * 1000)}:medium"]
+    assert out[1].ts == 8 * DAY
+    # a critical score skips the cooldown
+    _, out = run(scores([(0, 0.7), (H, 0.7), (2 * H, 0.3), (DAY, 0.95)]), P)
+    assert ids(out) == ["c:0:medium", f"c:{int(DAY * 1000)}:critical"]
+
+
+def test_escalation_once_per_tier_within_an_episode() -> None:
+    values = [(0, 0.65), (H, 0.65), (2 * H, 0.8), (3 * H, 0.65), (4 * H, 0.8), (5 * H, 0.92),
+              (6 * H, 0.95)]
+    _, out = run(scores(values), P)
+    assert [(d.kind, d.severity, d.previous_severity) for d in out] == [
+        ("opened", "medium", None), ("escalated", "high", "medium"),
+        ("escalated", "critical", "high")]
+    assert out[1].previous_score == 0.65 and out[2].previous_score == 0.8
+
+
+def test_opened_at_a_high_tier_and_previous_score_is_before_the_episode() -> None:
+    _, out = run(scores([(0, 0.3), (H, 0.8), (2 * H, 0.8)]), P)
+    assert [(d.severity, d.previous_score) for d in out] == [("high", 0.3)]
+
+
+def test_duplicate_and_stale_scores_change_nothing() -> None:
+    s = scores([(0, 0.7), (H, 0.7)])
+    dup = [s[0], s[0], replace(s[0], ts=2 * H)]  # same id twice: still one score
+    state, out = run(dup, P)
+    assert out == []
+    assert state["c"].scores_applied == 1 and state["c"].scores_skipped == 2
+    stale = [s[1], replace(s[0], score_id="older", ts=0.0)]
+    state, _ = run(stale, P)
+    assert state["c"].last_ts == H and state["c"].scores_skipped == 1
+
+
+def test_churned_customers_are_suppressed_until_an_event_after_the_churn() -> None:
+    churn_at = 5 * H
+    xs = [replace(s, churned_at=churn_at) for s in scores(
+        [(0, 0.7), (6 * H, 0.9), (7 * H, 0.9)], reason="sweep")]
+    state, out = run(xs, P)
+    assert out == []
+    assert state["c"].churned_at == churn_at and not state["c"].in_episode
+    back = replace(scores([(8 * H, 0.95)], cid="c")[0], score_id="c:back", churned_at=churn_at)
+    new, out = update(state["c"], back, P, now=0.0)
+    assert ids(out) == [f"c:{int(8 * H * 1000)}:critical"]
+    assert new.returned_at == 8 * H and new.churned_at is None
+
+
+def test_driver_changes_are_relative_to_the_previous_alert() -> None:
+    d1 = (Driver("log_count_7d.session", 2.0, 0.5),)
+    d2 = (Driver("log_count_7d.session", 1.0, 0.9), Driver("days_since_last", 9.0, 0.3))
+    xs = [ScoreInput("c", "a", 0.8, 0.0, drivers=d1), ScoreInput("c", "b", 0.8, H, drivers=d1),
+          ScoreInput("c", "c", 0.95, 2 * H, drivers=d2)]
+    _, out = run(xs, P)
+    assert [dc.change for dc in out[0].drivers] == [None]
+    assert [dc.change for dc in out[1].drivers] == [-1.0, None]
+
+
+# --- properties ---------------------------------------------------------------------------
+
+score_steps = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]),
+              st.sampled_from([600.0, 3600.0, 6 * 3600.0, 3 * 86400.0, 9 * 86400.0]),
+              st.floats(0.0, 1.0), st.booleans(), st.sampled_from(["event", "sweep"])),
+    max_size=60)
+
+
+def build(steps: list[tuple[str, float, float, bool, str]]) -> list[ScoreInput]:
+    clock: dict[str, float] = defaultdict(float)
+    out: list[ScoreInput] = []
+    for i, (cid, gap, score, duplicate, reason) in enumerate(steps):
+        if duplicate and out:
+            out.append(out[-1])
+            continue
+        clock[cid] += gap
+        out.append(ScoreInput(cid, f"{cid}:{i}", score, clock[cid], reason))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(score_steps, st.integers(0, 60))
+def test_replay_of_any_prefix_from_stored_state_gives_the_same_alerts(
+        steps: list[tuple[str, float, float, bool, str]], cut: int) -> None:
+    xs = build(steps)
+    _, whole = run(xs, P)
+    cut = min(cut, len(xs))
+    states, first = run(xs[:cut], P)
+    stored = {c: state_from_json(state_to_json(s)) for c, s in states.items()}  # a restart
+    _, rest = run(xs[:cut] + xs[cut:], P, states=stored)  # the prefix again, then the rest
+    assert ids(first) + ids(rest) == ids(whole)
+
+
+@settings(max_examples=200, deadline=None)
+@given(score_steps)
+def test_alerts_are_unique_and_escalate_within_episodes(
+        steps: list[tuple[str, float, float, bool, str]]) -> None:
+    _, out = run(build(steps), P)
+    assert len(set(ids(out))) == len(out)
+    by_episode: dict[str, list[AlertDecision]] = defaultdict(list)
+    for d in out:
+        by_episode[d.episode_id].append(d)
+    order = ["medium", "high", "critical"]
+    for alerts in by_episode.values():
+        assert alerts[0].kind == "opened"
+        assert all(a.kind == "escalated" for a in alerts[1:])
+        ranks = [order.index(a.severity) for a in alerts]
+        assert ranks == sorted(set(ranks))
+        assert all(a.score >= P.exit for a in alerts)
+
+
+@settings(max_examples=100, deadline=None)
+@given(score_steps)
+def test_duplicates_never_add_alerts(steps: list[tuple[str, float, float, bool, str]]) -> None:
+    xs = build(steps)
+    doubled = [x for s in xs for x in (s, s)]
+    assert ids(run(doubled, P)[1]) == ids(run(xs, P)[1])
+
+
+def test_state_round_trips_through_json() -> None:
+    state, _ = run(scores([(0, 0.7), (H, 0.8)]), P)
+    s = state["c"]
+    assert state_from_json(state_to_json(s)) == s
+    assert isinstance(s, RiskState)
