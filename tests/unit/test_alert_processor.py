@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 
 import orjson
@@ -47,7 +48,7 @@ async def run_batches(p: AlertBatchProcessor, records: list[RawRecord],
                       cuts: list[int]) -> list[OutRecord]:
     out: list[OutRecord] = []
     bounds = [0, *sorted(set(cuts)), len(records)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         if hi > lo:
             out.extend((await p.process(records[lo:hi])).out)
     return out
