@@ -201,7 +201,7 @@ function renderTimeline(view) {
   const items = [
     ...view.alerts.map((a) => ({ at: a.processed_at || a.ts, cls: "alert", text: `${a.kind} · ${a.severity} · risk ${pct(a.score)}${a.recommended_action ? ` · suggested: ${a.recommended_action}` : ""}` })),
     ...view.outcomes.map((o) => ({ at: o.at, cls: "outcome", text: `${o.action}${o.assignee ? ` → ${o.assignee}` : ""} by ${o.by}${o.note ? `: ${o.note}` : ""}` })),
-  ].sort((a, b) => (a.at < b.at ? 1 : -1));
+  ].sort((a, b) => (a.at < b.at) - (a.at > b.at));  // newest first; stable for equal times
   const list = $("#timeline");
   list.replaceChildren(...items.map((i) => el("li", { class: i.cls }, el("time", { text: when(i.at) }), i.text)));
 }
