@@ -88,7 +88,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
     return run_demo(settings, duration_s=args.duration, rate=args.rate,
-                    customers=args.customers, workers=args.workers)
+                    customers=args.customers, workers=args.workers,
+                    dashboard=not args.no_dashboard)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
     demo.add_argument("--customers", type=int, default=2000, help="simulated customers")
     demo.add_argument("--workers", type=int, default=1, help="worker processes")
+    demo.add_argument("--no-dashboard", action="store_true",
+                      help="do not start the support dashboard (port dashboard.port)")
     demo.set_defaults(func=cmd_demo)
 
     from streams import cli_data, cli_features, cli_model

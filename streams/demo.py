@@ -1,22 +1,22 @@
 """``churnpulse demo``: the whole pipeline, live, on local services.
 
-Brings the local Kafka broker and redis-server up (reusing running ones), starts worker
-processes, and runs the customer simulator live (:mod:`streams.simulator.live`): two simulated
-years of a subscription base, starting two years ago, published at a steady rate of events per
-second (simulated time runs as fast as that rate needs). Customers join, use the product, file
-tickets, fail payments and churn; churn labels go to the labels topic; one malformed message
-per 2,000 records shows the dead-letter path. A live summary shows what comes out. Ctrl-C (or
-``--duration``) stops everything the demo started, and nothing it did not.
+Brings the local Kafka broker and redis-server up (reusing running ones), starts the pipeline's
+processes (workers, the learner, the alerter, the alert dispatcher and the support dashboard, see
+:mod:`streams.demo_procs`) and runs the customer simulator live (:mod:`streams.simulator.live`):
+two simulated years of a subscription base, starting two years ago, published at a steady rate
+of events per second (simulated time runs as fast as that rate needs). Customers join, use the
+product, file tickets, fail payments and churn; churn labels go to the labels topic; one
+malformed message per 2,000 records shows the dead-letter path. A live summary shows what comes
+out: scores and their latency, the model versions the learner publishes with their delayed AUC,
+alerts by severity with their event-to-alert latency, retention actions and the holdout. Ctrl-C
+(or ``--duration``) stops everything the demo started, and nothing it did not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
+import secrets
 import threading
 import time
 from collections import deque
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+import redis
 from kafka import KafkaConsumer
 from rich.console import Group
 from rich.live import Live
@@ -32,6 +33,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from streams.chunk import EVENT, Chunk
+from streams.demo_procs import Running, dead, demo_specs, start_all, stop_all
 from streams.pacing import RatePacer
 from streams.publish import PumpStats, publish_chunks
 from streams.settings import Settings
@@ -39,7 +41,6 @@ from streams.simulator.config import SimulationConfig
 from streams.simulator.live import LiveSimulation
 from streams.topics import ensure_topics
 
-READY = b"[^Worker]: Ready"
 DEMO_SEED = 7
 DEMO_DAYS = 730
 MALFORMED_EVERY = 2000
@@ -118,6 +119,12 @@ class Summary:
     events_total: dict[str, int] = field(default_factory=dict)
     model_versions: set[str] = field(default_factory=set)
     rates: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=50))
+    alerts: dict[str, int] = field(default_factory=dict)
+    alert_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
+    actions: int = 0
+    holdout: int = 0
+    learner: dict[str, object] = field(default_factory=dict)
+    dashboard_url: str | None = None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -154,7 +161,18 @@ def render(summary: Summary, workers: int, settings: Settings) -> Group:
     stats.add_row("event→score latency", f"p50 {percentile(lat, 0.5):,.0f} ms · "
                   f"p99 {percentile(lat, 0.99):,.0f} ms")
     stats.add_row("dead letters", f"{summary.dead_letters} of {summary.malformed} malformed sent")
-    stats.add_row("model versions", ", ".join(sorted(summary.model_versions)) or "-")
+    versions = sorted(summary.model_versions, key=_version_order)
+    stats.add_row("model versions scored", ", ".join(versions[-3:]) or "-")
+    stats.add_row("learner", learner_line(summary.learner))
+    alat = list(summary.alert_latencies_ms)
+    alerts = " · ".join(f"{summary.alerts.get(k, 0):,} {k}" for k in ("medium", "high", "critical"))
+    stats.add_row("alerts", f"{sum(summary.alerts.values()):,} ({alerts})")
+    stats.add_row("event→alert latency", f"p50 {percentile(alat, 0.5):,.0f} ms · "
+                  f"p99 {percentile(alat, 0.99):,.0f} ms")
+    stats.add_row("retention actions", f"{summary.actions:,} decided · {summary.holdout:,} "
+                  "in the holdout (no action)")
+    if summary.dashboard_url:
+        stats.add_row("support dashboard", summary.dashboard_url)
     top = Table(title="highest churn risk now", expand=False)
     top.add_column("customer")
     top.add_column("risk", justify="right")
@@ -203,9 +221,11 @@ def produce_loop(settings: Settings, summary: Summary, rate: float, customers: i
 def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
                  ready: threading.Event) -> None:
     topics = settings.topics
-    consumer = KafkaConsumer(topics.scores, topics.dead_letter,
+    consumer = KafkaConsumer(topics.scores, topics.dead_letter, topics.alerts,
+                             topics.retention_actions,
                              bootstrap_servers=settings.kafka.bootstrap_list,
-                             auto_offset_reset="latest", group_id=None)
+                             auto_offset_reset="latest", group_id=None,
+                             isolation_level="read_committed")
     consumer.poll(timeout_ms=500)
     ready.set()
     try:
@@ -214,6 +234,13 @@ def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
                 for msg in batch:
                     if msg.topic == topics.dead_letter:
                         summary.dead_letters += 1
+                        continue
+                    if msg.topic == topics.alerts:
+                        count_alert(summary, orjson.loads(msg.value))
+                        continue
+                    if msg.topic == topics.retention_actions:
+                        summary.actions += 1
+                        summary.holdout += bool(orjson.loads(msg.value).get("holdout"))
                         continue
                     score = orjson.loads(msg.value)
                     cid = score["customer_id"]
@@ -228,82 +255,111 @@ def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
         consumer.close()
 
 
-def start_workers(settings: Settings, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    procs = []
-    for n in range(count):
-        log_path = log_dir / f"demo-worker-{n}.log"
-        env = dict(os.environ, CHURN_WORKER__DATA_DIR=str(log_dir / f"demo-worker-{n}"),
-                   CHURN_LOG_LEVEL="INFO")  # readiness is read from the INFO log
-        procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                                      stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-                                      start_new_session=True))
-    deadline = time.monotonic() + 90
-    for n, proc in enumerate(procs):
-        log_path = log_dir / f"demo-worker-{n}.log"
-        while READY not in log_path.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop_workers(procs)
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"worker {n} did not become ready; log {log_path}:\n{tail}")
-            time.sleep(0.2)
-    return procs
+def count_alert(summary: Summary, alert: dict[str, object]) -> None:
+    severity = str(alert.get("severity", "?"))
+    summary.alerts[severity] = summary.alerts.get(severity, 0) + 1
+    source_ms = alert.get("source_timestamp_ms")
+    if isinstance(source_ms, int | float) and source_ms > 0:
+        summary.alert_latencies_ms.append(time.time() * 1000 - float(source_ms))
 
 
-def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def _version_order(version: str) -> tuple[int, str]:
+    head, _, rest = version.partition("-")
+    return (int(head) if head.isdigit() else -1, rest)
+
+
+def learner_line(status: dict[str, object]) -> str:
+    """One line on the learner from its published status.
+
+    >>> learner_line({})
+    'waiting for the first resolved observations'
+    >>> learner_line({"version": 3, "champion": "logreg", "resolved": 1200,
+    ...               "served": {"roc_auc": 0.81}})
+    'version 3-logreg · 1,200 resolved · served AUC 0.810'
+    """
+    if not status:
+        return "waiting for the first resolved observations"
+    served = status.get("served")
+    auc = served.get("roc_auc") if isinstance(served, dict) else None
+    auc_text = f"{auc:.3f}" if isinstance(auc, float) and auc == auc else "-"
+    resolved = status.get("resolved", 0)
+    count = f"{resolved:,}" if isinstance(resolved, int) else str(resolved)
+    return (f"version {status.get('version')}-{status.get('champion')} · {count} resolved · "
+            f"served AUC {auc_text}")
+
+
+def status_loop(settings: Settings, summary: Summary, stop: threading.Event) -> None:
+    """Follow the learner's status (written to Redis with every checkpoint)."""
+    client = redis.Redis.from_url(settings.redis.url)
+    key = f"{settings.redis.key_prefix}:learner:status"  # streams.learner_service.LearnerStateStore
+    try:
+        while not stop.wait(2.0):
+            try:
+                raw = client.get(key)
+            except redis.RedisError:
+                continue
+            if isinstance(raw, bytes):
+                summary.learner = dict(orjson.loads(raw))
+    finally:
+        client.close()
 
 
 def run_demo(settings: Settings, duration_s: float | None, rate: float, customers: int,
-             workers: int) -> int:
+             workers: int, dashboard: bool = True) -> int:
     from streams.services import kafka, redis_server, up
 
     print("bringing up local services (first run downloads Kafka from Maven Central)...")
     started = [s.name for s in up(settings) if s.state == "started"]
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[Running] = []
     threads: list[threading.Thread] = []
     stop = threading.Event()
     try:
         ensure_topics(settings.kafka, settings.topics)
         log_dir = settings.services.state_dir
         log_dir.mkdir(parents=True, exist_ok=True)
-        print(f"starting {workers} worker(s); logs in {log_dir}/demo-worker-*.log ...")
-        procs = start_workers(settings, workers, log_dir)
+        token = secrets.token_urlsafe(12) if dashboard else None
+        specs = demo_specs(workers, log_dir, token, settings.dashboard.port)
+        print(f"starting {', '.join(s.name for s in specs)}; logs in {log_dir}/demo-*.log ...")
+        procs = start_all(specs, log_dir, on_start=lambda name: print(f"  {name} ready"))
         summary = Summary()
+        if token is not None:
+            summary.dashboard_url = (f"http://{settings.dashboard.host}:{settings.dashboard.port}"
+                                     f"/?token={token}")
+            print(f"support dashboard: {summary.dashboard_url}")
         ready = threading.Event()
         threads = [threading.Thread(target=consume_loop, args=(settings, summary, stop, ready),
                                     daemon=True),
                    threading.Thread(target=produce_loop,
                                     args=(settings, summary, rate, customers, stop),
+                                    daemon=True),
+                   threading.Thread(target=status_loop, args=(settings, summary, stop),
                                     daemon=True)]
         threads[0].start()
         ready.wait(30)
         threads[1].start()
+        threads[2].start()
         end = time.monotonic() + duration_s if duration_s else float("inf")
         with Live(render(summary, workers, settings), refresh_per_second=4) as live:
             # the producer ends by itself when the simulated period is over: keep showing
             while time.monotonic() < end and threads[0].is_alive() and summary.error is None:
                 time.sleep(0.25)
                 live.update(render(summary, workers, settings))
+                stopped = dead(procs)
+                if stopped:
+                    raise RuntimeError(f"{', '.join(stopped)} stopped unexpectedly; see "
+                                       f"{log_dir}/demo-<name>.log")
         if summary.error is not None:
             raise summary.error
         print(f"produced {summary.produced:,} records ({summary.events:,} simulated events, "
               f"{summary.labels:,} churn labels), received {summary.scores:,} scores, "
-              f"{summary.dead_letters} dead letters")
+              f"{sum(summary.alerts.values()):,} alerts, {summary.dead_letters} dead letters")
     except KeyboardInterrupt:
         print("\nstopping...")
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=15)  # the producer flushes what it sent, then closes
-        stop_workers(procs)
+        stop_all(procs)
         stoppers = {"kafka": kafka.down, "redis": redis_server.down}
         for name in ("kafka", "redis"):
             if name in started:

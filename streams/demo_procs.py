@@ -1,0 +1,106 @@
+"""The processes ``churnpulse demo`` runs: workers, the learner, the alerter, the dispatcher and
+the support dashboard, each a real ``churnpulse`` subprocess with its log in the state dir.
+
+A process counts as started when its log shows its readiness line; one that exits or stays
+silent past the deadline stops the whole set (with the tail of its log in the error), so the demo
+never shows a summary of a pipeline that is not running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProcSpec:
+    """One ``churnpulse`` subcommand the demo runs."""
+
+    name: str
+    argv: tuple[str, ...]
+    ready: bytes
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Running:
+    spec: ProcSpec
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def demo_specs(workers: int, state_dir: Path, dashboard_token: str | None,
+               dashboard_port: int) -> list[ProcSpec]:
+    """Workers, learner, alerter, dispatcher (JSON-lines log sink) and, with a token, the
+    dashboard.
+
+    >>> [s.name for s in demo_specs(2, Path("/tmp/x"), "t", 8765)]
+    ['worker-0', 'worker-1', 'learner', 'alerter', 'dispatch', 'dashboard']
+    >>> [s.name for s in demo_specs(1, Path("/tmp/x"), None, 8765)][-1]
+    'dispatch'
+    """
+    specs = [ProcSpec(f"worker-{n}", ("worker",), b"[^Worker]: Ready",
+                      {"CHURN_WORKER__DATA_DIR": str(state_dir / f"demo-worker-{n}")})
+             for n in range(workers)]
+    specs += [
+        ProcSpec("learner", ("learner",), b"learner ready"),
+        ProcSpec("alerter", ("alerter",), b"alerter ready"),
+        ProcSpec("dispatch", ("dispatch",), b"dispatching",
+                 {"CHURN_WEBHOOK__LOG_FILE": str(state_dir / "demo-alerts.jsonl")}),
+    ]
+    if dashboard_token is not None:
+        specs.append(ProcSpec("dashboard", ("dashboard", "--port", str(dashboard_port)),
+                              b"listening on",
+                              {"CHURN_DASHBOARD__TOKENS": f'{{"support": "{dashboard_token}"}}'}))
+    return specs
+
+
+def start_all(specs: Sequence[ProcSpec], log_dir: Path, timeout_s: float = 90.0,
+              on_start: Callable[[str], None] | None = None) -> list[Running]:
+    """Start every process, then wait until each is ready (or stop them all and raise)."""
+    running: list[Running] = []
+    for spec in specs:
+        log = log_dir / f"demo-{spec.name}.log"
+        env = dict(os.environ, CHURN_LOG_LEVEL="INFO", **spec.env)  # readiness is in INFO logs
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *spec.argv], env=env,
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        running.append(Running(spec, proc, log))
+    deadline = time.monotonic() + timeout_s
+    for r in running:
+        while r.spec.ready not in r.log.read_bytes():
+            if r.proc.poll() is not None or time.monotonic() > deadline:
+                stop_all(running)
+                tail = r.log.read_text(errors="replace")[-2000:]
+                state = ("exited with code " + str(r.proc.returncode) if r.proc.poll() is not None
+                         else f"not ready after {timeout_s:.0f} s")
+                raise RuntimeError(f"{r.spec.name} {state}; log {r.log}:\n{tail}")
+            time.sleep(0.2)
+        if on_start is not None:
+            on_start(r.spec.name)
+    return running
+
+
+def stop_all(running: Sequence[Running], timeout_s: float = 30.0) -> None:
+    """SIGTERM every process group, then SIGKILL what is left at the deadline."""
+    for r in running:
+        if r.proc.poll() is None:
+            os.killpg(r.proc.pid, signal.SIGTERM)
+    for r in running:
+        try:
+            r.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(r.proc.pid, signal.SIGKILL)
+            r.proc.wait()
+
+
+def dead(running: Sequence[Running]) -> list[str]:
+    """Names of the processes that stopped by themselves."""
+    return [r.spec.name for r in running if r.proc.poll() is not None]
+
