@@ -144,6 +144,28 @@ def print_report(r: UpliftReport, counts: dict[str, Any]) -> None:
     console.print(f"verdict: {verdict}. unresolved customers: {counts['unresolved']}")
 
 
+def cmd_simulate_treatment(settings: Settings, args: argparse.Namespace) -> int:
+    from alerts.enrich import AlertConfig
+    from streams.simulator.config import SimulationConfig
+    from streams.simulator.treatment import TreatmentConfig, run_treated
+
+    base = settings.alerts.config
+    alerts = AlertConfig(policy=base.policy, routing=base.routing,
+                         holdout_share=args.holdout_share if args.holdout_share is not None
+                         else base.holdout_share, holdout_salt=base.holdout_salt)
+    config = SimulationConfig(seed=args.seed, n_customers=args.customers, days=args.days)
+    run = run_treated(config, TreatmentConfig(effect=args.effect,
+                                              horizon_days=args.horizon_days, alerts=alerts))
+    paths = run.write(Path(args.out))
+    print(f"{len(run.alerts)} alerts, {len(run.actions)} decisions, {run.treated} customers "
+          f"actioned ({run.saved} churns prevented), {len(run.labels)} churn labels")
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
+    print(f"then: churnpulse report uplift --actions {paths['actions']} --labels "
+          f"{paths['labels']} --horizon-days {args.horizon_days}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the ``churnpulse`` parser."""
     alerter = sub.add_parser("alerter", help="run the alerter: scores -> alerts and actions")
@@ -166,3 +188,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="seconds to read a topic to its end")
     uplift.add_argument("--json", action="store_true")
     uplift.set_defaults(func=cmd_report_uplift)
+
+    treat = sub.add_parser("simulate-treatment",
+                           help="simulated customers whose retention actions have a known effect")
+    treat.add_argument("--effect", type=float, default=0.4,
+                       help="share of actioned customers the action retains for the horizon")
+    treat.add_argument("--horizon-days", type=int, default=30)
+    treat.add_argument("--customers", type=int, default=4000)
+    treat.add_argument("--days", type=int, default=150)
+    treat.add_argument("--seed", type=int, default=42)
+    treat.add_argument("--holdout-share", type=float, default=None,
+                       help="default: alerts.holdout_share")
+    treat.add_argument("--out", required=True, help="directory for the JSON lines files")
+    treat.set_defaults(func=cmd_simulate_treatment)
