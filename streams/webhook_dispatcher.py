@@ -141,6 +141,23 @@ class AlertDispatchService:
         self.counts: Counter[str] = Counter()
         self.batches = 0
 
+    async def run_forever(self) -> None:
+        """:meth:`run`, restarted with backoff when the consumer fails (broker unreachable, ...).
+
+        Uncommitted alerts are read again after a restart; delivered ones are skipped.
+        """
+        delay = 0.5
+        while True:
+            try:
+                await self.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counts["restarts"] += 1
+                log.warning("dispatch consumer failed, restarting in %.1f s: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def run(self) -> None:
         """Consume until cancelled."""
         settings = self._settings
@@ -271,7 +288,7 @@ async def run_dispatch_async(settings: Settings) -> None:
         service = AlertDispatchService(settings, build_dispatchers(settings,
                                                                    AiohttpTransport(http)), store)
         try:
-            await service.run()
+            await service.run_forever()
         finally:
             await client.aclose()
             log.info("dispatch stopped: %s", dict(service.counts))

@@ -74,7 +74,7 @@ class Dashboard:
                                          enable_idempotence=True,
                                          client_id="churnpulse-dashboard")
         await self.producer.start()
-        task = asyncio.create_task(self.feed.run())
+        task = asyncio.create_task(self.feed.run_forever())
         task.add_done_callback(_log_crash)
         try:
             yield

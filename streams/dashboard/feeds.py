@@ -83,6 +83,25 @@ class BoardFeed:
         self._targets: dict[TopicPartition, int] = {}
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)  # newest alerts first
 
+    async def run_forever(self) -> None:
+        """:meth:`run`, restarted with backoff when it fails (the broker went away, ...).
+
+        A restart reads the lookback again; the board drops what it already has (alerts and
+        outcomes by id, repeated score points when drawn) and pushes only what is new.
+        """
+        delay = 0.5
+        while True:
+            try:
+                await self.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counts["restarts"] += 1
+                log.warning("the dashboard's Kafka feed failed, restarting in %.1f s: %r",
+                            delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def run(self) -> None:
         topics = self._settings.topics
         consumer = AIOKafkaConsumer(**kafka_client_options(self._settings), group_id=None,
