@@ -181,3 +181,35 @@ def test_malformed_alerts_are_named(record: object, code: str) -> None:
     with pytest.raises(BadAlert) as info:
         parse_alert(record, b"")
     assert info.value.code == code
+
+
+def test_targets_and_tokens_from_the_environment_print_masked(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from streams.cli import main
+    from streams.settings import load_settings
+
+    monkeypatch.setenv("CHURN_WEBHOOK__TARGETS", json.dumps([
+        {"name": "crm", "url": "https://crm.example/hook", "secret": "whsec-1",
+         "min_severity": "high"}]))
+    monkeypatch.setenv("CHURN_DASHBOARD__TOKENS", json.dumps({"alice": "tok-alice"}))
+    settings = load_settings()
+    target = settings.webhook.targets[0]
+    assert (target.name, target.min_severity) == ("crm", "high")
+    assert target.secret.get_secret_value() == "whsec-1"
+    assert settings.dashboard.tokens["alice"].get_secret_value() == "tok-alice"
+    assert main(["config"]) == 0
+    printed = capsys.readouterr().out
+    assert "whsec-1" not in printed and "tok-alice" not in printed
+    assert json.loads(printed)["webhook"]["targets"][0]["secret"] == "**********"
+
+
+def test_a_target_needs_an_http_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from streams.settings import load_settings
+
+    monkeypatch.setenv("CHURN_WEBHOOK__TARGETS", '[{"name": "x", "url": "ftp://h", "secret": "s"}]')
+    with pytest.raises(ValidationError, match="url"):
+        load_settings()
