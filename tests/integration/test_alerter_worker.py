@@ -1,0 +1,96 @@
+"""End to end on the real services: events → real worker → scores → real alerter → alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+from kafka import KafkaProducer
+
+from alerts.policy import PolicyParams
+from online_models.features import apply_event, feature_vector
+from online_models.model import ModelHandle, make_model
+from streams.contracts import CustomerEvent
+from streams.model_registry import RedisModelRegistry
+from tests.integration.alerter_proc import committed, expected_alert_ids, start_alerter
+from tests.integration.worker_proc import Pipeline, wait_until
+
+CUSTOMERS = 30
+RISKY = 15  # c-00 .. c-14 complain; the others only have sessions
+
+
+def complaint_model() -> ModelHandle:
+    """A logistic regression that learned: two or more complaints = churn."""
+    model = make_model(learning_rate=0.3)
+    rng = random.Random(0)
+    for _ in range(600):
+        state: dict[str, float] = {}
+        t = 0.0
+        k = rng.randint(0, 6)
+        for _ in range(rng.randint(2, 6)):
+            t += 3600
+            state = apply_event(state, "session", t, None)
+        for _ in range(k):
+            t += 1800
+            state = apply_event(state, "complaint", t, None)
+        model.learn_one(feature_vector(state, t), k >= 2)
+    return ModelHandle("1-complaints", model)
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
+    yield p
+    p.stop_all()
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+async def _publish_model(redis_url: str, prefix: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    await RedisModelRegistry(client, prefix).publish(complaint_model())
+    await client.aclose()
+
+
+def test_worker_scores_become_alerts_once(pipeline: Pipeline, redis_url: str) -> None:
+    asyncio.run(_publish_model(redis_url, pipeline.prefix))
+    pipeline.start_worker()
+    start_alerter(pipeline)
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
+    t0 = time.time() - 6 * 3600
+    rounds = [["session"] * CUSTOMERS, ["session"] * CUSTOMERS,
+              ["complaint"] * RISKY, ["complaint"] * RISKY, ["complaint"] * RISKY]
+    sent = 0
+    for r, kinds in enumerate(rounds):  # one round per batch: one score per customer each
+        for c, kind in enumerate(kinds):
+            cid = f"c-{c:02d}"
+            event = CustomerEvent(f"{cid}-e{r}", cid, kind, t0 + r * 3600 + c)
+            producer.send(pipeline.events, orjson.dumps(event.to_wire()), key=cid.encode())
+        producer.flush()
+        sent += len(kinds)
+        wait_until(lambda n=sent: len(committed(pipeline, pipeline.scores)) >= n,  # type: ignore[misc]
+                   60, f"scores of round {r}")
+    producer.close()
+    scores = committed(pipeline, pipeline.scores)
+    raw = [(str(s["customer_id"]), orjson.dumps(s)) for s in scores]
+    expected = expected_alert_ids(raw, PolicyParams())
+    assert {i.split(":")[0] for i in expected} == {f"c-{c:02d}" for c in range(RISKY)}
+    wait_until(lambda: len(committed(pipeline, f"alerts-{pipeline.tag}")) >= len(expected),
+               60, "alerts")
+    alerts = committed(pipeline, f"alerts-{pipeline.tag}")
+    assert sorted(str(a["alert_id"]) for a in alerts) == sorted(expected)
+    score_ids = {s["score_id"] for s in scores}
+    for a in alerts:
+        assert a["score_id"] in score_ids and a["model_version"] == "1-complaints"
+        assert a["source_timestamp_ms"] > 0  # latency is measurable from the event's arrival
+    actions = committed(pipeline, f"actions-{pipeline.tag}")
+    assert sorted(a["alert_id"] for a in actions) == sorted(expected)
