@@ -25,7 +25,6 @@ import logging
 import pickle
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +37,9 @@ from online_models.learner import Learner, PromotionRule
 from online_models.model import RIVER_VERSION, ModelHandle
 from online_models.observations import LabelPolicy, Observation
 from streams.consumer import kafka_client_options
-from streams.contracts import decode_label, encode, format_ts
+from streams.contracts import ChurnLabel, decode_label, encode, format_ts
 from streams.errors import ConfigurationError, InvalidMessage
-from streams.learning import LabelCounts, LearningLoop
+from streams.learning import LabelCounts, LearningLoop, RecentIds
 from streams.model_registry import RedisModelRegistry
 from streams.observation_store import (
     RedisChurnedCustomers,
@@ -63,7 +62,8 @@ class LearnerState:
     version: int = 0
     offsets: dict[int, int] = field(default_factory=dict)
     tombstones: list[Observation] = field(default_factory=list)
-    recent_labels: deque[str] = field(default_factory=lambda: deque(maxlen=100_000))
+    recent_labels: RecentIds = field(default_factory=RecentIds)
+    held: list[ChurnLabel] = field(default_factory=list)
     counts: LabelCounts = field(default_factory=LabelCounts)
     watermark: float = float("-inf")
     river: str = RIVER_VERSION
@@ -138,7 +138,8 @@ async def renew_lock(client: aioredis.Redis, key: str, token: str) -> bool:
 def status_of(state: LearnerState, loop: LearningLoop, pending: int) -> dict[str, Any]:
     report = state.learner.report()
     c = state.counts
-    return {**report, "version": state.version, "labels": c.__dict__, "pending": pending,
+    return {**report, "version": state.version, "labels": {**c.__dict__, "held": len(state.held)},
+            "pending": pending,
             "watermark": format_ts(state.watermark) if state.watermark > 0 else None,
             "learn_calls": state.learner.learn_calls, "updated_at": format_ts(time.time()),
             "events": loop.events[-20:]}
@@ -158,6 +159,7 @@ class LearnerService:
         self.token = f"{uuid.uuid4()}"
         self.state: LearnerState | None = None
         self.loop: LearningLoop | None = None
+        self.invalid_labels = 0
 
     async def mark_churned(self, customer_id: str, ts: float) -> None:
         """Scorers skip a churned customer until it has an event after ``ts``."""
@@ -170,7 +172,8 @@ class LearnerService:
         state.tombstones = []
         self.state = state
         self.loop = LearningLoop(self.store, state.learner, self.policy, self.mark_churned,
-                                 state.recent_labels, state.counts, state.watermark)
+                                 state.recent_labels, state.counts, state.watermark,
+                                 held=state.held, mark_many=self.churned.mark_many)
         if state.version and await self.registry.current_version() != self.model_version():
             await self.publish_model()
         log.info("learner ready at version %d (%d resolved so far)", state.version,
@@ -194,11 +197,13 @@ class LearnerService:
         await self.registry.publish(handle, keep=self.settings.model.keep_versions)
 
     async def step(self, records: list[Any], producer: AIOKafkaProducer | None,
-                   watermark: float | None = None) -> int:
+                   watermark: float | None = None, caught_up: bool = True) -> int:
         """One learner step over fetched label records; returns resolutions learned.
 
-        ``watermark``: resolve as negative what the event time passed (None: not now, e.g.
-        while labels are still being caught up with).
+        ``watermark``: the pipeline's (None: no worker has published one); labels are
+        resolved once it reached their time, and snapshots whose horizon it passed resolve
+        negative, but only when ``caught_up`` (every label published before the watermark
+        was read has been read).
         """
         state, loop = self.state, self.loop
         assert state is not None
@@ -206,32 +211,36 @@ class LearnerService:
         resolved: list[Observation] = []
         learned = 0
         moved = False
+        labels: list[ChurnLabel] = []
         for msg in records:
             state.offsets[msg.partition] = msg.offset + 1
             moved = True
             try:
-                label = decode_label(msg.value or b"")
+                labels.append(decode_label(msg.value or b""))
             except InvalidMessage as exc:
+                self.invalid_labels += 1
                 if producer is not None:
                     raw = RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
                     await producer.send_and_wait(
                         self.settings.topics.dead_letter, msg.value or b"", key=msg.key,
                         headers=dead_letter_headers(raw, exc, time.time()))
-                continue
-            positives, dropped = await loop.on_label(label)
-            resolved += [r.observation for r in positives] + dropped
-            learned += len(positives)
-        if watermark is not None:
+        held_before = len(loop.held)
+        positives, dropped = await loop.on_labels(labels, watermark)
+        resolved += [r.observation for r in positives] + dropped
+        learned += len(positives)
+        released = held_before != len(loop.held)
+        if watermark is not None and caught_up:
             negatives = await loop.on_watermark(watermark)
             resolved += [r.observation for r in negatives]
             learned += len(negatives)
+        state.held = loop.held
         state.watermark = loop.watermark
-        if not (moved or resolved):
+        if not (moved or resolved or released):
             return 0
         state.version += 1 if learned else 0
         state.tombstones = resolved
-        await self.states.save(state, self.token,
-                               status_of(state, loop, await self.store.count()))
+        pending = await self.store.count() - len({o.obs_id for o in resolved})
+        await self.states.save(state, self.token, status_of(state, loop, max(0, pending)))
         if learned:
             await self.publish_model()
         await self.store.remove(resolved)
@@ -273,7 +282,7 @@ class LearnerService:
                 fetched = await consumer.getmany(timeout_ms=1000, max_records=2000)
                 records = [m for msgs in fetched.values() for m in msgs]
                 caught_up = await self._caught_up(consumer, tps, ends, records)
-                await self.step(records, producer, mark if caught_up else None)
+                await self.step(records, producer, mark, caught_up)
                 if not await renew_lock(self.client, self.states.lock_key, self.token):
                     raise ConfigurationError("lost the learner lock")
         finally:

@@ -11,19 +11,24 @@ Between learning a snapshot and removing it from the store, the loop remembers i
 flight*: a second label of the same customer, or the watermark passing the same snapshot's
 horizon, in the same step does not learn it again. :meth:`LearningLoop.settle` forgets them
 once the caller has removed them.
+
+Labels are *held* until the pipeline's watermark reaches their churn time
+(:meth:`LearningLoop.on_labels`): a label read before the worker scored the customer's last
+events would otherwise find those snapshots missing. Held labels are part of the learner's
+checkpoint (their offsets are behind it).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from online_models.learner import Learner
 from online_models.observations import LabelPolicy, Observation, Resolution, resolve_churn
 from streams.contracts import ChurnLabel
-from streams.observation_store import ObservationStore
+from streams.observation_store import ObservationStore, pending_of
 
 log = logging.getLogger(__name__)
 ChurnMarker = Callable[[str, float], Awaitable[None]]
@@ -41,19 +46,44 @@ class LabelCounts:
     dropped: int = 0
 
 
+class RecentIds:
+    """The last ``size`` ids seen, with O(1) membership (a deque and a set)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._order: deque[str] = deque()
+        self._seen: set[str] = set()
+        self._size = size
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._seen
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def append(self, item: str) -> None:
+        if item in self._seen:
+            return
+        self._order.append(item)
+        self._seen.add(item)
+        if len(self._order) > self._size:
+            self._seen.discard(self._order.popleft())
+
+
 @dataclass
 class LearningLoop:
     store: ObservationStore
     learner: Learner
     policy: LabelPolicy
     mark_churned: ChurnMarker | None = None
-    recent_labels: deque[str] = field(default_factory=lambda: deque(maxlen=100_000))
+    recent_labels: RecentIds = field(default_factory=RecentIds)
     counts: LabelCounts = field(default_factory=LabelCounts)
     watermark: float = float("-inf")
     events: list[str] = field(default_factory=list)
     inflight: set[str] = field(default_factory=set)
+    held: list[ChurnLabel] = field(default_factory=list)
+    mark_many: Callable[[dict[str, float]], Awaitable[None]] | None = None
 
-    def _fresh(self, observations: list[Observation]) -> list[Observation]:
+    def _fresh(self, observations: Iterable[Observation]) -> list[Observation]:
         inflight = self.inflight
         return [o for o in observations if o.obs_id not in inflight]
 
@@ -61,21 +91,64 @@ class LearningLoop:
         """The resolved snapshots were removed from the store: stop remembering them."""
         self.inflight.clear()
 
-    async def on_label(self, label: ChurnLabel) -> tuple[list[Resolution], list[Observation]]:
-        """Resolve a label; returns (learned resolutions, snapshots to drop unlearned)."""
+    def _admit(self, label: ChurnLabel) -> bool:
+        """Count a label; True when it is a new churn to resolve."""
         c = self.counts
         c.labels += 1
         if label.label_id in self.recent_labels:
             c.duplicates += 1
-            return [], []
+            return False
         self.recent_labels.append(label.label_id)
         if not label.churned:
             c.not_churned += 1
+            return False
+        return True
+
+    async def on_label(self, label: ChurnLabel) -> tuple[list[Resolution], list[Observation]]:
+        """Resolve one label now; returns (learned resolutions, snapshots to drop unlearned)."""
+        if not self._admit(label):
             return [], []
         if self.mark_churned is not None:
             await self.mark_churned(label.customer_id, label.ts)
-        pending = self._fresh(await self.store.pending(label.customer_id))
-        positives, _, dropped = resolve_churn(pending, label.ts, self.policy)
+        return self._resolve(label, await self.store.pending(label.customer_id))
+
+    async def on_labels(self, labels: Sequence[ChurnLabel], watermark: float | None
+                        ) -> tuple[list[Resolution], list[Observation]]:
+        """Admit ``labels``, then resolve every held label whose time the watermark reached.
+
+        One round trip marks the released customers churned, one reads their snapshots.
+        """
+        for label in labels:
+            if self._admit(label):
+                self.held.append(label)
+        if watermark is None or not self.held:
+            return [], []
+        ready = [lb for lb in self.held if lb.ts <= watermark]
+        if not ready:
+            return [], []
+        self.held = [lb for lb in self.held if lb.ts > watermark]
+        ready.sort(key=lambda lb: lb.ts)
+        marks: dict[str, float] = {}
+        for lb in ready:
+            marks[lb.customer_id] = max(lb.ts, marks.get(lb.customer_id, lb.ts))
+        if self.mark_many is not None:
+            await self.mark_many(marks)
+        elif self.mark_churned is not None:
+            for cid, ts in marks.items():
+                await self.mark_churned(cid, ts)
+        pending = await pending_of(self.store, list(marks))
+        positives: list[Resolution] = []
+        dropped: list[Observation] = []
+        for lb in ready:
+            pos, drop = self._resolve(lb, pending.get(lb.customer_id, []))
+            positives += pos
+            dropped += drop
+        return positives, dropped
+
+    def _resolve(self, label: ChurnLabel, pending: list[Observation]
+                 ) -> tuple[list[Resolution], list[Observation]]:
+        c = self.counts
+        positives, _, dropped = resolve_churn(self._fresh(pending), label.ts, self.policy)
         self.inflight.update(o.obs_id for o in dropped)
         if not positives:
             c.unmatched += 1

@@ -89,6 +89,10 @@ class InMemoryChurnedCustomers:
         if ts > self.times.get(customer_id, float("-inf")):
             self.times[customer_id] = ts
 
+    async def mark_many(self, marks: Mapping[str, float]) -> None:
+        for cid, ts in marks.items():
+            await self.mark(cid, ts)
+
     async def returned(self, ids: Iterable[str]) -> None:
         for cid in ids:
             self.times.pop(cid, None)
@@ -108,11 +112,19 @@ class RedisChurnedCustomers:
         return {cid: float(v) for cid, v in zip(ids, values, strict=True) if v is not None}
 
     async def mark(self, customer_id: str, ts: float) -> None:
+        await self.mark_many({customer_id: ts})
+
+    async def mark_many(self, marks: Mapping[str, float]) -> None:
+        if not marks:
+            return
+        args: list[str] = []
+        for cid, ts in marks.items():
+            args += [cid, repr(float(ts))]
         await _call(self._client.eval(
-            "local c = redis.call('HGET', KEYS[1], ARGV[1]) "
-            "if c and tonumber(c) >= tonumber(ARGV[2]) then return 0 end "
-            "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1",
-            1, self.key, customer_id, repr(float(ts))))
+            "for i = 1, #ARGV, 2 do local c = redis.call('HGET', KEYS[1], ARGV[i]) "
+            "if not c or tonumber(c) < tonumber(ARGV[i + 1]) then "
+            "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end end return 1",
+            1, self.key, *args))
 
     async def returned(self, ids: Iterable[str]) -> None:
         found = list(ids)
@@ -125,6 +137,17 @@ async def _call(awaitable: Any) -> Any:
         return await awaitable
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise TransientError(f"redis unavailable: {exc}") from exc
+
+
+async def pending_of(store: ObservationStore, customer_ids: Sequence[str]
+                     ) -> dict[str, list[Observation]]:
+    """Pending snapshots of several customers: one round trip when the store has
+    ``pending_many`` (both stores here), else one call per customer."""
+    many = getattr(store, "pending_many", None)
+    if many is not None:
+        found: dict[str, list[Observation]] = await many(customer_ids)
+        return found
+    return {cid: await store.pending(cid) for cid in customer_ids}
 
 
 async def record_scored_generic(store: ObservationStore, items: Sequence[ScoredSnapshot],
@@ -199,6 +222,9 @@ class InMemoryObservationStore:
     async def pending(self, customer_id: str) -> list[Observation]:
         return sorted(self._by_customer.get(customer_id, {}).values(), key=lambda o: o.t)
 
+    async def pending_many(self, customer_ids: Sequence[str]) -> dict[str, list[Observation]]:
+        return {cid: await self.pending(cid) for cid in customer_ids}
+
     async def due(self, until: float, limit: int) -> list[Observation]:
         found = [o for slots in self._by_customer.values() for o in slots.values()
                  if self._policy.due(o) <= until]
@@ -253,6 +279,17 @@ class RedisObservationStore:
         raw = await self._client.hgetall(self.key(customer_id))
         return sorted((Observation.from_json(orjson.loads(v)) for v in raw.values()),
                       key=lambda o: o.t)
+
+    async def pending_many(self, customer_ids: Sequence[str]) -> dict[str, list[Observation]]:
+        if not customer_ids:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for cid in customer_ids:
+                pipe.hgetall(self.key(cid))
+            replies = await _call(pipe.execute())
+        return {cid: sorted((Observation.from_json(orjson.loads(v)) for v in raw.values()),
+                            key=lambda o: o.t)
+                for cid, raw in zip(customer_ids, replies, strict=True)}
 
     async def due(self, until: float, limit: int) -> list[Observation]:
         raw_members = await self._client.zrangebyscore(self._due_key, "-inf", until, start=0,

@@ -205,3 +205,23 @@ async def test_snapshots_after_the_churn_are_dropped_unlearned() -> None:
     assert [r.observation.t for r in pos] == [DAY]
     assert [o.t for o in dropped] == [9 * DAY]
     assert loop.counts.dropped == 1
+
+
+async def test_labels_are_held_until_the_watermark_reaches_their_time() -> None:
+    loop = await loop_with(obs("a", 1 * DAY))
+    pos, _ = await loop.on_labels([label(1, "a", 20 * DAY), label(1, "a", 20 * DAY)], 10 * DAY)
+    assert pos == [] and len(loop.held) == 1 and loop.counts.duplicates == 1
+    await loop.store.record([obs("a", 19 * DAY)])  # the worker catches up meanwhile
+    pos, _ = await loop.on_labels([], 20 * DAY)
+    assert [r.observation.t for r in pos] == [DAY, 19 * DAY]
+    assert loop.held == [] and loop.learner.learn_calls == 2
+    assert (await loop.on_labels([], 30 * DAY)) == ([], [])
+
+
+def test_recent_ids_forget_the_oldest() -> None:
+    from streams.learning import RecentIds
+
+    ids = RecentIds(size=2)
+    for i in ("a", "b", "a", "c"):
+        ids.append(i)
+    assert ("a" in ids, "b" in ids, "c" in ids, len(ids)) == (False, True, True, 2)
