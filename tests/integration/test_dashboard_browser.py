@@ -259,6 +259,8 @@ async def test_the_page_shows_alerts_live_filters_opens_a_customer_and_acknowled
                       "document.querySelector('#btn-assign').click()")
         await page.wait_for("document.querySelector('#cust-status')?.textContent"
                             " === 'assigned · dana'", "the assignment")
+        await page.wait_for("document.querySelector('#action-msg').textContent"
+                            " === 'assign recorded as alice'", "the confirmation")
 
         # a new alert while the customer is open shows up live too
         late = dict(alert_record("initech", now), severity="critical", kind="escalated",

@@ -63,8 +63,13 @@ function fillSelect(select, values) {
   select.value = current;
 }
 
+/* Responses can come back out of order: only the newest request may render. */
+const seq = { board: 0, customer: 0 };
+
 async function loadBoard() {
+  const mine = ++seq.board;
   const data = await api(`/api/board?${filters()}`);
+  if (mine !== seq.board) return;
   fillSelect($("#filter-severity"), data.facets.severities);
   fillSelect($("#filter-team"), data.facets.teams);
   fillSelect($("#filter-segment"), data.facets.segments);
@@ -119,12 +124,17 @@ function addToFeed(a) {
   while (feed.children.length > 50) feed.lastChild.remove();
 }
 
+/* Merges, never replaces: alerts pushed while the request was in flight stay. */
 async function loadFeed() {
   const data = await api("/api/feed");
   const feed = $("#feed");
-  feed.replaceChildren();
-  if (!data.alerts.length) feed.append(el("li", { class: "empty", text: "Waiting for alerts…" }));
-  for (const a of data.alerts) feed.append(feedItem(a, false));
+  const shown = new Set([...feed.querySelectorAll("li[data-alert-id]")].map((li) => li.dataset.alertId));
+  for (const a of data.alerts) {
+    if (shown.has(a.alert_id)) continue;
+    feed.querySelector(".empty")?.remove();
+    feed.append(feedItem(a, false));  // older than anything pushed since
+  }
+  while (feed.children.length > 50) feed.lastChild.remove();
 }
 
 /* ---- customer view ------------------------------------------------------------------ */
@@ -230,10 +240,12 @@ function renderCustomer(view) {
 }
 
 async function openCustomer(cid) {
+  if (cid !== state.selected) $("#action-msg").textContent = "";
   state.selected = cid;
   for (const tr of document.querySelectorAll("#board tbody tr")) tr.classList.toggle("selected", tr.dataset.customer === cid);
-  $("#action-msg").textContent = "";
-  renderCustomer(await api(`/api/customers/${encodeURIComponent(cid)}`));
+  const mine = ++seq.customer;
+  const view = await api(`/api/customers/${encodeURIComponent(cid)}`);
+  if (mine === seq.customer && cid === state.selected) renderCustomer(view);
 }
 
 function refreshCustomerSoon(cid, delay = 300) {
@@ -253,9 +265,9 @@ async function act(action) {
     const result = await api(`/api/alerts/${encodeURIComponent(e.alert_id)}/outcome`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
     });
-    $("#action-msg").textContent = `${action} recorded`;
     state.customer.entry = result.entry;
     await openCustomer(e.customer_id);
+    $("#action-msg").textContent = `${action} recorded as ${result.outcome.by}`;
     refreshBoardSoon();
   } catch (err) { $("#action-msg").textContent = `failed: ${err.message}`; }
 }
