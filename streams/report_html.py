@@ -112,8 +112,10 @@ def line_chart(series: Sequence[tuple[str, str, Sequence[tuple[float, float | No
     step = max(1, math.ceil(len(uniq) / 8))
     for x in uniq[::step]:
         text = _date(x)[:7] if x_dates else format(x, ".1f")
-        parts.append(f'<text x="{_sx(x, x_lo, x_hi):.1f}" y="{H - PAD_B + 16}" '
-                     f'text-anchor="middle">{text}</text>')
+        cx = _sx(x, x_lo, x_hi)
+        anchor = "end" if cx > W - PAD_R - 30 else "start" if cx < PAD_L + 30 else "middle"
+        parts.append(f'<text x="{cx:.1f}" y="{H - PAD_B + 16}" '
+                     f'text-anchor="{anchor}">{text}</text>')
     for name, color, pts in series:
         path, pen = [], "M"
         for x, maybe in pts:
@@ -131,6 +133,20 @@ def line_chart(series: Sequence[tuple[str, str, Sequence[tuple[float, float | No
     return _svg(parts, label)
 
 
+def nice_top(value: float) -> tuple[float, float]:
+    """An axis top at or above ``value`` and a round tick step (1, 2 or 5 × 10^k).
+
+    >>> nice_top(4.3), nice_top(13.0), nice_top(0.0)
+    ((5.0, 1.0), (15.0, 5.0), (1.0, 0.2))
+    """
+    if value <= 0:
+        return 1.0, 0.2
+    raw = value / 5
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    return float(math.ceil(value / step) * step), float(step)
+
+
 def bar_chart(categories: Sequence[str],
               series: Sequence[tuple[str, str, Sequence[float | None]]], label: str,
               y_label: str, x_label: str, y_fmt: str = ".1f",
@@ -139,8 +155,8 @@ def bar_chart(categories: Sequence[str],
     values = [v for _, _, vs in series for v in vs if v is not None]
     if not values or not categories:
         return '<p class="note">no data</p>'
-    y_hi = max(values) * 1.1 or 1.0
-    ticks = [y_hi * k / 5 for k in range(6)]
+    y_hi, step = nice_top(max(values))
+    ticks = [step * k for k in range(round(y_hi / step) + 1)]
     parts = _axes(0.0, y_hi, ticks, y_fmt, x_label, y_label)
     group_w = (W - PAD_L - PAD_R) / len(categories)
     bar_w = group_w * 0.8 / max(1, len(series))
