@@ -155,3 +155,28 @@ def test_backtest_command_explains_a_bad_mapping(files: Path, tmp_path: Path,
                  "--map", "ts=when", "--no-progress", "--out", str(tmp_path)])
     assert code == 1
     assert "when" in capsys.readouterr().err
+
+
+def test_baseline_rows_hold_features_from_before_their_date_only(run: BacktestRun,
+                                                                 history: History) -> None:
+    from online_models.features import feature_vector, replay
+
+    events = defaultdict(list)
+    for kind, value in zip(history.kinds, history.values, strict=True):
+        if kind == EVENT:
+            e = decode_event(value)
+            events[e.customer_id].append((e.event_type, e.ts, e.value))
+    spec = load_settings().features.spec
+    rows = run.month_rows
+    assert len({row.t for row, _, _ in rows}) >= 3
+    for row, _, _ in rows[::7]:
+        before = [ev for ev in events[row.customer_id] if ev[1] < row.t]
+        want = feature_vector(replay(before, spec), row.t, spec)
+        assert row.x.keys() == want.keys()
+        assert all(row.x[k] == pytest.approx(v, rel=1e-9, abs=1e-12) for k, v in want.items())
+    # churned customers who had not come back by the date have no row
+    for cid, t in run.churns:
+        back = [ev for ev in events[cid] if ev[1] > t]
+        for row, _, _ in rows:
+            if row.customer_id == cid and row.t > t:
+                assert back and back[0][1] < row.t
