@@ -101,17 +101,18 @@ def line_chart(series: Sequence[tuple[str, str, Sequence[tuple[float, float | No
     if not xs:
         return '<p class="note">no data</p>'
     x_lo, x_hi = min(xs), max(xs)
-    ticks = [y_lo + (y_hi - y_lo) * k / 5 for k in range(6)]
-    parts = _axes(y_lo, y_hi, ticks, y_fmt, "month of the prediction" if x_dates else "",
+    _, step_y = nice_top(y_hi - y_lo)
+    ticks = [y_lo + step_y * k for k in range(round((y_hi - y_lo) / step_y) + 1)]
+    parts = _axes(y_lo, y_hi, ticks, y_fmt, "start of the 30-day period" if x_dates else "",
                   y_label)
     if reference is not None:
         y = _sy(reference, y_lo, y_hi)
         parts.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" '
                      'stroke="#8c959f" stroke-dasharray="4 4"/>')
     uniq = sorted(set(xs))
-    step = max(1, math.ceil(len(uniq) / 8))
+    step = max(1, math.ceil(len(uniq) / 6))
     for x in uniq[::step]:
-        text = _date(x)[:7] if x_dates else format(x, ".1f")
+        text = _date(x) if x_dates else format(x, ".1f")
         cx = _sx(x, x_lo, x_hi)
         anchor = "end" if cx > W - PAD_R - 30 else "start" if cx < PAD_L + 30 else "middle"
         parts.append(f'<text x="{cx:.1f}" y="{H - PAD_B + 16}" '
