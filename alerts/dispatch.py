@@ -52,6 +52,11 @@ class Alert:
     record: Mapping[str, Any]
     body: bytes
 
+    @property
+    def holdout(self) -> bool:
+        """The customer is in the experiment's holdout: recorded, not acted on."""
+        return self.record.get("holdout") is True
+
 
 def parse_alert(record: object, body: bytes) -> Alert:
     """Validate a decoded ``churn-alerts`` record (see the alert contract).
@@ -127,7 +132,7 @@ class MemoryDeliveredStore:
 async def deliver_once(dispatcher: Dispatcher, store: DeliveredStore, alert: Alert) -> Delivery:
     """Deliver ``alert`` unless this dispatcher already did; remember it when delivered."""
     if not dispatcher.wants(alert):
-        return Delivery("skipped", 0, "below the target's minimum severity")
+        return Delivery("skipped", 0, "not for this target (severity or holdout)")
     if await store.seen(dispatcher.name, alert.alert_id):
         return Delivery("duplicate", 0, "already delivered")
     delivery = await dispatcher.dispatch(alert)
@@ -148,6 +153,8 @@ def log_line(alert: Alert) -> str:
     shown = f"{score:.3f}" if isinstance(score, int | float) else "?"
     text = (f"ALERT {alert.severity} {record.get('kind', '?')} customer={alert.customer_id} "
             f"score={shown} team={record.get('team', '?')} id={alert.alert_id}")
+    if alert.holdout:
+        text += " (holdout: no action)"
     summary = record.get("summary")
     return f"{text}: {summary}" if summary else text
 

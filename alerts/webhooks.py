@@ -219,6 +219,7 @@ class WebhookTarget:
     secret: bytes
     min_severity: str = "medium"
     timeout_s: float = 5.0
+    include_holdout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +251,8 @@ class WebhookDispatcher:
         self._sleep = sleep
 
     def wants(self, alert: Alert) -> bool:
+        if alert.holdout and not self.target.include_holdout:
+            return False  # the holdout gets no action: a CRM that saw it would act on it
         return severity_rank(alert.severity) >= severity_rank(self.target.min_severity)
 
     async def dispatch(self, alert: Alert) -> Delivery:

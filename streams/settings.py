@@ -235,8 +235,8 @@ class AlertSettings(_Section):
                     "list in CHURN_ALERTS__POLICY_TABLE).")
     batch_size: int = Field(500, ge=1, description="Scores per fetch.")
     batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
-    segment_sample: int = Field(8, ge=0, description="Customers per batch the segments "
-                                                      "learn from.")
+    segment_share: float = Field(0.02, ge=0, le=1, description="Share of scores whose "
+                                 "customer's features the behaviour segments learn from.")
     state_ttl_days: float = Field(400.0, ge=0, description="Alert state expires (0 = never).")
 
     @model_validator(mode="after")
@@ -287,6 +287,8 @@ class WebhookTarget(_Section):
     min_severity: Literal["medium", "high", "critical"] = Field(
         "medium", description="Alerts below this severity are not sent to this target.")
     timeout_s: float = Field(5.0, gt=0, description="Timeout of one POST.")
+    include_holdout: bool = Field(
+        False, description="Also send alerts of holdout customers (who must get no action).")
 
 
 class WebhookSettings(_Section):

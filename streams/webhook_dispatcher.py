@@ -118,7 +118,7 @@ def build_dispatchers(settings: Settings, transport: AiohttpTransport) -> list[D
     rng = random.Random()  # jitter for the backoff, not security
     dispatchers: list[Dispatcher] = [
         WebhookDispatcher(WebhookTarget(t.name, t.url, t.secret.get_secret_value().encode(),
-                                        t.min_severity, t.timeout_s),
+                                        t.min_severity, t.timeout_s, t.include_holdout),
                           transport, policy=policy, clock=time.time, random=rng.random)
         for t in cfg.targets
     ]

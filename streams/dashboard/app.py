@@ -103,6 +103,7 @@ class Dashboard:
         rows = self.board.at_risk(severity=q.get("severity") or None,
                                   team=q.get("team") or None, segment=q.get("segment") or None,
                                   status=q.get("status") or None, query=q.get("q") or None,
+                                  holdout=q.get("holdout") in ("1", "true"),
                                   limit=min(int(q.get("limit", "200")), 1000))
         return _json({"rows": rows, "facets": self.board.facets(),
                       "counts": self.board.counts(), "caught_up": self.feed.caught_up.is_set()})
@@ -164,6 +165,10 @@ class Dashboard:
         if cid is None:
             return web.json_response({"error": f"no alert {alert_id!r} on the board"},
                                      status=404)
+        view = self.board.customer(cid)
+        if action != "acknowledge" and view and view["entry"] and view["entry"]["holdout"]:
+            return web.json_response({"error": "this customer is in the holdout: record it,"
+                                               " do not act (only acknowledge)"}, status=409)
         now = time.time()
         record = {"schema_version": 1, "outcome_id": f"{alert_id}:{action}:{int(now * 1000)}",
                   "alert_id": alert_id, "customer_id": cid, "action": action,

@@ -18,6 +18,10 @@ Status of a customer's episode: ``open`` → ``acknowledged`` → (``assigned``)
 outcome applies to the episode of its alert. A new episode (a new ``episode_id``) opens a fresh
 entry; an escalation of a resolved episode reopens it; otherwise escalations keep the status
 and the assignee (the page shows the new severity).
+
+Holdout customers (``"holdout": true`` in the alert: the experiment's control group, whose
+alerts are recorded but must not be acted on) are left out of the board, the counts and the
+live feed unless asked for (``holdout=True``), so nobody contacts them by accident.
 """
 
 from __future__ import annotations
@@ -92,6 +96,10 @@ class Entry:
     alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     outcomes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     seq: int = 0
+
+    @property
+    def holdout(self) -> bool:
+        return self.alert.get("holdout") is True
 
     def summary(self) -> dict[str, Any]:
         a = self.alert
@@ -226,14 +234,18 @@ class Board:
 
     def at_risk(self, *, severity: str | None = None, team: str | None = None,
                 segment: str | None = None, status: str | None = None,
-                query: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+                query: str | None = None, holdout: bool = False,
+                limit: int = 200) -> list[dict[str, Any]]:
         """Customers on the board, riskiest first (current score, then severity, then newest).
 
         ``status=None`` means every status but ``resolved``; ``"all"`` means every one.
+        Holdout customers only with ``holdout=True``.
         """
         rows = []
         for e in self._entries.values():
             a = e.alert
+            if e.holdout and not holdout:
+                continue
             if severity and a.get("severity") != severity:
                 continue
             if team and a.get("team") != team:
@@ -270,11 +282,14 @@ class Board:
 
     def counts(self) -> dict[str, int]:
         by_status = {s: 0 for s in STATUSES}
-        for e in self:
-            by_status[e.status] += 1
         by_severity = {s: 0 for s in SEVERITIES}
+        held = 0
         for e in self:
+            if e.holdout:
+                held += 1
+                continue
+            by_status[e.status] += 1
             if e.status != "resolved" and e.alert.get("severity") in by_severity:
                 by_severity[str(e.alert["severity"])] += 1
         return {**by_status, **{f"severity.{k}": v for k, v in by_severity.items()},
-                "history_customers": len(self._history)}
+                "holdout": held, "history_customers": len(self._history)}

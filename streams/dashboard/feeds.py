@@ -166,7 +166,7 @@ class BoardFeed:
             elif topic == topics.alerts:
                 self.counts["alerts"] += 1
                 entry = self.board.on_alert(record)
-                if entry is not None:
+                if entry is not None and not entry.holdout:  # nobody is to act on those
                     summary = entry.summary()
                     self.recent.appendleft(summary)
                     self.hub.publish("alert", summary)

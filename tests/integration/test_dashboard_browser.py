@@ -207,7 +207,10 @@ async def test_the_page_shows_alerts_live_filters_opens_a_customer_and_acknowled
 
         published = time.monotonic()
         alerts = [alert_record(cid, now) for cid in CUSTOMERS]
-        await publish(kafka_bootstrap, dashboard.topics["alerts"], alerts)
+        held = dict(alert_record("hooli", now), customer_id="wayne-ent", holdout=True,
+                    alert_id="wayne-ent:1:critical", episode_id="wayne-ent:1", score=0.99)
+        await publish(kafka_bootstrap, dashboard.topics["alerts"], [*alerts[:2], held,
+                                                                    *alerts[2:]])
         await page.wait_for(f"document.querySelectorAll('#feed li[data-alert-id]').length"
                             f" === {len(alerts)}", "every alert in the live feed")
         feed_latency = time.monotonic() - published
@@ -233,6 +236,18 @@ async def test_the_page_shows_alerts_live_filters_opens_a_customer_and_acknowled
                       "document.querySelector('#filters').dispatchEvent("
                       "new Event('change', {bubbles: true}))")
         await page.wait_for(f"{rows_js()}.length === {len(alerts)}", "filters cleared")
+        # the holdout customer (riskiest of all) only on request, marked, with no actions
+        await page.js("document.querySelector('#filter-holdout').click()")
+        await page.wait_for(f"{rows_js()}[0]?.dataset.customer === 'wayne-ent'",
+                            "the holdout customer shown on request")
+        await page.js("document.querySelector('#board tr[data-customer=\"wayne-ent\"]').click()")
+        await page.wait_for("!document.querySelector('#cust-holdout').classList.contains("
+                            "'hidden')", "the holdout banner")
+        assert await page.js("document.querySelector('#btn-assign').disabled") is True
+        await page.js("document.querySelector('#filter-holdout').click()")
+        await page.wait_for(f"{rows_js()}.length === {len(alerts)}", "the holdout hidden again")
+        assert "wayne-ent" not in await page.js(
+            "[...document.querySelectorAll('#feed li')].map(li => li.textContent).join()")
 
         await page.js("document.querySelector('#board tr[data-customer=\"acme-corp\"]').click()")
         await page.wait_for("document.querySelector('#cust-id').textContent === 'acme-corp'",
@@ -290,8 +305,9 @@ async def test_api_needs_a_token_and_validates_outcomes(dashboard: Dashboard,
                                                        kafka_bootstrap: str) -> None:
     now = time.time()
     alert = alert_record("globex", now)
+    held = dict(alert_record("initech", now), holdout=True)
     await caught_up(dashboard)
-    await publish(kafka_bootstrap, dashboard.topics["alerts"], [alert])
+    await publish(kafka_bootstrap, dashboard.topics["alerts"], [held, alert])
     bearer = {"Authorization": f"Bearer {dashboard.token}"}
     async with aiohttp.ClientSession() as http:
         for path in ("api/board", "api/customers/globex", "api/stream", ""):
@@ -320,6 +336,13 @@ async def test_api_needs_a_token_and_validates_outcomes(dashboard: Dashboard,
                              ({"action": "resolve", "note": 5}, 400)):
             async with http.post(url, json=body, headers=bearer) as response:
                 assert response.status == status, body
+        held_url = f"{dashboard.url}api/alerts/{held['alert_id']}/outcome"
+        async with http.post(held_url, json={"action": "assign", "assignee": "x"},
+                             headers=bearer) as response:
+            assert response.status == 409  # nobody acts on the holdout
+        async with http.post(held_url, json={"action": "acknowledge"},
+                             headers=bearer) as response:
+            assert response.status == 200
         async with http.post(f"{dashboard.url}api/alerts/nope/outcome", json={
                 "action": "resolve"}, headers=bearer) as response:
             assert response.status == 404
@@ -332,6 +355,9 @@ async def test_api_needs_a_token_and_validates_outcomes(dashboard: Dashboard,
         async with http.get(dashboard.url + "api/board?status=resolved",
                             headers=bearer) as response:
             assert [r["customer_id"] for r in (await response.json())["rows"]] == ["globex"]
-    outcomes = await read_outcomes(kafka_bootstrap, dashboard.topics["alert_outcomes"], 1)
-    assert outcomes[0]["action"] == "resolve" and outcomes[0]["note"] == "called, renewed"
-    assert outcomes[0]["outcome_id"].startswith(f"{alert['alert_id']}:resolve:")
+    outcomes = await read_outcomes(kafka_bootstrap, dashboard.topics["alert_outcomes"], 2)
+    by_action = {o["action"]: o for o in outcomes}  # two customers: two partitions
+    assert set(by_action) == {"acknowledge", "resolve"}
+    assert by_action["acknowledge"]["customer_id"] == "initech"
+    assert by_action["resolve"]["note"] == "called, renewed"
+    assert by_action["resolve"]["outcome_id"].startswith(f"{alert['alert_id']}:resolve:")

@@ -17,6 +17,8 @@ import pytest
 import redis
 
 from alerts.policy import PolicyParams
+from alerts.routing import in_holdout
+from streams.settings import load_settings
 from tests.integration.alerter_proc import (
     alert_env,
     crafted_scores,
@@ -60,8 +62,12 @@ def start(p: Pipeline, args: list[str], env: dict[str, str], ready: bytes,
 async def test_real_alerter_output_reaches_signed_webhooks_once_and_the_live_page(
         pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     records = crafted_scores(customers=40, per_customer=10, seed=5)
-    expected = expected_alert_ids(records, PolicyParams())
-    assert len(expected) >= 15
+    everything = expected_alert_ids(records, PolicyParams())
+    cfg = load_settings().alerts
+    held = {a for a in everything
+            if in_holdout(a.split(":")[0], cfg.holdout_share, cfg.holdout_salt)}
+    expected = [a for a in everything if a not in held]  # the holdout gets no action
+    assert len(expected) >= 15 and held, "the input should alert, holdout customers too"
     receiver = await Receiver(SECRET).start()
     env = alert_env(pipeline)
     env.update({"CHURN_WEBHOOK__TARGETS": orjson.dumps([{"name": "crm", "url": receiver.url,
@@ -104,6 +110,8 @@ async def test_real_alerter_output_reaches_signed_webhooks_once_and_the_live_pag
         await receiver.stop()
     assert receiver.bad_signatures == []
     assert set(receiver.accepted.values()) == {1}  # every real alert exactly once
+    assert not held & set(receiver.attempts)  # and never a holdout customer's
     with capsys.disabled():
-        print(f"\n{len(expected)} alerts from the real alerter: webhooks and page agree; "
+        print(f"\n{len(expected)} alerts (+{len(held)} holdout) from the real alerter: "
+              "webhooks and page agree; "
               f"screenshot {ARTIFACTS / 'dashboard-pipeline.png'}")

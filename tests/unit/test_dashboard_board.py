@@ -52,6 +52,18 @@ def test_riskiest_first_with_filters_and_resolved_hidden() -> None:
     assert board.counts()["severity.critical"] == 0  # resolved ones are not counted
 
 
+def test_holdout_customers_only_on_request() -> None:
+    board = Board()
+    board.on_alert(alert("a", "high", 0.7))
+    held = dict(alert("h", "critical", 0.99), holdout=True)
+    assert board.on_alert(held) is not None
+    assert ids(board.at_risk()) == ["a"]
+    assert ids(board.at_risk(holdout=True)) == ["h", "a"]
+    assert board.at_risk(holdout=True)[0]["holdout"] is True
+    counts = board.counts()
+    assert (counts["open"], counts["severity.critical"], counts["holdout"]) == (1, 0, 1)
+
+
 def test_a_newer_score_moves_the_customer_but_an_older_one_does_not() -> None:
     board = Board()
     board.on_alert(alert("a", score=0.7))

@@ -213,3 +213,20 @@ def test_a_target_needs_an_http_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHURN_WEBHOOK__TARGETS", '[{"name": "x", "url": "ftp://h", "secret": "s"}]')
     with pytest.raises(ValidationError, match="url"):
         load_settings()
+
+
+async def test_holdout_alerts_are_not_sent_unless_the_target_asks_but_are_logged() -> None:
+    record = {"alert_id": "c-9:1:high", "customer_id": "c-9", "severity": "high",
+              "holdout": True, "kind": "opened", "score": 0.9}
+    held = parse_alert(record, orjson.dumps(record))
+    transport = MemoryTransport()
+    store = MemoryDeliveredStore()
+    skipped = await deliver_once(dispatcher(transport, Sleeps()), store, held)
+    assert skipped.status == "skipped" and transport.requests == []
+    wanting = WebhookDispatcher(
+        WebhookTarget("lake", "http://lake/hook", SECRET, include_holdout=True), transport,
+        clock=lambda: 0.0, random=lambda: 0.0, sleep=Sleeps())
+    assert (await deliver_once(wanting, store, held)).status == "delivered"
+    lines: list[str] = []
+    await deliver_once(LogSink(lines.append), store, held)
+    assert lines[0].endswith("(holdout: no action)")

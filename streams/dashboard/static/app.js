@@ -53,6 +53,7 @@ function filters() {
     const value = $(`#filter-${name}`).value.trim();
     if (value) params.set(name, value);
   }
+  if ($("#filter-holdout").checked) params.set("holdout", "1");
   return params;
 }
 
@@ -93,7 +94,7 @@ async function loadBoard() {
       el("td", { class: "num" }, el("span", { class: "risk" }, bar, el("b", { text: pct(r.score) }))),
       el("td", {}, el("b", { text: r.customer_id }),
         r.customer_value ? el("span", { class: `value ${r.customer_value}`, text: `${r.customer_value} value` }) : ""),
-      el("td", {}, badge(r.severity)),
+      el("td", {}, badge(r.severity), r.holdout ? el("span", { class: "badge holdout", text: "holdout" }) : ""),
       el("td", { text: r.team || "" }),
       el("td", { text: r.segment || "" }),
       el("td", {}, el("span", { class: `status ${r.status}`, text: r.status + (r.assignee ? ` · ${r.assignee}` : "") })),
@@ -233,6 +234,9 @@ function renderCustomer(view) {
   $("#cust-summary").textContent = e ? (e.summary || "") : "No open alert.";
   for (const id of ["#btn-ack", "#btn-assign", "#btn-resolve"]) $(id).disabled = !e || e.status === "resolved";
   if (e && e.status !== "open") $("#btn-ack").disabled = true;
+  const held = Boolean(e && e.holdout);
+  $("#cust-holdout").classList.toggle("hidden", !held);
+  if (held) { $("#btn-assign").disabled = true; $("#btn-resolve").disabled = true; }
   $("#chart").replaceChildren(chart(view.history, view.alerts));
   renderDrivers(view.drivers || []);
   renderActivity(view);
