@@ -109,12 +109,19 @@ def line_chart(series: Sequence[tuple[str, str, Sequence[tuple[float, float | No
         y = _sy(reference, y_lo, y_hi)
         parts.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" '
                      'stroke="#8c959f" stroke-dasharray="4 4"/>')
-    uniq = sorted(set(xs))
-    step = max(1, math.ceil(len(uniq) / 6))
-    for x in uniq[::step]:
+    last_right = float("-inf")
+    for x in sorted(set(xs)):  # a label where it fits: no two labels overlap
         text = _date(x) if x_dates else format(x, ".1f")
         cx = _sx(x, x_lo, x_hi)
-        anchor = "end" if cx > W - PAD_R - 30 else "start" if cx < PAD_L + 30 else "middle"
+        half = 3.4 * len(text)
+        anchor, left = "middle", cx - half
+        if cx + half > W - PAD_R:
+            anchor, left = "end", cx - 2 * half
+        elif left < PAD_L - 10:
+            anchor, left = "start", cx
+        if left < last_right + 12:
+            continue
+        last_right = left + 2 * half
         parts.append(f'<text x="{cx:.1f}" y="{H - PAD_B + 16}" '
                      f'text-anchor="{anchor}">{text}</text>')
     for name, color, pts in series:
@@ -291,7 +298,8 @@ def render_html(report: dict[str, Any]) -> str:
         f"For each of the {wb['churners']:,} churns the baseline could have seen: the first "
         f"score ≥ {thr:g} within the {s['horizon_days']:g} days before the churn. Online "
         "scores come with every event and every quiet-customer re-score; the baseline scores "
-        "once a month.", [("online", ONLINE), ("baseline", BASELINE)])
+        "once a month. Read it with the precision above: a model that flags many customers "
+        "warns early, and often wrongly.", [("online", ONLINE), ("baseline", BASELINE)])
     table = _metrics_table(online, so, sb, warn)
     fits = "".join(f"<tr><td>{_date(f['t'])}</td><td>{int(f['train_rows']):,}</td>"
                    f"<td>{int(f['train_positives']):,}</td><td>{int(f['iterations'])}</td></tr>"
