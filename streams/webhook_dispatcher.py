@@ -56,6 +56,8 @@ from streams.processor import OutRecord, RawRecord, dead_letter_headers, retry_t
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+BATCH = 100  # alerts per batch: bounds the time a batch can spend in retries
+MAX_POLL_INTERVAL_MS = 30 * 60 * 1000
 
 
 class AiohttpTransport:
@@ -165,7 +167,9 @@ class AlertDispatchService:
             settings.topics.alerts, **kafka_client_options(settings),
             group_id=settings.webhook.consumer_group, client_id="churnpulse-dispatch",
             isolation_level="read_committed", enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=500,
+            auto_offset_reset="earliest", max_poll_records=BATCH,
+            # a batch may wait out retries against a dead receiver (see docs/webhooks.md)
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
             session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, settings.worker.session_timeout_s / 3) * 1000),
         )
@@ -179,7 +183,7 @@ class AlertDispatchService:
                      ", ".join(d.name for d in self._dispatchers) or "nothing")
             sink = AIOKafkaSink(producer)
             while True:
-                fetched = await consumer.getmany(timeout_ms=500, max_records=500)
+                fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH)
                 records = [to_raw(m) for msgs in fetched.values() for m in msgs]
                 if not records:
                     continue
