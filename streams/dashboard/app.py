@@ -36,6 +36,7 @@ from streams.contracts import format_ts
 from streams.dashboard.auth import USER_KEY, auth_middleware
 from streams.dashboard.board import ACTIONS, Board
 from streams.dashboard.feeds import BoardFeed, Hub
+from streams.errors import TransientError
 from streams.feature_store import RedisFeatureStore
 from streams.settings import Settings
 
@@ -127,7 +128,7 @@ class Dashboard:
         try:
             state = await self.store.get(cid)
             features = await self.store.features(cid, now) if state else {}
-        except (RedisError, OSError, Exception) as exc:
+        except (TransientError, RedisError, OSError, ValueError) as exc:
             log.warning("features of %s unavailable: %s", cid, exc)
             return {"features": None, "features_error": str(exc)}
         if not state:
