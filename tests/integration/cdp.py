@@ -53,6 +53,10 @@ class Page:
                 future.set_result(data)
             elif data.get("method") == "Runtime.exceptionThrown":
                 self.console.append(str(data["params"]["exceptionDetails"]))
+            elif data.get("method") == "Log.entryAdded":  # CSP violations, failed loads
+                entry = data["params"]["entry"]
+                if entry.get("level") == "error":
+                    self.console.append(f"{entry.get('text')} {entry.get('url', '')}".strip())
             elif data.get("method") == "Runtime.consoleAPICalled":
                 args = data["params"].get("args", [])
                 self.console.append(" ".join(str(a.get("value", a.get("description")))
@@ -139,6 +143,7 @@ async def chromium_page(profile: Path, width: int = 1600, height: int = 1000):  
         page = Page(ws)
         await page.send("Page.enable")
         await page.send("Runtime.enable")
+        await page.send("Log.enable")
         await page.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
                         deviceScaleFactor=1, mobile=False)
         try:

@@ -198,7 +198,7 @@ function renderActivity(view) {
   const f = view.features;
   $("#activity-meta").textContent = f
     ? `${fmt(f.events_total)} events · tenure ${fmt(f.tenure_days)} d · last event ${ago(view.last_event)} · active ${fmt(f.active_days_7d)} of the last 7 days`
-    : "No feature state in Redis for this customer.";
+    : (view.features_error ? `Activity unavailable: ${view.features_error}` : "No feature state in Redis for this customer.");
   for (const row of view.activity || []) {
     const trend = typeof row.trend === "number" ? `${row.trend >= 0 ? "+" : ""}${Math.round(row.trend * 100)}%` : "–";
     body.append(el("tr", {},
