@@ -223,20 +223,19 @@ def _log_crash(task: asyncio.Task[None]) -> None:
         log.error("the dashboard's Kafka feed stopped: %r", task.exception())
 
 
-@web.middleware
-async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
-    response: web.StreamResponse = await handler(request)
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Set on every response just before its headers go out (streams included)."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'")
-    return response
 
 
 def create_app(settings: Settings, by_token: dict[str, str]) -> web.Application:
     """The aiohttp application; ``by_token`` maps access tokens to user names."""
-    app = web.Application(middlewares=[_security_headers, auth_middleware])
+    app = web.Application(middlewares=[auth_middleware])
+    app.on_response_prepare.append(_security_headers)
     app[USER_KEY] = by_token
     dash = Dashboard(settings)
     app.cleanup_ctx.append(dash.lifecycle)

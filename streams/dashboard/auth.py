@@ -82,10 +82,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if user_for(query_token, by_token) is None:
             return _unauthorized(request, "That token is not valid.")
         kept = {k: v for k, v in request.query.items() if k != "token"}
-        response = web.HTTPFound(request.rel_url.with_query(kept))
-        response.set_cookie(COOKIE, query_token, httponly=True, samesite="Strict",
+        redirect = web.HTTPFound(request.rel_url.with_query(kept))
+        redirect.set_cookie(COOKIE, query_token, httponly=True, samesite="Strict",
                             secure=request.secure, max_age=12 * 3600, path="/")
-        return response
+        raise redirect
     user = user_for(_offered_token(request), by_token)
     if user is None:
         return _unauthorized(request, "A valid access token is required.")

@@ -313,6 +313,10 @@ async def test_api_needs_a_token_and_validates_outcomes(dashboard: Dashboard,
         for path in ("api/board", "api/customers/globex", "api/stream", ""):
             async with http.get(dashboard.url + path) as response:
                 assert response.status == 401, path
+        async with http.get(dashboard.url, headers=bearer) as response:
+            assert response.status == 200
+            assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+            assert response.headers["X-Frame-Options"] == "DENY"
         async with http.get(dashboard.url + "?token=wrong") as response:
             assert response.status == 401
             assert "churnpulse_token" not in response.cookies
