@@ -101,11 +101,15 @@ class Dashboard:
 
     async def board_rows(self, request: web.Request) -> web.Response:
         q = request.query
+        try:
+            limit = max(1, min(int(q.get("limit", "200")), 1000))
+        except ValueError:
+            return web.json_response({"error": "limit must be a whole number"}, status=400)
         rows = self.board.at_risk(severity=q.get("severity") or None,
                                   team=q.get("team") or None, segment=q.get("segment") or None,
                                   status=q.get("status") or None, query=q.get("q") or None,
                                   holdout=q.get("holdout") in ("1", "true"),
-                                  limit=min(int(q.get("limit", "200")), 1000))
+                                  limit=limit)
         return _json({"rows": rows, "facets": self.board.facets(),
                       "counts": self.board.counts(), "caught_up": self.feed.caught_up.is_set()})
 
