@@ -2,7 +2,10 @@
 
 Every resolution is learned exactly once by every model (the caller guarantees "once"). For each
 model the step is test-then-train: predict on the snapshot, record the delayed metrics, then
-``learn_one`` with a class weight that balances churners against the (many more) stayers. The
+``learn_one`` with a class weight that balances churners against the (many more) stayers.
+:meth:`Learner.learn_batch` predicts a whole batch before learning any of it: one churn label
+resolves several snapshots of the same customer at once, and predicting the second after
+learning the first would flatter the metrics (the snapshots are nearly the same). The
 champion is also evaluated on the score that was actually served when the snapshot was taken
 (``served``), which is what retention teams experienced.
 
@@ -112,6 +115,48 @@ class Learner:
             slot.model.learn_one(cast(dict[Hashable, Any], x), y, **params)
             slot.learned += 1
             self.learn_calls += 1
+        promoted = self.maybe_promote()
+        if promoted:
+            events.append(f"promoted:{promoted}")
+        return events
+
+    def learn_batch(self, resolutions: list[Resolution]) -> list[str]:
+        """Test on every resolution of the batch, then train on each, once per model.
+
+        >>> from online_models.observations import Observation
+        >>> learner = Learner.create()
+        >>> batch = [Resolution(Observation("c", float(t), {"a": 1.0}, 0.5, "v"), True)
+        ...          for t in range(3)]
+        >>> _ = learner.learn_batch(batch)
+        >>> learner.learn_calls, [p for p, _ in learner.champion.metrics._recent]
+        (3, [0.5, 0.5, 0.5])
+        """
+        events: list[str] = []
+        if not resolutions:
+            return events
+        xs = [dict(r.observation.x) for r in resolutions]
+        ys = [r.churned for r in resolutions]
+        for r in resolutions:
+            if self.served.update(r.observation.score, r.churned):
+                events.append("drift:served")
+        for slot in self.slots:
+            drifted = False
+            for x, y in zip(xs, ys, strict=True):
+                drifted |= slot.metrics.update(slot.predict(x), y)
+            if drifted:
+                events.append(f"drift:{slot.name}")
+        weights = []
+        for y in ys:
+            self.total += 1
+            self.positives += int(y)
+            weights.append(balanced_weight(y, self.positives, self.total))
+        for slot in self.slots:
+            weighted = _accepts_weight(slot.model)
+            for x, y, w in zip(xs, ys, weights, strict=True):
+                params: dict[str, float] = {"w": w} if weighted else {}
+                slot.model.learn_one(cast(dict[Hashable, Any], x), y, **params)
+                slot.learned += 1
+                self.learn_calls += 1
         promoted = self.maybe_promote()
         if promoted:
             events.append(f"promoted:{promoted}")

@@ -173,7 +173,8 @@ class LearnerService:
         self.state = state
         self.loop = LearningLoop(self.store, state.learner, self.policy, self.mark_churned,
                                  state.recent_labels, state.counts, state.watermark,
-                                 held=state.held, mark_many=self.churned.mark_many)
+                                 held=state.held, mark_many=self.churned.mark_many,
+                                 deferred=True)
         if state.version and await self.registry.current_version() != self.model_version():
             await self.publish_model()
         log.info("learner ready at version %d (%d resolved so far)", state.version,
@@ -234,6 +235,7 @@ class LearnerService:
             resolved += [r.observation for r in negatives]
             learned += len(negatives)
         state.held = loop.held
+        loop.flush()
         state.watermark = loop.watermark
         if not (moved or resolved or released):
             return 0

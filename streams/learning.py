@@ -21,6 +21,7 @@ checkpoint (their offsets are behind it).
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ class LearningLoop:
     inflight: set[str] = field(default_factory=set)
     held: list[ChurnLabel] = field(default_factory=list)
     mark_many: Callable[[dict[str, float]], Awaitable[None]] | None = None
+    deferred: bool = False
+    _batch: list[Resolution] = field(default_factory=list)
 
     def _fresh(self, observations: Iterable[Observation]) -> list[Observation]:
         inflight = self.inflight
@@ -169,8 +172,26 @@ class LearningLoop:
         return negatives
 
     def _learn(self, resolutions: list[Resolution]) -> None:
+        """Test-then-train on ``resolutions`` as one batch (see ``Learner.learn_batch``);
+        with ``deferred``, collect them for :meth:`flush`."""
         self.inflight.update(r.observation.obs_id for r in resolutions)
-        for resolution in resolutions:
-            for event in self.learner.learn(resolution):
-                log.warning("learner: %s", event)
-                self.events.append(event)
+        if self.deferred:
+            self._batch += resolutions
+            return
+        for event in self.learner.learn_batch(resolutions):
+            log.info("learner: %s", event)
+            self.events.append(event)
+
+    def flush(self) -> int:
+        """Learn what ``deferred`` collected, as one batch in a fixed shuffled order.
+
+        A churn label resolves a burst of near-identical positives of one customer; learned
+        in a row with their class weight they swing an SGD model, so the step's positives and
+        negatives are interleaved (ordered by a hash of the snapshot id: deterministic).
+        """
+        batch, self._batch = self._batch, []
+        batch.sort(key=lambda r: zlib.crc32(r.observation.obs_id.encode()))
+        for event in self.learner.learn_batch(batch):
+            log.info("learner: %s", event)
+            self.events.append(event)
+        return len(batch)

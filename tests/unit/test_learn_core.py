@@ -225,3 +225,17 @@ def test_recent_ids_forget_the_oldest() -> None:
     for i in ("a", "b", "a", "c"):
         ids.append(i)
     assert ("a" in ids, "b" in ids, "c" in ids, len(ids)) == (False, True, True, 2)
+
+
+async def test_a_deferred_loop_learns_the_step_once_interleaved_on_flush() -> None:
+    loop = await loop_with(*(obs("a", d * DAY) for d in range(1, 6)), obs("b", DAY),
+                           obs("c", DAY))
+    loop.deferred = True
+    await loop.on_labels([label(1, "a", 6 * DAY)], 6 * DAY)
+    await loop.on_watermark(40 * DAY)  # b, c; a's snapshots are in flight: not again
+    assert loop.learner.learn_calls == 0
+    assert loop.flush() == 7
+    assert loop.learner.learn_calls == 7 and loop.learner.positives == 5
+    outcomes = [y for _, y in loop.learner.served._recent]
+    assert outcomes != sorted(outcomes, reverse=True)  # not all positives first
+    assert loop.flush() == 0

@@ -1,0 +1,153 @@
+"""Learner benchmark: labels/s and resolutions/s of the learner step, and snapshot memory.
+
+Run by hand with the local services up (``churnpulse services up``)::
+
+    python bench/bench_learner.py [--customers 20000] [--snapshots 3] [--churners 10000]
+
+Pending snapshots (44 realistic features each, from ``feature_vector``) are recorded in Redis
+under a fresh key prefix, as workers would. Then the learner's step
+(:meth:`streams.learner_service.LearnerService.step`: decode, hold/release, mark churned, read
+snapshots, learn, checkpoint, publish a version, remove) runs in-process on the real Redis:
+
+* labels: ``--churners`` churn labels, 2,000 per step (the service's fetch size), each
+  resolving ``--snapshots`` positives; labels/s and resolutions/s;
+* horizon: the watermark passes every other snapshot's horizon; negatives/s (10,000 per step);
+* memory: ``MEMORY USAGE`` of one customer's pending hash at 1 and at 30 snapshots, and the
+  due-index bytes per pending snapshot.
+
+Kafka is not in the loop (the learner reads labels with one ``getmany`` per step; reading is
+not its bottleneck). Prints the figures; writes ``bench/out/learner.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from online_models.features import apply_event, feature_vector
+from online_models.observations import Observation
+from streams.contracts import ChurnLabel, encode
+from streams.learner_service import LearnerService
+from streams.observation_store import RedisObservationStore
+from streams.settings import load_settings
+
+OUT = Path(__file__).parent / "out"
+DAY = 86400.0
+T0 = 1_767_225_600.0
+KINDS = ("session", "session", "feature_use", "purchase", "support_ticket", "payment_failure")
+
+
+def sample_vector(rng: random.Random) -> dict[str, float]:
+    state: dict[str, float] = {}
+    for i in range(rng.randrange(20, 60)):
+        kind = rng.choice(KINDS)
+        state = apply_event(state, kind, T0 + i * rng.uniform(1800, 40000),
+                            19.9 if kind == "purchase" else None)
+    return feature_vector(state, state["t_last"] + DAY)
+
+
+async def record(store: RedisObservationStore, customers: int, snapshots: int) -> int:
+    rng = random.Random(1)
+    vectors = [sample_vector(rng) for _ in range(200)]
+    batch: list[Observation] = []
+    n = 0
+    for i in range(customers):
+        for d in range(snapshots):
+            x = vectors[(i * 7 + d) % len(vectors)]
+            batch.append(Observation(f"c{i:07d}", T0 + (10 + 3 * d) * DAY, x, 0.5, "0-untrained"))
+        if len(batch) >= 5000:
+            n += await store.record(batch)
+            batch = []
+    return n + await store.record(batch)
+
+
+async def memory(client: aioredis.Redis, prefix: str, store: RedisObservationStore
+                 ) -> dict[str, float]:
+    rng = random.Random(2)
+    one = Observation("mem-1", T0, sample_vector(rng), 0.5, "1-logreg")
+    await store.record([one])
+    thirty = [Observation("mem-30", T0 + d * DAY, sample_vector(rng), 0.5, "1-logreg")
+              for d in range(30)]
+    await store.record(thirty)
+    due_key = f"{prefix}:obs:due"
+    due_bytes = float(await client.memory_usage(due_key, samples=0) or 0)
+    due_n = int(await client.zcard(due_key))
+    return {
+        "hash_1_snapshot_bytes": float(await client.memory_usage(store.key("mem-1")) or 0),
+        "hash_30_snapshots_bytes": float(await client.memory_usage(store.key("mem-30"),
+                                                                   samples=0) or 0),
+        "due_index_bytes_per_snapshot": due_bytes / max(1, due_n),
+        "features_per_snapshot": float(len(one.x)),
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    prefix = f"bl{int(time.time())}"
+    settings = load_settings(redis={"key_prefix": prefix})
+    client = aioredis.Redis.from_url(settings.redis.url)
+    service = LearnerService(settings, client)
+    try:
+        t = time.perf_counter()
+        recorded = await record(service.store, args.customers, args.snapshots)
+        record_s = time.perf_counter() - t
+        print(f"recorded {recorded:,} snapshots in {record_s:.1f}s")
+        await service.start()
+        labels = [ChurnLabel(f"l{i}", f"c{i:07d}", T0 + 25 * DAY, True)
+                  for i in range(args.churners)]
+        records = [SimpleNamespace(topic="labels", partition=0, offset=i, key=lb.customer_id,
+                                   value=encode(lb.to_wire())) for i, lb in enumerate(labels)]
+        t = time.perf_counter()
+        positives = 0
+        for lo in range(0, len(records), 2000):
+            positives += await service.step(records[lo:lo + 2000], None, T0 + 26 * DAY, True)
+            print(f"  labels {min(lo + 2000, len(records)):,}/{len(records):,}", flush=True)
+        label_s = time.perf_counter() - t
+        t = time.perf_counter()
+        negatives = 0
+        while True:
+            learned = await service.step([], None, T0 + 100 * DAY, True)
+            if not learned:
+                break
+            negatives += learned
+        negative_s = time.perf_counter() - t
+        mem = await memory(client, prefix, service.store)
+    finally:
+        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+    return {
+        "customers": args.customers, "snapshots_per_customer": args.snapshots,
+        "labels": len(labels), "positives": positives, "label_s": label_s,
+        "labels_per_s": len(labels) / label_s, "positives_per_s": positives / label_s,
+        "negatives": negatives, "negative_s": negative_s,
+        "negatives_per_s": negatives / negative_s if negative_s else 0.0,
+        "record_snapshots_per_s": recorded / record_s, **mem,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--snapshots", type=int, default=3)
+    parser.add_argument("--churners", type=int, default=10_000)
+    result = asyncio.run(main(parser.parse_args()))
+    OUT.mkdir(exist_ok=True)
+    (OUT / "learner.json").write_text(json.dumps(result, indent=2))
+    print(f"\nlabels/s           {result['labels_per_s']:>10,.0f}   "
+          f"({result['labels']:,} labels, {result['positives']:,} positives learned, "
+          f"{result['positives_per_s']:,.0f} resolutions/s)")
+    print(f"negatives/s        {result['negatives_per_s']:>10,.0f}   "
+          f"({result['negatives']:,} horizon expiries)")
+    print(f"snapshot memory    {result['hash_1_snapshot_bytes']:>10,.0f} B for one, "
+          f"{result['hash_30_snapshots_bytes']:,.0f} B for 30 in one hash, "
+          f"+{result['due_index_bytes_per_snapshot']:,.0f} B each in the due index "
+          f"({result['features_per_snapshot']:.0f} features)")
+    print(f"written to {OUT / 'learner.json'}")
