@@ -71,7 +71,7 @@ class Stored:
         >>> Stored.from_json(st.to_json()) == st
         True
         """
-        return Stored(state_from_json(data.get("s", {})), int(data.get("o", -1)),
+        return Stored(state_from_json(data.get("s", [])), int(data.get("o", -1)),
                       {int(k): [(str(t), dict(r)) for t, r in v]
                        for k, v in data.get("x", {}).items()})
 

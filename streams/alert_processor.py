@@ -11,11 +11,10 @@ offsets in one Kafka transaction (:mod:`streams.alerter`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -23,6 +22,7 @@ from alerts.batch import OutboxEntry, Plan, finish, plan_customer
 from alerts.contracts import BadScore, decode_score
 from alerts.enrich import AlertConfig, enrich
 from alerts.policy import ScoreInput
+from alerts.routing import holdout_bucket
 from alerts.segments import SegmentModel, behaviour
 from streams.alert_store import AlertStore, Versioned
 from streams.contracts import encode, format_ts
@@ -35,7 +35,10 @@ MAX_CONFLICT_RETRIES = 5
 
 
 class FeatureReader(Protocol):
-    async def features(self, customer_id: str, now: float) -> dict[str, float]: ...
+    async def features_many(self, customers: Sequence[str],
+                            at: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        """Feature catalogues of these customers at these event times (one round trip)."""
+        ...
 
 
 @dataclass
@@ -47,6 +50,8 @@ class AlertTotals:
     replayed: int = 0
     holdout: int = 0
     conflicts: int = 0
+    process_s: float = 0.0  # time in batch processing (Redis, policy), alerter
+    commit_s: float = 0.0  # time in Kafka transactions, alerter
     by_severity: dict[str, int] = field(default_factory=dict)
 
 
@@ -59,13 +64,13 @@ class BatchResult:
 
 class AlertBatchProcessor:
     def __init__(self, store: AlertStore, features: FeatureReader | None, config: AlertConfig,
-                 topics: TopicSettings, segment_sample: int = 8,
+                 topics: TopicSettings, segment_share: float = 0.02,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.features = features
         self.config = config
         self.topics = topics
-        self.segment_sample = segment_sample
+        self.segment_share = segment_share
         self.segments = SegmentModel.initial()
         self._wall = wall_clock
         self.totals = AlertTotals()
@@ -163,21 +168,19 @@ class AlertBatchProcessor:
         if reader is None or not customers:
             return {}
 
-        async def one(cid: str) -> dict[str, float]:
-            try:
-                return await reader.features(cid, at[cid])
-            except TransientError as exc:  # enrichment is best effort; the alert is not
-                log.warning("features of %s unavailable for the alert: %s", cid, exc)
-                return {}
-
-        got = await asyncio.gather(*(one(c) for c in customers))
-        return dict(zip(customers, got, strict=True))
+        try:
+            return await reader.features_many(customers, at)
+        except TransientError as exc:  # enrichment is best effort; the alert is not
+            log.warning("features unavailable for %d customers: %s", len(customers), exc)
+            return {}
 
     async def _learn_segments(self, by_customer: dict[str, list[tuple[int, ScoreInput]]]
                               ) -> None:
-        if self.segment_sample <= 0 or self.features is None:
+        if self.segment_share <= 0 or self.features is None:
             return
-        sample = sorted(by_customer, key=lambda c: by_customer[c][0][0])[:self.segment_sample]
+        share = self.segment_share  # a fixed share of scores, drawn by score id (replayable)
+        sample = [c for c, scores in by_customer.items()
+                  if holdout_bucket(scores[-1][1].score_id, "segments") < share]
         got = await self._features(sample, {c: by_customer[c][-1][1].ts for c in sample})
         model = self.segments
         for cid in sample:
@@ -201,4 +204,9 @@ def summary_line(t: AlertTotals) -> str:
     sev = " ".join(f"{k}={v}" for k, v in sorted(t.by_severity.items()))
     return (f"alerter totals: batches={t.batches} scores={t.scores} alerts={t.alerts} "
             f"holdout={t.holdout} replayed={t.replayed} dead_lettered={t.dead_lettered} "
-            f"conflicts={t.conflicts} {sev}").rstrip()
+            f"conflicts={t.conflicts} ms_per_batch: process={_per(t.process_s, t.batches)} "
+            f"commit={_per(t.commit_s, t.batches)} {sev}").rstrip()
+
+
+def _per(seconds: float, n: int) -> str:
+    return f"{seconds * 1000 / n:.1f}" if n else "-"

@@ -18,7 +18,7 @@ assumes one Redis node; on Redis Cluster a batch would have to be split by slot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,9 +30,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from alerts.batch import Stored
 from alerts.segments import SegmentModel
+from online_models.features import catalogue
 from streams.errors import TransientError
+from streams.feature_store import STATE_FIELD, RedisFeatureStore
+from streams.packed_state import unpack_state
 
 LUA_WRITE = Path(__file__).with_name("lua") / "alert_write.lua"
+LUA_READ = Path(__file__).with_name("lua") / "alert_read.lua"
 Versioned = tuple[Stored, int]
 
 
@@ -88,8 +92,8 @@ class RedisAlertStore:
         self._client = client
         self.prefix = prefix
         self._ttl_ms = round(ttl_s * 1000)
-        self._source = LUA_WRITE.read_text()
-        self._sha: str | None = None
+        self._scripts = {"write": LUA_WRITE.read_text(), "read": LUA_READ.read_text()}
+        self._shas: dict[str, str] = {}
 
     def key(self, customer_id: str) -> str:
         return f"{self.prefix}:{{c:{customer_id}}}:alert"
@@ -107,16 +111,15 @@ class RedisAlertStore:
         cids = list(customers)
         if not cids:
             return {}, {}
-        pipe = self._client.pipeline(transaction=False)
-        for c in cids:
-            pipe.hmget(self.key(c), "r", "v")
-        pipe.hmget(self.churned_key, cids)
-        replies = await _call(pipe.execute())
+        n = len(cids)
+        reply = await self._script("read", [*(self.key(c) for c in cids), self.churned_key],
+                                   cids)
         out: dict[str, Versioned] = {}
-        for c, (raw, version) in zip(cids, replies[:-1], strict=True):
+        for i, c in enumerate(cids):
+            raw, version = reply[2 * i], reply[2 * i + 1]
             out[c] = (Stored.from_json(orjson.loads(raw)) if raw else Stored(),
                       int(version) if version else 0)
-        churned = {c: float(v) for c, v in zip(cids, replies[-1], strict=True) if v is not None}
+        churned = {c: float(v) for c, v in zip(cids, reply[2 * n:], strict=True) if v}
         return out, churned
 
     async def write(self, records: Mapping[str, Versioned]) -> list[str]:
@@ -126,14 +129,18 @@ class RedisAlertStore:
         keys = [self.key(c) for c in cids]
         args: list[Any] = [self._ttl_ms, *(records[c][1] for c in cids),
                            *(orjson.dumps(records[c][0].to_json()) for c in cids)]
-        if self._sha is None:
-            self._sha = await _call(self._client.script_load(self._source))
-        try:
-            moved = await _call(self._client.evalsha(self._sha, len(keys), *keys, *args))
-        except NoScriptError:  # the server restarted or flushed its scripts
-            self._sha = await _call(self._client.script_load(self._source))
-            moved = await _call(self._client.evalsha(self._sha, len(keys), *keys, *args))
+        moved = await self._script("write", keys, args)
         return [cids[int(i) - 1] for i in moved]
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        sha = self._shas.get(name)
+        if sha is None:
+            sha = self._shas[name] = await _call(self._client.script_load(self._scripts[name]))
+        try:
+            return await _call(self._client.evalsha(sha, len(keys), *keys, *args))
+        except NoScriptError:  # the server restarted or flushed its scripts
+            sha = self._shas[name] = await _call(self._client.script_load(self._scripts[name]))
+            return await _call(self._client.evalsha(sha, len(keys), *keys, *args))
 
     async def load_segments(self) -> SegmentModel | None:
         raw = await _call(self._client.get(self.segments_key))
@@ -141,6 +148,26 @@ class RedisAlertStore:
 
     async def save_segments(self, model: SegmentModel) -> None:
         await _call(self._client.set(self.segments_key, orjson.dumps(model.to_json())))
+
+
+class RedisFeatureReader:
+    """The feature catalogue of several customers in one pipelined round trip."""
+
+    def __init__(self, store: RedisFeatureStore, client: aioredis.Redis) -> None:
+        self._store = store
+        self._client = client
+
+    async def features_many(self, customers: Sequence[str],
+                            at: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        if not customers:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for c in customers:
+            pipe.hget(self._store.feature_key(c), STATE_FIELD)
+        replies = await _call(pipe.execute())
+        spec = self._store.spec
+        return {c: catalogue(unpack_state(raw), at[c], spec)
+                for c, raw in zip(customers, replies, strict=True)}
 
 
 async def _call(awaitable: Any) -> Any:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -34,7 +35,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from streams.alert_processor import AlertBatchProcessor, BatchResult, summary_line
-from streams.alert_store import RedisAlertStore
+from streams.alert_store import RedisAlertStore, RedisFeatureReader
 from streams.consumer import kafka_client_options, to_raw
 from streams.errors import TransientError
 from streams.feature_store import RedisFeatureStore
@@ -135,7 +136,9 @@ class Alerter:
     async def _partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
                          msgs: list[Any]) -> None:
         records = [to_raw(m) for m in msgs]
+        began = time.perf_counter()
         result = await self._process(records)
+        processed = time.perf_counter()
         try:
             producer = await self.producer(tp.partition)
             async with producer.transaction():
@@ -154,6 +157,9 @@ class Alerter:
             await asyncio.sleep(0.5)  # back off before the partition is fetched again
             return
         self.committed_batches += 1
+        totals = self.processor.totals
+        totals.process_s += processed - began
+        totals.commit_s += time.perf_counter() - processed
         if self.committed_batches % 50 == 0:
             with contextlib.suppress(TransientError):
                 await self.processor.store.save_segments(self.processor.segments)
@@ -198,9 +204,9 @@ def make_redis(settings: Settings) -> aioredis.Redis:
 def build_alerter(settings: Settings, client: aioredis.Redis) -> Alerter:
     prefix = settings.redis.key_prefix
     store = RedisAlertStore(client, prefix, settings.alerts.state_ttl_days * 86400.0)
-    features = RedisFeatureStore(client, settings.features, prefix)
+    features = RedisFeatureReader(RedisFeatureStore(client, settings.features, prefix), client)
     processor = AlertBatchProcessor(store, features, settings.alerts.config, settings.topics,
-                                    segment_sample=settings.alerts.segment_sample)
+                                    segment_share=settings.alerts.segment_share)
     return Alerter(settings, processor)
 
 

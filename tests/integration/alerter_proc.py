@@ -15,6 +15,8 @@ from kafka import KafkaProducer
 
 from alerts.contracts import decode_score, format_ts
 from alerts.policy import PolicyParams, ScoreInput, run
+from online_models.features import apply_event, feature_vector
+from online_models.model import ModelHandle, make_model
 from streams.settings import load_settings
 from streams.topic_reader import read_topic_sync
 from tests.integration.worker_proc import Pipeline, wait_until
@@ -116,3 +118,21 @@ def committed(p: Pipeline, topic: str, timeout_s: float = 60.0) -> list[dict[str
 
 def workdir_log(p: Pipeline, name: str) -> str:
     return (Path(p.workdir) / name).read_text(errors="replace")
+
+
+def complaint_model() -> ModelHandle:
+    """A logistic regression that learned: two or more complaints = churn."""
+    model = make_model(learning_rate=0.3)
+    rng = random.Random(0)
+    for _ in range(600):
+        state: dict[str, float] = {}
+        t = 0.0
+        k = rng.randint(0, 6)
+        for _ in range(rng.randint(2, 6)):
+            t += 3600
+            state = apply_event(state, "session", t, None)
+        for _ in range(k):
+            t += 1800
+            state = apply_event(state, "complaint", t, None)
+        model.learn_one(feature_vector(state, t), k >= 2)
+    return ModelHandle("1-complaints", model)

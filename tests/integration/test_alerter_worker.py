@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,33 +14,18 @@ import redis.asyncio as aioredis
 from kafka import KafkaProducer
 
 from alerts.policy import PolicyParams
-from online_models.features import apply_event, feature_vector
-from online_models.model import ModelHandle, make_model
 from streams.contracts import CustomerEvent
 from streams.model_registry import RedisModelRegistry
-from tests.integration.alerter_proc import committed, expected_alert_ids, start_alerter
+from tests.integration.alerter_proc import (
+    committed,
+    complaint_model,
+    expected_alert_ids,
+    start_alerter,
+)
 from tests.integration.worker_proc import Pipeline, wait_until
 
 CUSTOMERS = 30
 RISKY = 15  # c-00 .. c-14 complain; the others only have sessions
-
-
-def complaint_model() -> ModelHandle:
-    """A logistic regression that learned: two or more complaints = churn."""
-    model = make_model(learning_rate=0.3)
-    rng = random.Random(0)
-    for _ in range(600):
-        state: dict[str, float] = {}
-        t = 0.0
-        k = rng.randint(0, 6)
-        for _ in range(rng.randint(2, 6)):
-            t += 3600
-            state = apply_event(state, "session", t, None)
-        for _ in range(k):
-            t += 1800
-            state = apply_event(state, "complaint", t, None)
-        model.learn_one(feature_vector(state, t), k >= 2)
-    return ModelHandle("1-complaints", model)
 
 
 @pytest.fixture

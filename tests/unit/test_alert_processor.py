@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 import pytest
@@ -25,10 +25,14 @@ CONFIG = AlertConfig(holdout_share=0.1)
 
 
 class Features:
-    async def features(self, customer_id: str, now: float) -> dict[str, float]:
-        n = int(customer_id.rsplit("-", 1)[1])
-        return {"count_7d": float(n % 40), "active_days_30d": float(n % 30),
-                "tenure_days": 10.0 + n, "value_30d.purchase": float(n % 200)}
+    async def features_many(self, customers: Sequence[str],
+                            at: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        out = {}
+        for c in customers:
+            n = int(c.rsplit("-", 1)[1])
+            out[c] = {"count_7d": float(n % 40), "active_days_30d": float(n % 30),
+                      "tenure_days": 10.0 + n, "value_30d.purchase": float(n % 200)}
+        return out
 
 
 def raw(values: list[bytes], partition: int = 0) -> list[RawRecord]:
@@ -36,7 +40,7 @@ def raw(values: list[bytes], partition: int = 0) -> list[RawRecord]:
 
 
 def processor(store: InMemoryAlertStore) -> AlertBatchProcessor:
-    return AlertBatchProcessor(store, Features(), CONFIG, TOPICS, segment_sample=4,
+    return AlertBatchProcessor(store, Features(), CONFIG, TOPICS, segment_share=0.2,
                                wall_clock=lambda: 1_800_000_000.0)
 
 

@@ -1,0 +1,226 @@
+"""Alerter benchmark on the local services: alerts/s, and event-to-alert latency p50/p99.
+
+Run by hand with the local services up (``churnpulse services up``)::
+
+    python bench/bench_alerts.py                      # both parts
+    python bench/bench_alerts.py --part throughput --customers 20000
+
+Not part of the pass/fail suite; prints figures and writes ``bench/out/alerts.json``.
+
+* throughput: a backlog of crafted scores (random walks across the thresholds, 5% duplicates,
+  15% sweep scores) is published first, then one ``churnpulse alerter`` drains it. Scores/s and
+  alerts/s are counted from the alerter's ready line to the last alert committed (read back with
+  ``isolation_level=read_committed``), so they include the Kafka transactions, the Redis reads
+  and the all-or-nothing Lua write of every batch.
+* latency: a real worker (with a published model that reads complaints as churn risk) and a
+  real alerter; events are published at ``--rate`` events/s in rounds (one event per customer
+  per round: sessions, then complaints). Each alert is timed from the broker timestamp of the
+  event that triggered its score (``source_timestamp_ms``) to the moment a ``read_committed``
+  consumer receives it: event produced → alert committed and visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from alerts.policy import PolicyParams  # noqa: E402
+from streams.contracts import CustomerEvent  # noqa: E402
+from streams.settings import load_settings  # noqa: E402
+from tests.integration.alerter_proc import (  # noqa: E402
+    crafted_scores,
+    expected_alert_ids,
+    publish,
+    start_alerter,
+)
+from tests.integration.worker_proc import Pipeline, wait_until  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+
+
+class AlertWatcher(threading.Thread):
+    """Reads the alerts topic (read_committed) and stamps each alert with its arrival time."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                      auto_offset_reset="earliest", enable_auto_commit=False,
+                                      isolation_level="read_committed", fetch_max_wait_ms=20)
+        self.seen: list[tuple[float, dict[str, object]]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for batch in self.consumer.poll(timeout_ms=100).values():
+                now = time.time()
+                self.seen.extend((now, orjson.loads(m.value)) for m in batch)
+        self.consumer.close()
+
+
+def throughput(bootstrap: str, redis_url: str, customers: int,
+               per_customer: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Pipeline(bootstrap, redis_url, Path(tmp))
+        records = crafted_scores(customers, per_customer, seed=1)
+        expected = len(expected_alert_ids(records, PolicyParams()))
+        print(f"throughput: {len(records):,} scores, {expected:,} alerts expected")
+        publish(bootstrap, p.scores, records)
+        watcher = AlertWatcher(bootstrap, f"alerts-{p.tag}")
+        watcher.start()
+        try:
+            start_alerter(p)
+            started = time.time()
+            wait_until(lambda: len(watcher.seen) >= expected, 600, "all alerts", 0.05)
+            elapsed = watcher.seen[-1][0] - started
+        finally:
+            watcher.stop.set()
+            p.stop_all()
+            _cleanup(redis_url, p.prefix)
+            print("  " + _totals(Path(tmp)))
+    result = {"scores": len(records), "alerts": expected, "seconds": elapsed,
+              "scores_per_s": len(records) / elapsed, "alerts_per_s": expected / elapsed}
+    print(f"  {result['scores_per_s']:,.0f} scores/s, {result['alerts_per_s']:,.0f} alerts/s "
+          f"({elapsed:.1f} s)")
+    return result
+
+
+def latency(bootstrap: str, redis_url: str, customers: int, rate: float) -> dict[str, float]:
+    from tests.integration.alerter_proc import complaint_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Pipeline(bootstrap, redis_url, Path(tmp))
+        asyncio.run(_publish_model(redis_url, p.prefix, complaint_model()))
+        watcher = AlertWatcher(bootstrap, f"alerts-{p.tag}")
+        watcher.start()
+        try:
+            p.start_worker()
+            start_alerter(p)
+            producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=1)
+            t0 = time.time() - 3 * 86400
+            gap = 1.0 / rate
+            nxt = time.perf_counter()
+            sent = 0
+            for r, kind in enumerate(("session", "session", "complaint", "complaint",
+                                      "complaint")):
+                for c in range(customers):
+                    cid = f"c-{c:06d}"
+                    event = CustomerEvent(f"{cid}-{r}", cid, kind, t0 + r * 3600 + c * 1e-3)
+                    producer.send(p.events, orjson.dumps(event.to_wire()), key=cid.encode())
+                    sent += 1
+                    nxt += gap
+                    delay = nxt - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)  # pacing the offered rate, not synchronisation
+            producer.flush()
+            producer.close()
+            wait_until(lambda: len(watcher.seen) >= customers * 0.9, 120, "alerts", 0.05)
+            time.sleep(2.0)  # let the last transactions land before the figures are taken
+            scored = _score_times(bootstrap, p.scores)
+        finally:
+            watcher.stop.set()
+            p.stop_all()
+            _cleanup(redis_url, p.prefix)
+            print("  " + _totals(Path(tmp)))
+    total, to_score, to_alert, to_process = [], [], [], []
+    for seen, a in watcher.seen:
+        source = float(a.get("source_timestamp_ms") or 0) / 1000.0  # type: ignore[arg-type]
+        if not source:
+            continue
+        total.append((seen - source) * 1000.0)
+        at = scored.get(str(a["score_id"]))
+        if at is not None:
+            to_score.append((at - source) * 1000.0)
+            to_alert.append((seen - at) * 1000.0)
+            processed = datetime.fromisoformat(str(a["processed_at"])).timestamp()
+            to_process.append((processed - at) * 1000.0)
+    result = {"events": sent, "rate": rate, "alerts": len(total), **_pcts("", total),
+              **_pcts("event_to_score_", to_score), **_pcts("score_to_alert_", to_alert),
+              **_pcts("score_to_alerter_", to_process)}
+    print(f"latency at {rate:,.0f} events/s: {len(total)} alerts; event -> alert committed "
+          f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms "
+          f"(event -> score p50 {result['event_to_score_p50_ms']:.0f} / p99 "
+          f"{result['event_to_score_p99_ms']:.0f} ms; score -> alert p50 "
+          f"{result['score_to_alert_p50_ms']:.0f} / p99 {result['score_to_alert_p99_ms']:.0f} ms, "
+          f"of which score -> alerter batch start p50 {result['score_to_alerter_p50_ms']:.0f} / "
+          f"p99 {result['score_to_alerter_p99_ms']:.0f} ms)")
+    return result
+
+
+def _totals(workdir: Path) -> str:
+    """The alerter's last totals line (its batch timings)."""
+    lines = [line for path in sorted(workdir.glob("alerter-*.log"))
+             for line in path.read_text(errors="replace").splitlines() if "alerter totals" in line]
+    return lines[-1].split(": ", 2)[-1] if lines else "(no totals logged)"
+
+
+def _pcts(name: str, values: list[float]) -> dict[str, float]:
+    v = sorted(values) or [float("nan")]
+    return {f"{name}p50_ms": statistics.median(v), f"{name}p99_ms": v[int(0.99 * (len(v) - 1))],
+            f"{name}max_ms": v[-1]}
+
+
+def _score_times(bootstrap: str, topic: str) -> dict[str, float]:
+    """score_id -> when the worker produced it (the record's create time)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=3000)
+    out = {str(orjson.loads(m.value)["score_id"]): m.timestamp / 1000.0 for m in consumer}
+    consumer.close()
+    return out
+
+
+async def _publish_model(redis_url: str, prefix: str, handle: object) -> None:
+    import redis.asyncio as aioredis
+
+    from streams.model_registry import RedisModelRegistry
+
+    client = aioredis.Redis.from_url(redis_url)
+    await RedisModelRegistry(client, prefix).publish(handle)  # type: ignore[arg-type]
+    await client.aclose()
+
+
+def _cleanup(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("throughput", "latency", "both"), default="both")
+    parser.add_argument("--customers", type=int, default=10000, help="throughput part")
+    parser.add_argument("--per-customer", type=int, default=10)
+    parser.add_argument("--latency-customers", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=500.0, help="latency part, events/s")
+    args = parser.parse_args()
+    settings = load_settings()
+    bootstrap, redis_url = settings.kafka.bootstrap_servers, settings.redis.url
+    out: dict[str, object] = {}
+    if args.part in ("throughput", "both"):
+        out["throughput"] = throughput(bootstrap, redis_url, args.customers, args.per_customer)
+    if args.part in ("latency", "both"):
+        out["latency"] = latency(bootstrap, redis_url, args.latency_customers, args.rate)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "alerts.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
