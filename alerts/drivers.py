@@ -123,7 +123,7 @@ def _period(h: str) -> str:
 
 
 def describe(feature: str, value: float, previous: float | None) -> str:
-    """One driver in plain words; ``previous`` is its model-input value at the last alert.
+    """One driver in plain words; ``previous`` is the model-input value it is compared with.
 
     >>> describe("log_value_30d.purchase", math.log1p(72.0), None)
     'purchase spend per month: 50'
@@ -212,7 +212,7 @@ def views(drivers: Sequence[DriverChange],
           types: Mapping[str, str] = DEFAULT_TYPE_CATEGORIES) -> list[DriverView]:
     """Plain-words views of an alert's drivers, in the order given (largest effect first)."""
     return [DriverView(d.feature, d.value, d.contribution, d.change,
-                       describe(d.feature, d.value, d.previous), category(d.feature, types))
+                       describe(d.feature, d.value, d.reference), category(d.feature, types))
             for d in drivers]
 
 
@@ -235,7 +235,7 @@ def summary(score: float, previous_score: float | None, drivers: Sequence[Driver
     """One sentence for people: the score and the top drivers that push towards churn.
 
     >>> v = views([DriverChange("log_count_7d.session", math.log1p(2.9), 0.9,
-    ...                         math.log1p(13.0))])
+    ...                         math.log1p(13.0), math.log1p(13.0))])
     >>> summary(0.81, 0.42, v)
     'Churn risk 81% (was 42%): sessions per week fell from 9 to 2.'
     >>> summary(0.7, None, [])

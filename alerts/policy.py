@@ -143,6 +143,7 @@ class RiskState:
     alerts: int = 0
     scores_applied: int = 0
     scores_skipped: int = 0
+    baseline_values: tuple[tuple[str, float], ...] = ()  # drivers of the last calm score
 
     @property
     def in_episode(self) -> bool:
@@ -151,12 +152,17 @@ class RiskState:
 
 @dataclass(frozen=True, slots=True)
 class DriverChange:
-    """A driver of an alert and how its value moved since the customer's previous alert."""
+    """A driver of an alert and how its value moved since the customer's previous alert.
+
+    ``reference`` is the value the text compares with: the previous alert's, else the value in
+    the customer's last calm score (before the episode), when that score had this driver.
+    """
 
     feature: str
     value: float
     contribution: float
     previous: float | None
+    reference: float | None = None
 
     @property
     def change(self) -> float | None:
@@ -217,6 +223,10 @@ def update(state: RiskState, score: ScoreInput, params: PolicyParams,
 
     if not seen.in_episode:
         if score.score < params.enter:
+            if score.drivers:  # a calm score: what "normal" looked like for the texts
+                base = dict(seen.baseline_values)
+                base.update((d.feature, d.value) for d in score.drivers)
+                seen = replace(seen, baseline_values=tuple(sorted(base.items()))[:16])
             return seen, []
         seen = replace(seen, episode_start=score.ts, episode_scores=1, episode_peak=score.score,
                        alerted_tier=-1, pre_episode_score=state.last_score,
@@ -254,7 +264,9 @@ def _alert(state: RiskState, score: ScoreInput, tier: int, kind: Kind,
            previous_score: float | None, now: float) -> tuple[RiskState, list[AlertDecision]]:
     assert state.episode_start is not None
     before = dict(state.alerted_values)
-    drivers = tuple(DriverChange(d.feature, d.value, d.contribution, before.get(d.feature))
+    base = dict(state.baseline_values)
+    drivers = tuple(DriverChange(d.feature, d.value, d.contribution, before.get(d.feature),
+                                 before.get(d.feature, base.get(d.feature)))
                     for d in score.drivers)
     decision = AlertDecision(
         kind=kind, customer_id=score.customer_id,
@@ -292,7 +304,6 @@ def run(scores: Sequence[ScoreInput], params: PolicyParams, now: float = 0.0,
 
 
 _FIELDS = tuple(RiskState.__dataclass_fields__)
-_TUPLES = frozenset(("recent_ids", "alerted_values"))
 
 
 def state_to_json(state: RiskState) -> list[Any]:
@@ -314,6 +325,6 @@ def state_from_json(data: Sequence[Any]) -> RiskState:
     for i, name in enumerate(_FIELDS[:len(values)]):
         if name == "recent_ids":
             values[i] = tuple(values[i])
-        elif name == "alerted_values":
+        elif name in ("alerted_values", "baseline_values"):
             values[i] = tuple((str(k), float(v)) for k, v in values[i])
     return RiskState(*values)

@@ -123,6 +123,22 @@ def test_driver_changes_are_relative_to_the_previous_alert() -> None:
     _, out = run(xs, P)
     assert [dc.change for dc in out[0].drivers] == [None]
     assert [dc.change for dc in out[1].drivers] == [-1.0, None]
+    assert [dc.reference for dc in out[1].drivers] == [2.0, None]
+
+
+def test_texts_compare_with_the_last_calm_score_before_the_first_alert() -> None:
+    import math
+
+    from alerts.drivers import views
+
+    calm = (Driver("log_count_7d.session", math.log1p(13.0), -0.8),)
+    risky = (Driver("log_count_7d.session", math.log1p(2.9), 0.9),)
+    xs = [ScoreInput("c", "a", 0.2, 0.0, drivers=calm), ScoreInput("c", "b", 0.8, H, drivers=risky),
+          ScoreInput("c", "c", 0.8, 2 * H, drivers=risky)]
+    _, out = run(xs, P)
+    [driver] = out[0].drivers
+    assert driver.change is None  # no previous alert
+    assert views(out[0].drivers)[0].text == "sessions per week fell from 9 to 2"
 
 
 # --- properties ---------------------------------------------------------------------------
