@@ -38,10 +38,10 @@ from online_models.baseline import BaselineRow, month_starts
 from online_models.features import feature_vector
 from online_models.learner import Learner
 from online_models.model import UNTRAINED_VERSION, ModelHandle, make_model
-from online_models.observations import LabelPolicy, Observation, Resolution
+from online_models.observations import LabelPolicy, Resolution
 from streams.backtest_stores import IndexedObservationStore, InProcessModels, ScoreLog
 from streams.chunk import EVENT
-from streams.contracts import decode_label
+from streams.contracts import ChurnLabel, decode_label
 from streams.errors import InvalidMessage
 from streams.feature_store import InMemoryFeatureStore
 from streams.history import History
@@ -139,12 +139,14 @@ class Backtest:
         self.sweeper = Sweeper(self.store, self.processor, self.watermarks, sweep,
                                wall_clock=self._clock)
         learner = new_learner(settings)
-        self.loop = LearningLoop(self.observations, learner, self.policy, self.churned.mark)
+        self.loop = LearningLoop(self.observations, learner, self.policy, self.churned.mark,
+                                 mark_many=self.churned.mark_many, deferred=True)
         self.run = BacktestRun(self.policy, learner, self.loop, self.observations, self.churned,
                                self.scores, self.models)
         self._pending: list[RawRecord] = []
         self._learned = 0
-        self._resolved_obs: list[Observation] = []
+        self._labels: list[ChurnLabel] = []
+        self._held: list[ChurnLabel] = []
         self._newest = float("-inf")
 
     def _clock(self) -> float:
@@ -175,8 +177,7 @@ class Backtest:
                 if len(self._pending) >= self.batch_size:
                     await self._flush()
             else:
-                await self._flush()
-                await self._label(values[i])
+                self._label(values[i])
             if progress is not None and i % 5000 == 0:
                 progress(i, n, ts)
         await self._flush()
@@ -186,17 +187,27 @@ class Backtest:
         return run
 
     async def _flush(self) -> None:
-        """Process the pending events as one worker batch, then one learner step."""
+        """Process the pending events as one worker batch, then one learner step, then
+        re-score the quiet customers up to the watermark.
+
+        The step comes before the sweep so that a churn the watermark has reached is marked
+        before its customer could come due: live, the sweeper and the learner run
+        concurrently and a quiet churner can be re-scored once in between (see
+        docs/backtest.md); here never.
+        """
+        swept = False
         if self._pending:
             records, self._pending = self._pending, []
             await self.processor.process(records)
             self.run.batches += 1
-            mark = self.watermarks.watermark(PARTITION)
-            if mark is not None and self.options.sweep:
-                await self.sweeper.sweep(PARTITION, mark)
+            swept = self.options.sweep
         await self._step()
+        mark = self.watermarks.watermark(PARTITION)
+        if swept and mark is not None:
+            await self.sweeper.sweep(PARTITION, mark)
 
-    async def _label(self, value: bytes) -> None:
+    def _label(self, value: bytes) -> None:
+        """A label is read: it waits for the next learner step (as on the labels topic)."""
         try:
             label = decode_label(value)
         except InvalidMessage:
@@ -205,23 +216,31 @@ class Backtest:
         self.run.n_labels += 1
         if label.churned:
             self.run.churns.append((label.customer_id, label.ts))
-        if not self.options.learn:
-            if label.churned:
-                await self.churned.mark(label.customer_id, label.ts)
-            return
-        positives, dropped = await self.loop.on_label(label)
-        self._record(positives)
-        self._resolved_obs += [r.observation for r in positives] + dropped
+        self._labels.append(label)
 
     async def _step(self) -> None:
-        """The live learner's step: expire by the watermark, publish if anything was learned."""
-        if not self.options.learn:
-            return
+        """The live learner's step (:meth:`LearnerService.step`): labels read since the last
+        step are held until the watermark reaches them, then resolve; the watermark expires
+        snapshots; what resolved is learned as one batch; a step that learned publishes."""
         mark = self.watermarks.watermark(PARTITION)
+        labels, self._labels = self._labels, []
+        if not self.options.learn:  # score only: churn marks still stop scoring
+            self._held += labels
+            ready = [lb for lb in self._held if mark is not None and lb.ts <= mark]
+            self._held = [lb for lb in self._held if mark is None or lb.ts > mark]
+            for lb in ready:
+                if lb.churned:
+                    await self.churned.mark(lb.customer_id, lb.ts)
+            return
+        loop = self.loop
+        positives, dropped = await loop.on_labels(labels, mark)
+        self._record(positives)
+        resolved = [r.observation for r in positives] + dropped
         if mark is not None:
-            negatives = await self.loop.on_watermark(mark)
+            negatives = await loop.on_watermark(mark)
             self._record(negatives)
-            self._resolved_obs += [r.observation for r in negatives]
+            resolved += [r.observation for r in negatives]
+        loop.flush()
         if self._learned:
             run = self.run
             run.version += 1
@@ -231,11 +250,10 @@ class Backtest:
                                             {"resolved": run.learner.total}))
             run.steps_published += 1
             self._learned = 0
-        if self._resolved_obs:
-            await self.observations.remove(self._resolved_obs)
-            self._resolved_obs = []
-        self.loop.settle()
-        self.loop.events.clear()
+        if resolved:
+            await self.observations.remove(resolved)
+        loop.settle()
+        loop.events.clear()
 
     def _record(self, resolutions: list[Resolution]) -> None:
         self._learned += len(resolutions)

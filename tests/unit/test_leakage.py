@@ -112,13 +112,13 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[
     churn_at, view_at, events = build_history(out)
     backtest = Backtest(load_settings(), BacktestOptions(baseline_rows=False))
     seen: list[Resolution] = []
-    learn = backtest.loop.learner.learn
+    learn = backtest.loop.learner.learn_batch
 
-    def recording(resolution: Resolution) -> list[str]:
-        seen.append(resolution)
-        return learn(resolution)
+    def recording(resolutions: list[Resolution]) -> list[str]:
+        seen.extend(resolutions)
+        return learn(resolutions)
 
-    backtest.loop.learner.learn = recording  # type: ignore[method-assign]
+    backtest.loop.learner.learn_batch = recording  # type: ignore[method-assign]
     history = load_history(out / "events.jsonl", out / "labels.jsonl")
     asyncio.run(backtest.execute(history))
     return seen, churn_at, view_at, events, backtest
