@@ -88,3 +88,32 @@ def test_dockerfile_runs_the_cli() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["churnpulse"]' in dockerfile
     assert "FROM python:3.11" in dockerfile
+
+
+PIPELINE = ("worker", "learner", "alerter", "dispatch", "dashboard")
+
+
+def test_the_whole_pipeline_runs_real_commands_with_the_same_settings(
+        compose: dict[str, Any]) -> None:
+    from streams.cli import build_parser
+
+    services = compose["services"]
+    assert set(services) >= set(PIPELINE)
+    parser = build_parser()
+    worker_env = services["worker"]["environment"]
+    for name in PIPELINE:
+        service = services[name]
+        assert service["image"] == services["worker"]["image"], name
+        args = parser.parse_args(service["command"])  # exits (fails the test) when unknown
+        assert args.command == service["command"][0]
+        assert callable(args.func)
+        assert service["environment"] == worker_env, f"{name} must share the worker's settings"
+        for dependency in ("kafka", "redis"):
+            assert service["depends_on"][dependency]["condition"] == "service_healthy"
+
+
+def test_dashboard_is_reachable_from_the_host(compose: dict[str, Any]) -> None:
+    dashboard = compose["services"]["dashboard"]
+    port = str(Settings().dashboard.port)
+    assert f"{port}:{port}" in dashboard["ports"]
+    assert dashboard["command"][dashboard["command"].index("--host") + 1] == "0.0.0.0"
