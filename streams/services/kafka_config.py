@@ -92,6 +92,7 @@ def render_server_properties(port: int, controller_port: int, data_dir: Path) ->
         "offsets.topic.num.partitions": 10,
         "transaction.state.log.replication.factor": 1,
         "transaction.state.log.min.isr": 1,
+        "transaction.state.log.num.partitions": 10,  # the alerter's transactions: fast first init
         "group.initial.rebalance.delay.ms": 0,
         "auto.create.topics.enable": "true",
         "log.cleaner.dedupe.buffer.size": DEDUPE_BUFFER_BYTES,
