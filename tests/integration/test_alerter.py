@@ -116,3 +116,42 @@ def test_churned_customers_are_suppressed(pipeline: Pipeline, redis_url: str) ->
     for a in alerts:
         if a["customer_id"] in churned:
             assert a["lifecycle_stage"] in ("returned", "new")
+
+
+def test_two_alerters_share_partitions_and_survive_losing_one(pipeline: Pipeline) -> None:
+    records = crafted_scores(customers=1200, per_customer=10, seed=21)
+    expected = expected_alert_ids(records, PARAMS)
+    first = start_alerter(pipeline)
+    start_alerter(pipeline)  # same group: the partitions are split between the two
+    publish(pipeline.bootstrap, pipeline.scores, records)
+    wait_until(lambda: len(_alerts(pipeline)) > 100, 90, "progress")
+    kill(first)  # its partitions move to the survivor after the session timeout
+    wait_until(lambda: len(_alerts(pipeline)) >= len(expected), 120, "all alerts")
+    ids = [str(a["alert_id"]) for a in _alerts(pipeline)]
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    assert sorted(ids) == sorted(expected)
+    log1 = (pipeline.workdir / "alerter-1.log").read_text(errors="replace")
+    assert log1.count("scores partitions assigned") >= 2  # it took over the dead one's share
+
+
+def test_report_uplift_reads_the_topics(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from alerts.enrich import AlertConfig
+    from streams.cli import main
+    from streams.simulator import SimulationConfig
+    from streams.simulator.treatment import TreatmentConfig, run_treated
+
+    run = run_treated(SimulationConfig(n_customers=3000, days=120, seed=2),
+                      TreatmentConfig(effect=0.6, alerts=AlertConfig(holdout_share=0.3)))
+    actions_topic, labels_topic = f"actions-{pipeline.tag}", f"labels-{pipeline.tag}"
+    publish(pipeline.bootstrap, actions_topic,
+            [(str(a["customer_id"]), orjson.dumps(a)) for a in run.actions])
+    publish(pipeline.bootstrap, labels_topic,
+            [(str(x["customer_id"]), orjson.dumps(x)) for x in run.labels])
+    monkeypatch.setenv("CHURN_KAFKA__BOOTSTRAP_SERVERS", pipeline.bootstrap)
+    monkeypatch.setenv("CHURN_TOPICS__RETENTION_ACTIONS", actions_topic)
+    monkeypatch.setenv("CHURN_TOPICS__LABELS", labels_topic)
+    assert main(["report", "uplift", "--horizon-days", "30", "--json"]) == 0
+    out = orjson.loads(capsys.readouterr().out)
+    assert out["decisions"] == len(run.actions) and out["labels"] == len(run.labels)
+    assert out["significant"] is True and out["ci_high"] < 0
