@@ -42,6 +42,8 @@ from streams.model_registry import RedisModelRegistry
 from streams.observation_store import RedisChurnedCustomers, RedisObservationStore
 from streams.settings import Settings
 
+LOOP_STATE = ("recent_labels", "counts", "watermark", "held", "churn_times")
+
 
 @dataclass(frozen=True)
 class WarmStart:
@@ -74,9 +76,10 @@ async def publish_warm_start(settings: Settings, client: aioredis.Redis, run: Ba
                                      "(is the labels file empty, or the history shorter "
                                      "than the horizon?)")
         loop = run.loop
-        state = LearnerState(run.learner, version=run.version, offsets={}, tombstones=[],
-                             recent_labels=loop.recent_labels, counts=loop.counts,
-                             watermark=loop.watermark)
+        state = LearnerState(run.learner, version=run.version, offsets={}, tombstones=[])
+        for name in LOOP_STATE:  # what LearnerService.start hands from the state to its loop
+            if hasattr(state, name) and hasattr(loop, name):
+                setattr(state, name, getattr(loop, name))
         pending = run.observations.all()
         observations = RedisObservationStore(client, prefix, run.policy)
         await observations.record(pending)
