@@ -17,7 +17,8 @@ One transactional producer per input partition (``<app_id>.alerts.<topic>.<parti
 pre-KIP-447 pattern: aiokafka's ``send_offsets_to_transaction`` takes a group id, not the
 consumer's generation, so fencing by consumer generation is not available. A new owner of a
 partition initialises the same transactional id, which aborts the previous owner's open
-transaction and fences it. Revoked partitions finish their batch before they are given up.
+transaction and fences it. Revoked partitions finish their batch before they are given up, and
+records fetched before a revocation are dropped, not processed, once the partition is gone.
 """
 
 from __future__ import annotations
@@ -122,8 +123,10 @@ class Alerter:
                 if not fetched:
                     continue
                 async with self.lock:
+                    owned = consumer.assignment()  # current: revocations wait for the lock
                     await asyncio.gather(*(self._partition(consumer, tp, msgs)
-                                           for tp, msgs in fetched.items() if msgs))
+                                           for tp, msgs in fetched.items()
+                                           if msgs and tp in owned))
         finally:
             reporting.cancel()
             for partition in list(self._producers):
