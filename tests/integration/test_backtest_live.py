@@ -93,15 +93,20 @@ def test_backtest_and_live_worker_give_the_same_scores(pipeline: Pipeline,
 
     records = collect(pipeline.bootstrap, pipeline.scores, complete, timeout_s=180)
     live = live_scores(records)
-    assert len(live) > 1000
+    assert len(live) > 300  # one per customer per worker batch: fewer than the events
     assert {s["model_version"] for s in live} == {model.version}
     mismatched = []
+    worst = 0.0
     for s in live:
         score_id = str(s["score_id"])
         assert score_id in expected.scores.by_id, f"backtest has no score {score_id}"
         want, version = expected.scores.by_id[score_id]
         assert version == s["model_version"]
-        if abs(want - float(s["score"])) > 1e-9:  # type: ignore[arg-type]
+        diff = abs(want - float(s["score"]))  # type: ignore[arg-type]
+        worst = max(worst, diff)
+        if diff > 1e-9:
             mismatched.append((score_id, want, s["score"]))
     assert mismatched == []
+    print(f"{len(live)} live scores, all in the backtest's {len(expected.scores.by_id)}; "
+          f"largest difference {worst:.1e}")
     assert len({s["score"] for s in live}) > 100  # a real model, not a constant
