@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 
 from online_models.baseline import run_baseline
+from online_models.model import UNTRAINED_VERSION
 from online_models.report_metrics import summarize, warning_days, warning_summary
 from streams.backtest import BacktestRun, outcomes
 from streams.contracts import format_ts
@@ -55,7 +56,9 @@ def build_report(run: BacktestRun, threshold: float, *, title: str = "churnpulse
     horizon = run.policy.horizon_s
     period = 30 * DAY_S
     origin = run.first_ts
-    res = run.resolved
+    # before the first resolution the untrained model says 0.5 for everyone: that is no
+    # prediction (and would "alert" everyone at a 0.5 threshold), so it is left out
+    res = [r for r in run.resolved if r.model_version != UNTRAINED_VERSION]
     online = summarize([r.t for r in res], [r.served for r in res], [r.churned for r in res],
                        threshold, period, origin)
 
@@ -78,7 +81,8 @@ def build_report(run: BacktestRun, threshold: float, *, title: str = "churnpulse
 
     # days of warning: every churn whose horizon lies inside the scored history
     churns = [(c, t) for c, t in run.churns if t - horizon >= run.first_ts]
-    online_w = warning_days(churns, run.scores.by_customer(), threshold, horizon)
+    trained_scores = run.scores.by_customer(skip_version=UNTRAINED_VERSION)
+    online_w = warning_days(churns, trained_scores, threshold, horizon)
     monthly: dict[str, list[tuple[float, float]]] = {}
     for row, p in sorted(base.scored, key=lambda rp: rp[0].t):
         monthly.setdefault(row.customer_id, []).append((row.t, p))
@@ -87,7 +91,7 @@ def build_report(run: BacktestRun, threshold: float, *, title: str = "churnpulse
     first = base.first_scored
     base_churns = [(c, t) for c, t in churns if first is not None and t - horizon >= first]
     base_w = warning_days(base_churns, base_scores, threshold, horizon)
-    online_same = warning_days(base_churns, run.scores.by_customer(), threshold, horizon)
+    online_same = warning_days(base_churns, trained_scores, threshold, horizon)
 
     learner = run.learner
     report = {
@@ -106,7 +110,9 @@ def build_report(run: BacktestRun, threshold: float, *, title: str = "churnpulse
                    "bad_labels": run.bad_labels, "churns": len(run.churns),
                    "customers": len(run.scores.customers), "scores": len(run.scores),
                    "batches": run.batches, "model_versions": run.version,
-                   "resolved": len(res), "positives": sum(r.churned for r in res),
+                   "resolved": len(run.resolved),
+                   "resolved_untrained": len(run.resolved) - len(res),
+                   "positives": sum(r.churned for r in run.resolved),
                    "pending_at_end": len(run.observations.all()),
                    "label_counts": dict(run.loop.counts.__dict__)},
         "speed": {"seconds": run.seconds, "events_per_second": run.events_per_second},

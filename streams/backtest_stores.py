@@ -148,12 +148,16 @@ class ScoreLog:
     def __len__(self) -> int:
         return len(self.p)
 
-    def by_customer(self) -> dict[str, tuple[npt.NDArray[np.float64],
-                                             npt.NDArray[np.float64]]]:
-        """Customer id → (times, scores), sorted by time (for the days-of-warning metric)."""
+    def by_customer(self, skip_version: str | None = None
+                    ) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        """Customer id → (times, scores), sorted by time (for the days-of-warning metric);
+        without the scores of model version ``skip_version``."""
         cid = np.frombuffer(self.cid, dtype=np.int_) if len(self.cid) else np.empty(0, np.int_)
         t = np.frombuffer(self.t, dtype=np.float64) if len(self.t) else np.empty(0)
         p = np.frombuffer(self.p, dtype=np.float64) if len(self.p) else np.empty(0)
+        if skip_version is not None and skip_version in self.versions and cid.size:
+            keep = np.frombuffer(self.version, dtype=np.int_) != self.versions[skip_version]
+            cid, t, p = cid[keep], t[keep], p[keep]
         order = np.lexsort((t, cid))
         cid, t, p = cid[order], t[order], p[order]
         names = {i: name for name, i in self.customers.items()}

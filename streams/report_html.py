@@ -239,7 +239,7 @@ def render_html(report: dict[str, Any]) -> str:
             f"{s['horizon_days']:g} days · alert threshold {thr:g} · champion "
             f"{_esc(s['champion'])}</p>")
     cards = "".join([
-        _card(_num(online["roc_auc"]), "online AUC (served scores, every resolved snapshot)"),
+        _card(_num(online["roc_auc"]), "online AUC (every resolved snapshot, as served)"),
         _card(_num(so["roc_auc"]), "online AUC at the monthly dates"),
         _card(_num(sb["roc_auc"]), "batch baseline AUC at the monthly dates"),
         _card(_num(warn["online"]["warned_share"], pct=True),
@@ -310,7 +310,9 @@ def render_html(report: dict[str, Any]) -> str:
         "churned customers skipped), the quiet-customer sweeper, and the learner's step "
         "(labels resolve snapshots, the watermark expires them, a new model version after "
         "every step that learned). <b>Online served</b> = the score each snapshot got when it "
-        "was taken, against its outcome. <b>Monthly dates</b> = every active customer at each "
+        "was taken, against its outcome (snapshots scored before the first model version, by "
+        "the untrained model's 0.5, are left out, here and in the warnings). "
+        "<b>Monthly dates</b> = every active customer at each "
         "UTC month start; the <b>baseline</b> is logistic regression refit at each date on "
         "rows whose outcome window had closed, and <b>online</b> there is the online model "
         "version current at that instant on the same features.</p>"

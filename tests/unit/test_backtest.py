@@ -127,7 +127,9 @@ def test_report_is_complete_json_and_self_contained_html(run: BacktestRun,
     json_path, html_path = write_report(report, tmp_path)
     data = orjson.loads(json_path.read_bytes())
     assert data["counts"]["events"] == run.n_events
-    assert data["online"]["n"] == len(run.resolved)
+    trained = [r for r in run.resolved if r.model_version != "0-untrained"]
+    assert data["online"]["n"] == len(trained) < len(run.resolved)
+    assert data["counts"]["resolved_untrained"] == len(run.resolved) - len(trained)
     assert data["same_rows"]["rows"] > 0
     assert data["same_rows"]["baseline"]["roc_auc"] is not None
     assert data["warning"]["online"]["churners"] > 0
