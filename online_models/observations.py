@@ -10,7 +10,11 @@ scored, the score and the model version — until it resolves:
 * a snapshot whose horizon ``t + H`` has passed the watermark without a churn label resolves as
   **negative**;
 * a snapshot is learned from exactly once; the learner never sees features from after ``t``
-  (no leakage: the label decides ``y``, the snapshot decides ``x``).
+  (no leakage: the label decides ``y``, the snapshot decides ``x``);
+* a snapshot is *learned* when its horizon has passed, whatever its outcome
+  (:func:`churned_within` decides it then, from the churn times seen): learning positives as
+  soon as their label arrives, up to H before the negatives of the same time, would teach the
+  model that anything growing with time (tenure, days since an old event) means churn.
 
 Everything here is pure: the stores and the learner process live in ``streams``.
 """
@@ -130,3 +134,34 @@ def expire(pending: Iterable[Observation], watermark: float,
         else:
             waiting.append(obs)
     return negatives, waiting
+
+
+def churned_within(obs: Observation, churn_times: Iterable[float], policy: LabelPolicy) -> bool:
+    """Whether a churn time falls in the snapshot's horizon ``(t, t + H]``.
+
+    >>> p = LabelPolicy(horizon_s=10.0)
+    >>> o = Observation("c", 5.0, {}, 0.5, "v")
+    >>> churned_within(o, [5.0], p), churned_within(o, [15.0], p), churned_within(o, [16.0], p)
+    (False, True, False)
+    """
+    return any(obs.t < t <= obs.t + policy.horizon_s for t in churn_times)
+
+
+def prune_churn_times(churn_times: dict[str, list[float]], watermark: float,
+                      policy: LabelPolicy) -> None:
+    """Forget churn times no pending snapshot can still need (at or before watermark − H).
+
+    Every snapshot still pending after the watermark passed has ``t + H > watermark``.
+
+    >>> times = {"a": [1.0, 50.0], "b": [2.0]}
+    >>> prune_churn_times(times, 40.0, LabelPolicy(horizon_s=30.0))
+    >>> times
+    {'a': [50.0]}
+    """
+    floor = watermark - policy.horizon_s
+    for cid in list(churn_times):
+        kept = [t for t in churn_times[cid] if t > floor]
+        if kept:
+            churn_times[cid] = kept
+        else:
+            del churn_times[cid]

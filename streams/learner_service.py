@@ -64,6 +64,7 @@ class LearnerState:
     tombstones: list[Observation] = field(default_factory=list)
     recent_labels: RecentIds = field(default_factory=RecentIds)
     held: list[ChurnLabel] = field(default_factory=list)
+    churn_times: dict[str, list[float]] = field(default_factory=dict)
     counts: LabelCounts = field(default_factory=LabelCounts)
     watermark: float = float("-inf")
     river: str = RIVER_VERSION
@@ -174,7 +175,7 @@ class LearnerService:
         self.loop = LearningLoop(self.store, state.learner, self.policy, self.mark_churned,
                                  state.recent_labels, state.counts, state.watermark,
                                  held=state.held, mark_many=self.churned.mark_many,
-                                 deferred=True)
+                                 deferred=True, churn_times=state.churn_times)
         if state.version and await self.registry.current_version() != self.model_version():
             await self.publish_model()
         log.info("learner ready at version %d (%d resolved so far)", state.version,

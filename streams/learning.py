@@ -2,7 +2,11 @@
 
 :class:`LearningLoop` is the step both the live learner process and the in-process backtest
 run: a churn label resolves the customer's pending snapshots inside the horizon as positives;
-the watermark passing a snapshot's horizon resolves it as negative. Each resolution is learned
+the watermark passing a snapshot's horizon resolves it as negative. With
+``positives_at_horizon`` (the default) the positives are learned when their horizon passes
+too, together with the negatives of the same time (see ``online_models.observations``): the
+label records the churn time, and the watermark decides each snapshot's outcome from the churn
+times seen. Each resolution is learned
 by :class:`online_models.learner.Learner` and returned, so that the caller can make the learning
 durable (a checkpoint) *before* it removes the resolved snapshots from the store — which is what
 makes a crash at any point neither lose nor repeat a learn call.
@@ -27,7 +31,14 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from online_models.learner import Learner
-from online_models.observations import LabelPolicy, Observation, Resolution, resolve_churn
+from online_models.observations import (
+    LabelPolicy,
+    Observation,
+    Resolution,
+    churned_within,
+    prune_churn_times,
+    resolve_churn,
+)
 from streams.contracts import ChurnLabel
 from streams.observation_store import ObservationStore, pending_of
 
@@ -84,6 +95,8 @@ class LearningLoop:
     held: list[ChurnLabel] = field(default_factory=list)
     mark_many: Callable[[dict[str, float]], Awaitable[None]] | None = None
     deferred: bool = False
+    positives_at_horizon: bool = True
+    churn_times: dict[str, list[float]] = field(default_factory=dict)
     _batch: list[Resolution] = field(default_factory=list)
 
     def _fresh(self, observations: Iterable[Observation]) -> list[Observation]:
@@ -157,19 +170,34 @@ class LearningLoop:
             c.unmatched += 1
             if label.ts < self.watermark - self.policy.horizon_s:
                 c.late += 1
-        c.positives += len(positives)
         c.dropped += len(dropped)
+        if self.positives_at_horizon:
+            times = self.churn_times.setdefault(label.customer_id, [])
+            if label.ts not in times:
+                times.append(label.ts)
+            return [], dropped
+        c.positives += len(positives)
         self._learn(positives)
         return positives, dropped
 
     async def on_watermark(self, watermark: float, limit: int = 10_000) -> list[Resolution]:
-        """Resolve as negative every snapshot whose horizon ended by ``watermark``."""
+        """Resolve every snapshot whose horizon ended by ``watermark``: negative, or (with
+        ``positives_at_horizon``) positive when a churn time seen falls in its horizon."""
         self.watermark = max(self.watermark, watermark)
         due = self._fresh(await self.store.due(self.watermark, limit))
-        negatives = [Resolution(obs, False) for obs in due]
-        self.counts.negatives += len(negatives)
-        self._learn(negatives)
-        return negatives
+        if self.positives_at_horizon:
+            times, policy = self.churn_times, self.policy
+            resolved = [Resolution(o, churned_within(o, times.get(o.customer_id, ()), policy))
+                        for o in due]
+            if len(due) < limit:  # every snapshot due by now is resolved
+                prune_churn_times(times, self.watermark, policy)
+        else:
+            resolved = [Resolution(obs, False) for obs in due]
+        positives = sum(r.churned for r in resolved)
+        self.counts.positives += positives
+        self.counts.negatives += len(resolved) - positives
+        self._learn(resolved)
+        return resolved
 
     def _learn(self, resolutions: list[Resolution]) -> None:
         """Test-then-train on ``resolutions`` as one batch (see ``Learner.learn_batch``);

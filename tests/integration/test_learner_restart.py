@@ -125,11 +125,20 @@ def produce_labels(pipeline: Pipeline, labels: list[ChurnLabel], per_s: float) -
                 time.sleep(lag)
 
 
+def labels_read(learner: Learner) -> int:
+    return int(learner.status().get("labels", {}).get("labels", 0))
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_sigkill_mid_label_stream_learns_every_snapshot_exactly_once(
         pipeline: Pipeline, learner: Learner) -> None:
     customers, churners, dups = 3000, 2000, 200
     record_snapshots(pipeline, customers)
-    set_watermark(pipeline, T0 + 26 * DAY)  # releases the labels (at day 25), no negatives yet
+    set_watermark(pipeline, T0 + 26 * DAY)  # releases the labels (at day 25), no horizon yet
     labels = [ChurnLabel(f"l{i}", f"c{i:05d}", T0 + 25 * DAY, True) for i in range(churners)]
     labels += labels[:dups]  # resent: same label ids
     first = learner.start()
@@ -137,20 +146,24 @@ def test_sigkill_mid_label_stream_learns_every_snapshot_exactly_once(
                "learner ready")
     sender = threading.Thread(target=produce_labels, args=(pipeline, labels, 300.0))
     sender.start()
-    try:
-        wait_until(lambda: learner.status().get("learn_calls", 0) >= 400, 60,
-                   "the learner learning")
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-        killed_at = learner.status()
+    try:  # 1. killed in the middle of the label stream
+        wait_until(lambda: labels_read(learner) >= 400, 60, "the learner reading labels")
+        kill(first)
+        read_when_killed = labels_read(learner)
     finally:
         sender.join()
-    assert killed_at["learn_calls"] < 2 * churners, "killed too late to test anything"
-    assert killed_at["labels"]["labels"] < len(labels)
-    learner.start()
-    wait_until(lambda: learner.status().get("labels", {}).get("labels", 0) >= len(labels), 90,
+    assert read_when_killed < len(labels), "killed too late to test anything"
+    second = learner.start()
+    wait_until(lambda: labels_read(learner) >= len(labels), 90,
                "every label consumed after the restart")
-    set_watermark(pipeline, T0 + 60 * DAY)  # every remaining snapshot's horizon passed
+    # 2. killed while learning: the day-10 snapshots' horizons pass, then the day-20 ones'
+    set_watermark(pipeline, T0 + 41 * DAY)
+    wait_until(lambda: learner.status().get("learn_calls", 0) >= customers, 60,
+               "the day-10 snapshots learned")
+    set_watermark(pipeline, T0 + 60 * DAY)
+    time.sleep(0.3)  # let the next step start (a kill at any point must be safe)
+    kill(second)
+    learner.start()
     try:
         wait_until(lambda: learner.status().get("pending", -1) == 0
                    and learner.status().get("resolved", 0) >= 2 * customers, 60,
@@ -161,12 +174,12 @@ def test_sigkill_mid_label_stream_learns_every_snapshot_exactly_once(
     counts = status["labels"]
     assert status["resolved"] == 2 * customers
     assert status["learn_calls"] == status["resolved"]  # one model: one learn call each
-    assert status["positives"] == 2 * churners
-    assert (counts["labels"], counts["duplicates"]) == (len(labels), dups)
+    assert status["positives"] == 2 * churners  # no label lost
+    assert (counts["labels"], counts["duplicates"]) == (len(labels), dups)  # each offset once
     assert counts["positives"] == 2 * churners
     assert counts["negatives"] == 2 * (customers - churners)
     assert counts["unmatched"] == 0
-    assert "learner ready at version" in learner.log(1)
+    assert "learner ready at version" in learner.log(2)
     churned = redis.Redis.from_url(pipeline.redis_url).hlen(f"{pipeline.prefix}:churned")
     assert churned == churners
 
@@ -178,16 +191,15 @@ def test_duplicate_and_late_labels_are_counted_and_not_learned_twice(
     first = [ChurnLabel(f"l{i}", f"c{i:05d}", T0 + 25 * DAY, True) for i in range(10)]
     learner.start()
     produce_labels(pipeline, first, 1000.0)
-    wait_until(lambda: learner.status().get("learn_calls", 0) == 20, 60, "the first labels")
+    wait_until(lambda: labels_read(learner) == 10, 60, "the first labels")
+    set_watermark(pipeline, T0 + 60 * DAY)
+    wait_until(lambda: learner.status().get("resolved", 0) == 100, 60, "every horizon passed")
     # the same labels again (a producer retry, a replayed export) in a later step, the same
     # churn under a new id, and a label for a customer whose snapshots resolved negative
-    set_watermark(pipeline, T0 + 60 * DAY)
-    wait_until(lambda: learner.status().get("resolved", 0) == 100, 60, "the negatives")
     again = [*first, ChurnLabel("other-id", "c00000", T0 + 25 * DAY, True),
              ChurnLabel("late", "c00040", T0 + 20 * DAY, True)]
     produce_labels(pipeline, again, 1000.0)
-    wait_until(lambda: learner.status().get("labels", {}).get("labels", 0) == 22, 60,
-               "the resent labels")
+    wait_until(lambda: labels_read(learner) == 22, 60, "the resent labels")
     status = learner.status()
     counts = status["labels"]
     # both unmatched labels are older than watermark - horizon: late

@@ -165,6 +165,7 @@ async def loop_with(*observations: Observation) -> LearningLoop:
 
 async def test_each_snapshot_is_learned_exactly_once_within_a_step() -> None:
     loop = await loop_with(obs("a", 1 * DAY), obs("a", 2 * DAY), obs("b", 1 * DAY))
+    loop.positives_at_horizon = False  # learn positives as soon as the label arrives
     pos, _ = await loop.on_label(label(1, "a", 20 * DAY))
     again, _ = await loop.on_label(label(2, "a", 21 * DAY))  # another churn label, same step
     negatives = await loop.on_watermark(40 * DAY)  # a's snapshots' horizons passed as well
@@ -177,14 +178,34 @@ async def test_each_snapshot_is_learned_exactly_once_within_a_step() -> None:
     assert await loop.store.count() == 0
 
 
+async def test_positives_are_learned_when_their_horizon_passes_with_the_negatives() -> None:
+    loop = await loop_with(obs("a", 1 * DAY), obs("a", 2 * DAY), obs("b", 1 * DAY),
+                           obs("a", 25 * DAY))
+    pos, dropped = await loop.on_label(label(1, "a", 20 * DAY))
+    assert pos == [] and [o.t for o in dropped] == [25 * DAY]  # scored after the churn
+    assert loop.learner.learn_calls == 0 and loop.churn_times == {"a": [20 * DAY]}
+    first = await loop.on_watermark(31 * DAY + 1)  # horizons of the day-1 snapshots
+    assert [(r.observation.customer_id, r.churned) for r in first] == [("a", True),
+                                                                       ("b", False)]
+    second = await loop.on_watermark(32 * DAY)
+    assert [(r.observation.t, r.churned) for r in second] == [(2 * DAY, True)]
+    assert (loop.counts.positives, loop.counts.negatives) == (2, 1)
+    assert loop.learner.learn_calls == 3
+    assert loop.churn_times == {"a": [20 * DAY]}  # a snapshot up to H before it may come due
+    await loop.on_watermark(50 * DAY)
+    assert loop.churn_times == {}  # no pending snapshot can need that churn any more
+
+
 async def test_duplicate_and_unmatched_labels_are_counted_not_learned() -> None:
     loop = await loop_with(obs("a", 1 * DAY))
     await loop.on_label(label(1, "a", 5 * DAY))
     dup, _ = await loop.on_label(label(1, "a", 5 * DAY))
     none, _ = await loop.on_label(label(2, "zz", 5 * DAY))
     kept, _ = await loop.on_label(label(3, "a", 6 * DAY, churned=False))
+    resolved = await loop.on_watermark(40 * DAY)
     c = loop.counts
     assert (dup, none, kept) == ([], [], [])
+    assert [r.churned for r in resolved] == [True]
     assert (c.labels, c.duplicates, c.unmatched, c.not_churned, c.positives) == (4, 1, 1, 1, 1)
     assert loop.learner.learn_calls == 1
 
@@ -201,21 +222,23 @@ async def test_a_label_after_its_horizon_was_resolved_negative_counts_as_late() 
 
 async def test_snapshots_after_the_churn_are_dropped_unlearned() -> None:
     loop = await loop_with(obs("a", 1 * DAY), obs("a", 9 * DAY))
-    pos, dropped = await loop.on_label(label(1, "a", 5 * DAY))
-    assert [r.observation.t for r in pos] == [DAY]
+    _, dropped = await loop.on_label(label(1, "a", 5 * DAY))
     assert [o.t for o in dropped] == [9 * DAY]
     assert loop.counts.dropped == 1
+    resolved = await loop.on_watermark(100 * DAY)
+    assert [(r.observation.t, r.churned) for r in resolved] == [(DAY, True)]
 
 
 async def test_labels_are_held_until_the_watermark_reaches_their_time() -> None:
     loop = await loop_with(obs("a", 1 * DAY))
-    pos, _ = await loop.on_labels([label(1, "a", 20 * DAY), label(1, "a", 20 * DAY)], 10 * DAY)
-    assert pos == [] and len(loop.held) == 1 and loop.counts.duplicates == 1
+    await loop.on_labels([label(1, "a", 20 * DAY), label(1, "a", 20 * DAY)], 10 * DAY)
+    assert len(loop.held) == 1 and loop.counts.duplicates == 1
+    assert loop.churn_times == {}
     await loop.store.record([obs("a", 19 * DAY)])  # the worker catches up meanwhile
-    pos, _ = await loop.on_labels([], 20 * DAY)
-    assert [r.observation.t for r in pos] == [DAY, 19 * DAY]
-    assert loop.held == [] and loop.learner.learn_calls == 2
-    assert (await loop.on_labels([], 30 * DAY)) == ([], [])
+    await loop.on_labels([], 20 * DAY)
+    assert loop.held == [] and loop.churn_times == {"a": [20 * DAY]}
+    resolved = await loop.on_watermark(60 * DAY)
+    assert [(r.observation.t, r.churned) for r in resolved] == [(DAY, True), (19 * DAY, True)]
 
 
 def test_recent_ids_forget_the_oldest() -> None:
