@@ -137,12 +137,12 @@ def _load(args: argparse.Namespace) -> Any:
     return history
 
 
-def _run(settings: Settings, args: argparse.Namespace) -> Any:
+def _run(settings: Settings, args: argparse.Namespace, baseline_rows: bool = True) -> Any:
     from streams.backtest import BacktestOptions, run_backtest
 
     history = _load(args)
     logging.getLogger("streams.learning").setLevel(logging.ERROR)  # drift is in the report
-    options = BacktestOptions(batch_size=args.batch_size)
+    options = BacktestOptions(batch_size=args.batch_size, baseline_rows=baseline_rows)
     with BacktestProgress(len(history), enabled=not args.no_progress) as bar:
         return asyncio.run(run_backtest(settings, history, options, bar))
 
@@ -180,7 +180,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from streams.app import make_redis
     from streams.train import publish_warm_start
 
-    run = _run(settings, args)
+    run = _run(settings, args, baseline_rows=args.report is not None)
     print(_summary(run))
     if args.report is not None:
         from streams.backtest_report import build_report, write_report
