@@ -76,5 +76,11 @@ def test_worker_scores_become_alerts_once(pipeline: Pipeline, redis_url: str) ->
     for a in alerts:
         assert a["score_id"] in score_ids and a["model_version"] == "1-complaints"
         assert a["source_timestamp_ms"] > 0  # latency is measurable from the event's arrival
+    for a in alerts:  # the worker's drivers (the model's contributions) come out in words
+        drivers = a["drivers"]
+        assert isinstance(drivers, list) and drivers
+        assert all(d["text"] and d["feature"] for d in drivers)
+        assert str(a["summary"]).startswith("Churn risk ")
+        assert a["segment"] != "unknown"  # the customer's features were read from Redis
     actions = committed(pipeline, f"actions-{pipeline.tag}")
     assert sorted(a["alert_id"] for a in actions) == sorted(expected)
