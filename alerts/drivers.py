@@ -127,6 +127,8 @@ def describe(feature: str, value: float, previous: float | None) -> str:
 
     >>> describe("log_value_30d.purchase", math.log1p(72.0), None)
     'purchase spend per month: 50'
+    >>> describe("days_since.session", 0.125, None)
+    '3 hours since the last session'
     >>> describe("active_days_7d", 1.0, 5.0)
     'active days in the last 7 days fell from 5 to 1'
     >>> describe("log_ratio.support_ticket_per_session", math.log1p(0.5), None)
@@ -152,6 +154,8 @@ def describe(feature: str, value: float, previous: float | None) -> str:
         what = ("the last activity" if name == "days_since_last"
                 else f"the last {singular(name.split('.', 1)[1])}")
         if before is None:
+            if 0 <= now < 1:
+                return f"{number(now * 24)} hours since {what}"
             return f"{number(now)} days since {what}"
         return _moved(f"days since {what}", now, before)
     if name == "trend" or name.startswith("trend."):

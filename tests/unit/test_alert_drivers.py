@@ -18,7 +18,7 @@ from alerts.policy import DriverChange
     ("log_count_30d", math.log1p(100.0), None, "events per month: 69"),
     ("log_count_30d.support_ticket", math.log1p(4.33), None, "support tickets per month: 3"),
     ("days_since.session", 12.0, 3.0, "days since the last session rose from 3 to 12"),
-    ("days_since_last", 0.25, None, "0.2 days since the last activity"),
+    ("days_since_last", 0.25, None, "6 hours since the last activity"),
     ("active_days_30d", 4.0, 20.0, "active days in the last 30 days fell from 20 to 4"),
     ("trend", 0.25, None, "overall activity is up 25% on its longer-term rate"),
     ("log_events_total.complaint", math.log1p(2.0), None, "complaints in total: 2"),
