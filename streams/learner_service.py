@@ -52,6 +52,14 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 DAY_S = 86400.0
 LOCK_TTL_MS = 15_000
+# KEYS[1] lock, ARGV[1] our token, ARGV[2] ttl ms. A step that ran longer than the TTL (a big
+# batch for slow challengers) finds the lock expired: it may take it back unless another
+# learner holds it now, which is what fencing must refuse.
+TAKE_OR_KEEP_LOCK = (
+    "local holder = redis.call('GET', KEYS[1]) "
+    "if holder and holder ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+)
 
 
 @dataclass
@@ -106,9 +114,9 @@ class LearnerStateStore:
     async def save(self, state: LearnerState, token: str, status: dict[str, Any]) -> None:
         """Write state and status only while we hold the lock (fencing)."""
         ok = await self._client.eval(
-            "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-            "redis.call('SET', KEYS[2], ARGV[2]) redis.call('SET', KEYS[3], ARGV[3]) return 1",
-            3, self.lock_key, self.state_key, self.status_key, token,
+            TAKE_OR_KEEP_LOCK +
+            "redis.call('SET', KEYS[2], ARGV[3]) redis.call('SET', KEYS[3], ARGV[4]) return 1",
+            3, self.lock_key, self.state_key, self.status_key, token, LOCK_TTL_MS,
             pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), orjson.dumps(status))
         if not ok:
             raise ConfigurationError("lost the learner lock: another learner is writing")
@@ -129,10 +137,8 @@ async def acquire_lock(client: aioredis.Redis, key: str, token: str, wait_s: flo
 
 
 async def renew_lock(client: aioredis.Redis, key: str, token: str) -> bool:
-    renewed = await client.eval(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-        "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
-        1, key, token, LOCK_TTL_MS)
+    """Extend our lock; take it back if it expired meanwhile and nobody else took it."""
+    renewed = await client.eval(TAKE_OR_KEEP_LOCK + "return 1", 1, key, token, LOCK_TTL_MS)
     return bool(renewed)
 
 
