@@ -74,7 +74,7 @@ def _dead_count(p: Pipeline) -> int:
 
 
 def test_sigkill_mid_stream_gives_the_ids_of_an_uninterrupted_run(pipeline: Pipeline) -> None:
-    records = crafted_scores(customers=1500, per_customer=10, seed=11)
+    records = crafted_scores(customers=2500, per_customer=10, seed=11)
     expected = expected_alert_ids(records, PARAMS)
     publish(pipeline.bootstrap, pipeline.scores, records)
     kills = 0
