@@ -354,15 +354,18 @@ class RedisObservationStore:
             return outcome
         policy = self._policy
         keys = [self._churned_key, self._due_key]
-        args: list[Any] = [self._ttl]
+        payloads: list[bytes] = []
+        meta: list[list[Any]] = []
         for item in items:
-            keys.append(self.key(item.customer_id))
             obs = item.observation
             if obs is None:
-                args += [item.customer_id, repr(item.newest_event), "", 0, ""]
-            else:
-                args += [item.customer_id, repr(item.newest_event), policy.slot(obs.t),
-                         repr(policy.due(obs)), encode_observation(obs)]
+                meta.append([item.customer_id, item.newest_event, 0])
+                continue
+            keys.append(self.key(item.customer_id))
+            payloads.append(encode_observation(obs))
+            meta.append([item.customer_id, item.newest_event, len(payloads),
+                         policy.slot(obs.t), policy.due(obs)])
+        args: list[Any] = [self._ttl, orjson.dumps(meta), *payloads]
         codes = await self._observe(keys, args)
         for item, code in zip(items, codes, strict=True):
             code = int(code)
