@@ -12,7 +12,7 @@ import redis
 from streams.contracts import CustomerEvent
 from streams.producer import ChurnProducer
 from streams.settings import KafkaSettings, TopicSettings
-from tests.integration.worker_proc import Pipeline, collect
+from tests.integration.worker_proc import Pipeline, collect, wait_until
 
 pytestmark = pytest.mark.integration
 T0 = 1_767_225_600.0
@@ -67,5 +67,8 @@ def test_worker_rescores_quiet_customers_by_event_time(pipeline: SweepPipeline) 
                     if isinstance(r["value"], dict) and r["value"].get("reason") == "event"]
     assert {s["customer_id"] for s in event_scores} == {"quiet", "busy"}  # type: ignore[index]
     client = redis.Redis.from_url(pipeline.redis_url)
-    assert client.zscore(f"{pipeline.prefix}:due:{{p0}}", "quiet") == T0 + 3 * DAY
+    due_key = f"{pipeline.prefix}:due:{{p0}}"
+    # the sweeper publishes a re-score, then moves the customer's due time: wait for the move
+    wait_until(lambda: client.zscore(due_key, "quiet") == T0 + 3 * DAY, timeout_s=15,
+               what="the quiet customer's next due time after its second sweep")
     assert client.zscore(f"{pipeline.prefix}:due:{{p0}}", "busy") == T0 + 72 * 3600.0 + DAY
