@@ -132,5 +132,7 @@ def create_app(settings: Settings) -> faust.App:
             await boards[-1].publish(marks)
         except TransientError as exc:
             log.warning("could not publish watermarks: %s", exc)
+        except Exception:  # a timer that raises would stop for good
+            log.exception("publishing watermarks failed; retrying at the next tick")
 
     return app
