@@ -92,6 +92,13 @@ async def serve_metrics(service: Any, port: int) -> Any:
 
 
 def _fmt(value: Any) -> str:
+    """A metric cell; NaN (stored as null) and missing values show as '-'.
+
+    >>> _fmt(None), _fmt(float("nan")), _fmt(0.81234), _fmt(12)
+    ('-', '-', '0.8123', '12')
+    """
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.4f}"
     return str(value)
@@ -133,6 +140,8 @@ def cmd_model_status(settings: Settings, args: argparse.Namespace) -> int:
     console.print(table)
     labels = status["labels"]
     console.print("labels: " + ", ".join(f"{k} {v:,}" for k, v in labels.items()))
+    console.print(f"learn calls {status.get('learn_calls', 0):,} · promotions: "
+                  f"{', '.join(status.get('promotions') or []) or 'none'}")
     if status.get("events"):
         console.print("recent events: " + ", ".join(status["events"]))
     return 0
