@@ -167,7 +167,7 @@ class EventConsumer:
                     batch = Batch(records, BatchStats(records=len(records)))
                     batch.failure = exc
                 while len(self._inflight) >= PIPELINE_DEPTH:
-                    await asyncio.shield(self._inflight[0])
+                    await self._wait_for(self._inflight[0])
                 previous = self._inflight[-1] if self._inflight else None
                 gate, applied = applied, asyncio.get_running_loop().create_future()
                 task = asyncio.create_task(
@@ -221,7 +221,19 @@ class EventConsumer:
     async def drain(self) -> None:
         """Wait until every batch in flight is published and committed."""
         while self._inflight:
-            await asyncio.shield(self._inflight[-1])
+            await self._wait_for(self._inflight[-1])
+
+    async def _wait_for(self, task: asyncio.Task[None]) -> None:
+        """Wait for a batch task without cancelling it; forget it once done.
+
+        A task can be done while its done-callback (``_forget``) is still queued: awaiting a
+        done task does not yield, so a loop waiting on it would spin forever and the queued
+        callback would never run (a worker was found at 100% CPU in exactly this loop).
+        """
+        if task.done():
+            self._forget(task)
+            return
+        await asyncio.shield(task)
 
     async def _complete(self, processor: EventBatchProcessor, batch: Batch,
                         offsets: dict[TopicPartition, int], gate: asyncio.Future[None] | None,
