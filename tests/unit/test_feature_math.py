@@ -208,3 +208,31 @@ def test_events_beyond_the_bound_are_late_not_double_counted() -> None:
 
     asyncio.run(go())
     assert run(store, [])["n"] == 5.0
+
+
+def _vector_from_catalogue(state: dict[str, float], now: float,
+                           spec: FeatureSpec) -> dict[str, float]:
+    """The model input by its definition: the catalogue, counts/sums/ratios through log1p."""
+    out = {}
+    for name, x in catalogue(state, now, spec).items():
+        if name.startswith(("events_total", "count_", "ratio.", "value_")):
+            out["log_" + name] = math.copysign(math.log1p(abs(x)), x)
+        else:
+            out[name] = x
+    return out
+
+
+@given(events_st, st.floats(min_value=0, max_value=60 * DAY_S),
+       st.sampled_from([FeatureSpec(), FeatureSpec(half_lives_days=(2.0, 14.0), trend=(2.0, 14.0),
+                                                   ratio_half_life_days=14.0,
+                                                   ratios=(("a", "b"), ("c", "a")),
+                                                   active_day_windows=(3,))]))
+def test_the_fused_feature_vector_is_the_transformed_catalogue(
+        events: list[Event], later: float, spec: FeatureSpec) -> None:
+    state = replay(events, spec)
+    now = max(ts for _, ts, _ in events) + later
+    want = _vector_from_catalogue(state, now, spec)
+    got = feature_vector(state, now, spec)
+    assert list(got) == list(want)  # same names in the same order (the model sums in order)
+    for name, value in want.items():
+        assert math.isclose(got[name], value, rel_tol=1e-12, abs_tol=1e-12), name
