@@ -86,10 +86,11 @@ class Learner:
     @classmethod
     def create(cls, champion: str = "logreg", challengers: tuple[str, ...] = (),
                threshold: float = 0.5, window: int = 5000,
-               rule: PromotionRule | None = None) -> Learner:
+               rule: PromotionRule | None = None, learning_rate: float = 0.01,
+               l2: float = 0.0) -> Learner:
         def slot(name: str) -> ModelSlot:
-            return ModelSlot(name, make_model(name),  # type: ignore[arg-type]
-                             DelayedMetrics(window=window, threshold=threshold))
+            model = make_model(name, learning_rate=learning_rate, l2=l2)  # type: ignore[arg-type]
+            return ModelSlot(name, model, DelayedMetrics(window=window, threshold=threshold))
 
         return cls(slot(champion), [slot(n) for n in challengers], rule or PromotionRule(),
                    DelayedMetrics(window=window, threshold=threshold))

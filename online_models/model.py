@@ -27,7 +27,8 @@ def make_model(name: ModelName = "logreg", learning_rate: float = 0.01,
                l2: float = 0.0, seed: int = 42) -> base.Classifier:
     """A fresh online classifier.
 
-    ``logreg``: StandardScaler | LogisticRegression (the default; exact explanations);
+    ``logreg``: StandardScaler | LogisticRegression (the default; exact explanations), SGD with
+    ``learning_rate`` for the weights and the intercept alike;
     ``hat``: Hoeffding adaptive tree; ``arf``: adaptive random forest of 10 trees.
 
     >>> m = make_model()
@@ -40,7 +41,7 @@ def make_model(name: ModelName = "logreg", learning_rate: float = 0.01,
     """
     if name == "logreg":
         pipeline = preprocessing.StandardScaler() | linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2
+            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
         )
         return cast(base.Classifier, pipeline)
     if name == "hat":

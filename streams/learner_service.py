@@ -88,7 +88,8 @@ def new_learner(settings: Settings) -> Learner:
     m = settings.model
     return Learner.create(m.name, tuple(m.challengers), threshold=m.alert_threshold,
                           window=m.metrics_window,
-                          rule=PromotionRule(m.promote_after, m.promote_margin))
+                          rule=PromotionRule(m.promote_after, m.promote_margin),
+                          learning_rate=m.learning_rate, l2=m.l2)
 
 
 class LearnerStateStore:
