@@ -101,25 +101,7 @@ class Learner:
 
     def learn(self, resolution: Resolution) -> list[str]:
         """Test-then-train every model on one resolution; returns events (drift, promotion)."""
-        obs, y = resolution.observation, resolution.churned
-        x = dict(obs.x)
-        events: list[str] = []
-        if self.served.update(obs.score, y):
-            events.append("drift:served")
-        self.total += 1
-        self.positives += int(y)
-        weight = balanced_weight(y, self.positives, self.total)
-        for slot in self.slots:
-            if slot.metrics.update(slot.predict(x), y):
-                events.append(f"drift:{slot.name}")
-            params: dict[str, float] = {"w": weight} if _accepts_weight(slot.model) else {}
-            slot.model.learn_one(cast(dict[Hashable, Any], x), y, **params)
-            slot.learned += 1
-            self.learn_calls += 1
-        promoted = self.maybe_promote()
-        if promoted:
-            events.append(f"promoted:{promoted}")
-        return events
+        return self.learn_batch([resolution])
 
     def learn_batch(self, resolutions: list[Resolution]) -> list[str]:
         """Test on every resolution of the batch, then train on each, once per model.
