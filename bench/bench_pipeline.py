@@ -31,7 +31,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_env, event_bytes, new_tag, produce, start_worker, stop
+from common import bench_env, event_bytes, forget_prefix, new_tag, produce, start_worker, stop
 
 from streams.settings import load_settings
 from streams.topics import ensure_topics
@@ -78,6 +78,8 @@ def throughput(bootstrap: str, n: int, customers: int, naive: bool) -> dict[str,
     finally:
         stop(worker)
         consumer.close()
+        forget_prefix(env.get("CHURN_REDIS__URL") or load_settings().redis.url,
+                      env["CHURN_REDIS__KEY_PREFIX"])
     if len(done) < len(want):
         raise SystemExit(f"only {len(done)} of {len(want)} customers completed in time")
     return {"events": n, "customers": customers, "seconds": last - first,
@@ -125,6 +127,8 @@ def latency(bootstrap: str, rate: float, seconds: float, customers: int,
         thread.join()
         stop(worker)
         consumer.close()
+        forget_prefix(env.get("CHURN_REDIS__URL") or load_settings().redis.url,
+                      env["CHURN_REDIS__KEY_PREFIX"])
     lat.sort()
     q = statistics.quantiles(lat, n=100) if len(lat) > 100 else [float("nan")] * 99
     return {"offered_per_s": rate, "seconds": seconds, "events_sent": sent,

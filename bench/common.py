@@ -80,6 +80,20 @@ def start_worker(env: dict[str, str], log: Path, naive: bool = False) -> subproc
     return proc
 
 
+def forget_prefix(redis_url: str, prefix: str) -> int:
+    """Delete a benchmark run's Redis keys (``<prefix>:*``), so runs do not pile up data."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start:start + 1000])
+        return len(keys)
+    finally:
+        client.close()
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
