@@ -21,6 +21,7 @@ learner from writing. Drift and promotion events go to the model-events topic.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import pickle
 import time
@@ -76,6 +77,23 @@ class LearnerState:
     counts: LabelCounts = field(default_factory=LabelCounts)
     watermark: float = float("-inf")
     river: str = RIVER_VERSION
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        """Load a state pickled by an earlier churnpulse: fields added since get their
+        defaults, and a plain deque of recent label ids becomes a :class:`RecentIds`."""
+        for f in dataclasses.fields(self):
+            if f.name not in saved:
+                if f.default_factory is not dataclasses.MISSING:
+                    saved[f.name] = f.default_factory()
+                elif f.default is not dataclasses.MISSING:
+                    saved[f.name] = f.default
+        recent = saved.get("recent_labels")
+        if not isinstance(recent, RecentIds):
+            ids = RecentIds()
+            for label_id in recent or ():
+                ids.append(str(label_id))
+            saved["recent_labels"] = ids
+        self.__dict__.update(saved)
 
 
 def policy_of(settings: Settings) -> LabelPolicy:
