@@ -318,13 +318,21 @@ def state_to_json(state: RiskState) -> list[Any]:
     return [getattr(state, name) for name in _FIELDS]
 
 
-def state_from_json(data: Sequence[Any]) -> RiskState:
+def state_from_json(data: Sequence[Any] | Mapping[str, Any]) -> RiskState:
     """Inverse of :func:`state_to_json`; a shorter list (older record) leaves the newer fields
-    at their defaults."""
-    values = list(data[:len(_FIELDS)])
-    for i, name in enumerate(_FIELDS[:len(values)]):
+    at their defaults, and the mapping of field names that earlier versions stored is read too.
+
+    >>> state_from_json({"last_ts": 5.0, "recent_ids": ["x"], "gone": 1}).recent_ids
+    ('x',)
+    """
+    if isinstance(data, Mapping):
+        present = {name: data[name] for name in _FIELDS if name in data}
+    else:
+        present = dict(zip(_FIELDS, data, strict=False))
+    for name, value in present.items():
         if name == "recent_ids":
-            values[i] = tuple(values[i])
+            present[name] = tuple(value)
         elif name in ("alerted_values", "baseline_values"):
-            values[i] = tuple((str(k), float(v)) for k, v in values[i])
-    return RiskState(*values)
+            pairs = value.items() if isinstance(value, Mapping) else value
+            present[name] = tuple((str(k), float(v)) for k, v in pairs)
+    return RiskState(**present)
