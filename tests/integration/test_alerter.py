@@ -29,11 +29,7 @@ PARAMS = PolicyParams()  # the defaults the alerter runs with
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
     yield p
-    p.stop_all()
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
-        client.delete(key)
-    client.close()
+    p.close()
 
 
 def _alerts(p: Pipeline) -> list[dict[str, object]]:

@@ -48,11 +48,7 @@ class SimPipeline(Pipeline):
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     p = SimPipeline(kafka_bootstrap, redis_url, tmp_path)
     yield p
-    p.stop_all()
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
-        client.delete(key)
-    client.close()
+    p.close()
 
 
 @pytest.fixture

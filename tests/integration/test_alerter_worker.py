@@ -9,7 +9,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis
 import redis.asyncio as aioredis
 from kafka import KafkaProducer
 
@@ -32,11 +31,7 @@ RISKY = 15  # c-00 .. c-14 complain; the others only have sessions
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
     yield p
-    p.stop_all()
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
-        client.delete(key)
-    client.close()
+    p.close()
 
 
 async def _publish_model(redis_url: str, prefix: str) -> None:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from streams.backtest import BacktestOptions, run_backtest
@@ -44,10 +43,7 @@ def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[P
                   TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
                                 labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
     yield p
-    p.stop_all()
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
-        client.delete(key)
+    p.close()
 
 
 async def publish_model(redis_url: str, prefix: str, handle: object) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis
 
 from alerts.policy import PolicyParams
 from alerts.routing import in_holdout
@@ -40,11 +39,7 @@ TOKEN = "pipeline-token"
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
     yield p
-    p.stop_all()
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
-        client.delete(key)
-    client.close()
+    p.close()
 
 
 def start(p: Pipeline, args: list[str], env: dict[str, str], ready: bytes,

@@ -28,7 +28,7 @@ from streams.contracts import ChurnLabel, encode
 from streams.observation_store import RedisObservationStore
 from streams.producer import ChurnProducer
 from streams.settings import TopicSettings
-from tests.integration.worker_proc import Pipeline, wait_until
+from tests.integration.worker_proc import Pipeline, stop_procs, wait_until
 
 pytestmark = pytest.mark.integration
 DAY = 86400.0
@@ -65,25 +65,14 @@ class Learner:
         return {} if raw is None else dict(orjson.loads(raw))
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_procs(self.procs)
 
 
 @pytest.fixture
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
     yield p
-    p.stop_all()
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
-        client.delete(key)
+    p.close()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis
 import redis.asyncio as aioredis
 from kafka import KafkaConsumer
 
@@ -54,10 +53,7 @@ class LearningPipeline(Pipeline):
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     p = LearningPipeline(kafka_bootstrap, redis_url, tmp_path)
     yield p
-    p.stop_all()
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
-        client.delete(key)
+    p.close()
 
 
 @pytest.fixture

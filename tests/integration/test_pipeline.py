@@ -33,10 +33,7 @@ def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[P
                   TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
                                 labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
     yield p
-    p.stop_all()
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{p.prefix}:*", count=1000):
-        client.delete(key)
+    p.close()
 
 
 def make_events(n: int, customers: int, seed: int, start: float = T0) -> list[CustomerEvent]:

@@ -77,15 +77,30 @@ class Pipeline:
         return (self.workdir / f"worker-{n}.log").read_text(errors="replace")
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_procs(self.procs)
+
+    def close(self) -> None:
+        """End of a test: stop its processes, delete its Redis keys."""
+        self.stop_all()
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        for key in client.scan_iter(match=f"{self.prefix}:*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+def stop_procs(procs: list[subprocess.Popen[bytes]], timeout_s: float = 20.0) -> None:
+    """SIGTERM each process group, then SIGKILL what is left at the deadline."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str,
