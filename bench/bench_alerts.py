@@ -186,7 +186,7 @@ def _score_times(bootstrap: str, topic: str) -> dict[str, float]:
 async def _publish_model(redis_url: str, prefix: str, handle: object) -> None:
     import redis.asyncio as aioredis
 
-    from streams.model_registry import RedisModelRegistry
+    from streams.redis.model_registry import RedisModelRegistry
 
     client = aioredis.Redis.from_url(redis_url)
     await RedisModelRegistry(client, prefix).publish(handle)  # type: ignore[arg-type]

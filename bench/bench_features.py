@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 
 from online_models.features import feature_vector
 from streams.contracts import CustomerEvent
-from streams.feature_store import RedisFeatureStore
+from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import FeatureSettings, load_settings
 
 T0 = 1_767_225_600.0

@@ -6,7 +6,7 @@ Run by hand with the local services up (``churnpulse services up``)::
 
 Pending snapshots (44 realistic features each, from ``feature_vector``) are recorded in Redis
 under a fresh key prefix, as workers would. Then the learner's step
-(:meth:`streams.learner_service.LearnerService.step`: decode, hold/release, mark churned, read
+(:meth:`streams.learner.service.LearnerService.step`: decode, hold/release, mark churned, read
 snapshots, learn, checkpoint, publish a version, remove) runs in-process on the real Redis:
 
 * labels: ``--churners`` churn labels, 2,000 per step (the service's fetch size): each marks
@@ -37,8 +37,8 @@ import redis.asyncio as aioredis
 from online_models.features import apply_event, feature_vector
 from online_models.observations import Observation
 from streams.contracts import ChurnLabel, encode
-from streams.learner_service import LearnerService
-from streams.observation_store import RedisObservationStore
+from streams.learner.service import LearnerService
+from streams.redis.observation_store import RedisObservationStore
 from streams.settings import load_settings
 
 OUT = Path(__file__).parent / "out"

@@ -33,8 +33,8 @@ from kafka import KafkaConsumer, KafkaProducer
 sys.path.insert(0, str(Path(__file__).parent))
 from common import bench_env, event_bytes, forget_prefix, new_tag, produce, start_worker, stop
 
+from streams.kafka.topics import ensure_topics
 from streams.settings import load_settings
-from streams.topics import ensure_topics
 
 OUT = Path(__file__).parent / "out"
 

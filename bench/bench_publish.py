@@ -7,9 +7,9 @@
 Prints records/s (acknowledged by the broker, acks=all) for:
 
 * ``simulate --live``: simulation + wire encoding + batch publishing, one process;
-* the batch publisher alone on pre-encoded records (``streams.publish``);
+* the batch publisher alone on pre-encoded records (``streams.kafka.publish``);
 * ``replay`` of the JSON lines files at full speed: reading + validating, then publishing;
-* the producer SDK (kafka-python ``send``, ``streams.producer``) on the same records.
+* the producer SDK (kafka-python ``send``, ``streams.kafka.producer``) on the same records.
 
 Each run uses fresh topics (``bench-pub-<tag>-*``, 4 partitions).
 """
@@ -26,16 +26,16 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.chunk import Chunk
-from streams.live import run_live
-from streams.pacing import FullSpeed
-from streams.producer import ChurnProducer
-from streams.publish import BatchPublisher, pump
-from streams.replay import ReplayOptions, run_replay
+from streams.kafka.chunk import Chunk
+from streams.kafka.pacing import FullSpeed
+from streams.kafka.producer import ChurnProducer
+from streams.kafka.publish import BatchPublisher, pump
+from streams.kafka.topics import ensure_topics
+from streams.offline.live import run_live
+from streams.offline.replay import ReplayOptions, run_replay
 from streams.settings import Settings, load_settings
 from streams.simulator import SimulationConfig, simulate, write_files
 from streams.simulator.live import LiveSimulation
-from streams.topics import ensure_topics
 
 
 def fresh_settings(out: Path) -> Settings:

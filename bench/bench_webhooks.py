@@ -32,13 +32,13 @@ from kafka.admin import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alerts.webhooks import verify
-from streams.settings import load_settings
-from streams.webhook_dispatcher import (
+from streams.delivery.dispatch import (
     AiohttpTransport,
     AlertDispatchService,
     RedisDeliveredStore,
     build_dispatchers,
 )
+from streams.settings import load_settings
 
 SECRET = b"bench-secret"
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import faust
 
-import streams.app as app_module
+import streams.worker.app as app_module
 from online_models.features import feature_vector
 from streams.contracts import encode, format_ts
-from streams.feature_store import AppliedState
-from streams.processor import Batch, EventBatchProcessor, OutRecord
+from streams.kafka.topics import ensure_topics
+from streams.redis.feature_store import AppliedState
 from streams.settings import load_settings
-from streams.topics import ensure_topics
+from streams.worker.processor import Batch, EventBatchProcessor, OutRecord
 
 
 class NaiveProcessor(EventBatchProcessor):

@@ -3,7 +3,8 @@
 The batch metric catalogue of "Fighting Churn With Data" (event counts over windows, value
 sums, ratios, percent change, days since last event, tenure scaling, active days) as O(1)
 updates on a small per-customer state, exact at any instant because decay is applied when the
-state is *read*, not when the next event arrives. ``streams/lua/apply_events.lua`` runs the same
+state is *read*, not when the next event arrives. ``streams/redis/lua/apply_events.lua`` runs the
+same
 update inside Redis; an integration test holds the two to each other on random streams.
 
 State

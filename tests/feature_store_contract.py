@@ -6,7 +6,7 @@ import random
 
 from online_models.features import OTHER_TYPE, FeatureSpec, apply_event, catalogue
 from streams.contracts import CustomerEvent
-from streams.feature_store import FeatureStore
+from streams.redis.feature_store import FeatureStore
 
 DAY = 86400.0
 T0 = 1_767_225_600.0  # 2026-01-01

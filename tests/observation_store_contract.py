@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from online_models.observations import LabelPolicy, Observation
-from streams.observation_store import ObservationStore
+from streams.redis.observation_store import ObservationStore
 
 DAY = 86400.0
 POLICY = LabelPolicy(horizon_s=30 * DAY, interval_s=DAY)

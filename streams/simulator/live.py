@@ -1,6 +1,7 @@
 """The simulation as a stream of wire records, day by day, for live publishing (still pure).
 
-Each simulated day becomes one :class:`~streams.chunk.Chunk`: that day's events and churn labels
+Each simulated day becomes one :class:`~streams.kafka.chunk.Chunk`: that day's events and churn
+labels
 merged by event time (events first on a tie), keyed by customer id, with exactly the bytes and
 ids the JSON lines files hold (``events.jsonl`` lines, ``labels.jsonl`` lines). The ground truth
 is never part of the stream; ask :meth:`LiveSimulation.truth` for it after the run.
@@ -15,7 +16,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from streams.chunk import EVENT, LABEL, Chunk
+from streams.kafka.chunk import EVENT, LABEL, Chunk
 from streams.simulator.config import SimulationConfig
 from streams.simulator.engine import DayBatch, Engine
 from streams.simulator.formats import WireFormatter

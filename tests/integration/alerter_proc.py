@@ -17,8 +17,8 @@ from alerts.contracts import decode_score, format_ts
 from alerts.policy import PolicyParams, ScoreInput, run
 from online_models.features import apply_event, feature_vector
 from online_models.model import ModelHandle, make_model
+from streams.kafka.topic_reader import read_topic_sync
 from streams.settings import load_settings
-from streams.topic_reader import read_topic_sync
 from tests.integration.worker_proc import Pipeline, wait_until
 
 ALERTER_READY = b"alerter ready"

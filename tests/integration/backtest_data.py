@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.chunk import EVENT
-from streams.history import History, load_history
+from streams.kafka.chunk import EVENT
+from streams.offline.history import History, load_history
 from streams.simulator import SimulationConfig, simulate, write_files
 
 DAY = 86400.0

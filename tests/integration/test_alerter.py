@@ -62,8 +62,8 @@ def test_alerts_once_per_crossing_with_actions_and_dead_letters(pipeline: Pipeli
 
 
 def _dead_count(p: Pipeline) -> int:
+    from streams.kafka.topic_reader import read_topic_sync
     from streams.settings import load_settings
-    from streams.topic_reader import read_topic_sync
 
     settings = load_settings(kafka={"bootstrap_servers": p.bootstrap})
     return len(read_topic_sync(settings, p.dead_letter, 30))
@@ -134,7 +134,7 @@ def test_two_alerters_share_partitions_and_survive_losing_one(pipeline: Pipeline
 def test_report_uplift_reads_the_topics(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     from alerts.enrich import AlertConfig
-    from streams.cli import main
+    from streams.cli.main import main
     from streams.simulator import SimulationConfig
     from streams.simulator.treatment import TreatmentConfig, run_treated
 

@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 from alerts.batch import Stored
 from alerts.policy import RiskState
 from alerts.segments import SegmentModel
-from streams.alert_store import RedisAlertStore
+from streams.redis.alert_store import RedisAlertStore
 
 
 async def test_round_trip_churn_marks_and_compare_and_set(aredis: aioredis.Redis,

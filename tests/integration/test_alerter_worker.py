@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 
 from alerts.policy import PolicyParams
 from streams.contracts import CustomerEvent
-from streams.model_registry import RedisModelRegistry
+from streams.redis.model_registry import RedisModelRegistry
 from tests.integration.alerter_proc import (
     committed,
     complaint_model,

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from streams.backtest import BacktestOptions, run_backtest
-from streams.chunk import EVENT
 from streams.contracts import decode_event
-from streams.model_registry import RedisModelRegistry
-from streams.producer import ChurnProducer
+from streams.kafka.chunk import EVENT
+from streams.kafka.producer import ChurnProducer
+from streams.offline.backtest import BacktestOptions, run_backtest
+from streams.redis.model_registry import RedisModelRegistry
 from streams.settings import KafkaSettings, TopicSettings, load_settings
 from tests.integration.backtest_data import DAY, simulated, subset
 from tests.integration.worker_proc import Pipeline, collect
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
     ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap, partitions=2),

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.contracts import CustomerEvent, format_ts
-from streams.feature_store import RedisFeatureStore
+from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import FeatureSettings
 from tests.integration.cdp import chromium_page
 from tests.integration.worker_proc import wait_until

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from streams.feature_store import FeatureStore, RedisFeatureStore
+from streams.redis.feature_store import FeatureStore, RedisFeatureStore
 from streams.settings import FeatureSettings
 from tests.feature_store_contract import FeatureStoreContract, ev
 
@@ -59,7 +59,7 @@ def test_cli_prints_features_as_table_and_json(redis_url: str, key_prefix: str,
     import asyncio
     import json
 
-    from streams.cli import main
+    from streams.cli.main import main
 
     async def seed() -> None:
         client = aioredis.Redis.from_url(redis_url)

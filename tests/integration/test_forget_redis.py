@@ -8,8 +8,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from streams.cli import main
-from streams.feature_store import RedisFeatureStore
+from streams.cli.main import main
+from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import FeatureSettings
 from tests.feature_store_contract import DAY, T0, ev
 

@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 
 from online_models.learner import Learner
 from streams.errors import ConfigurationError
-from streams.learner_service import LearnerState, LearnerStateStore, acquire_lock, renew_lock
+from streams.learner.service import LearnerState, LearnerStateStore, acquire_lock, renew_lock
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from online_models.observations import Observation
-from streams.observation_store import (
+from streams.redis.observation_store import (
     ChurnedCustomers,
     InMemoryChurnedCustomers,
     InMemoryObservationStore,

@@ -25,8 +25,8 @@ import redis
 
 from online_models.observations import LabelPolicy, Observation
 from streams.contracts import ChurnLabel, encode
-from streams.observation_store import RedisObservationStore
-from streams.producer import ChurnProducer
+from streams.kafka.producer import ChurnProducer
+from streams.redis.observation_store import RedisObservationStore
 from streams.settings import TopicSettings
 from tests.integration.worker_proc import Pipeline, stop_procs, wait_until
 

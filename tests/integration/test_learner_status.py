@@ -6,7 +6,7 @@ import orjson
 import pytest
 import redis
 
-from streams import cli
+from streams.cli import main as cli
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from kafka import KafkaConsumer
 
 from online_models.model import ModelHandle, make_model
 from streams.contracts import CustomerEvent
-from streams.model_registry import RedisModelRegistry
-from streams.producer import ChurnProducer
+from streams.kafka.producer import ChurnProducer
+from streams.redis.model_registry import RedisModelRegistry
 from streams.settings import TopicSettings
 from tests.integration.test_learner_restart import Learner
 from tests.integration.worker_proc import Pipeline, wait_until

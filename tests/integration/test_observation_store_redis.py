@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from streams.observation_store import RedisObservationStore
+from streams.redis.observation_store import RedisObservationStore
 from tests.observation_store_contract import POLICY, ObservationStoreContract, obs
 
 pytestmark = pytest.mark.integration

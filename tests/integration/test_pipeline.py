@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from streams.contracts import CustomerEvent
-from streams.producer import ChurnProducer
+from streams.kafka.producer import ChurnProducer
+from streams.kafka.topics import ensure_topics
 from streams.settings import KafkaSettings, TopicSettings
-from streams.topics import ensure_topics
 from tests.integration.worker_proc import Pipeline, collect, wait_until
 
 pytestmark = pytest.mark.integration

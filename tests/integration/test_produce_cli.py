@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.errors import InvalidMessage
 from tests.integration.worker_proc import collect
 
@@ -48,8 +48,8 @@ def test_produce_refuses_an_invalid_record_before_sending(kafka_bootstrap: str, 
     monkeypatch.setenv("CHURN_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"event_id":"e1","customer_id":"c","event_type":"x","ts":"yesterday"}\n')
-    from streams.files import read_records
-    from streams.producer import ChurnProducer
+    from streams.kafka.producer import ChurnProducer
+    from streams.offline.files import read_records
 
     with ChurnProducer(kafka_bootstrap) as producer, \
             pytest.raises(InvalidMessage, match="bad_timestamp"):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from streams.producer import ChurnProducer
+from streams.kafka.producer import ChurnProducer
+from streams.kafka.topics import ensure_topics
 from streams.settings import KafkaSettings, TopicSettings
-from streams.topics import ensure_topics
 from tests.integration.test_pipeline import make_events, redis_counts
 from tests.integration.worker_proc import Pipeline, wait_until
 

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from kafka import KafkaConsumer
 
-from streams import cli
-from streams.history import ColumnMap, HistoryError
-from streams.replay import (
+from streams.cli import main as cli
+from streams.offline.history import ColumnMap, HistoryError
+from streams.offline.replay import (
     ReplayOptions,
     ReplayResult,
     fingerprint,

@@ -10,9 +10,9 @@ import orjson
 import pandas as pd
 import pytest
 
-from streams import cli
-from streams.live import run_live
-from streams.publish import java_partition
+from streams.cli import main as cli
+from streams.kafka.publish import java_partition
+from streams.offline.live import run_live
 from streams.simulator import SimulationConfig, simulate, write_files
 from tests.integration.test_replay import make_settings, read_topic
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from streams.contracts import CustomerEvent
-from streams.producer import ChurnProducer
+from streams.kafka.producer import ChurnProducer
 from streams.settings import KafkaSettings, TopicSettings
 from tests.integration.worker_proc import Pipeline, collect, wait_until
 
@@ -31,7 +31,7 @@ class SweepPipeline(Pipeline):
 
 @pytest.fixture
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[SweepPipeline]:
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     p = SweepPipeline(kafka_bootstrap, redis_url, tmp_path)
     ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap, partitions=1),

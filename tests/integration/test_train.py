@@ -13,10 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from streams.contracts import CustomerEvent, format_ts
-from streams.learner_service import LearnerService, LearnerStateStore
-from streams.model_registry import RedisModelRegistry
-from streams.observation_store import RedisObservationStore
-from streams.producer import ChurnProducer
+from streams.kafka.producer import ChurnProducer
+from streams.learner.service import LearnerService, LearnerStateStore
+from streams.redis.model_registry import RedisModelRegistry
+from streams.redis.observation_store import RedisObservationStore
 from streams.settings import KafkaSettings, TopicSettings, load_settings
 from tests.integration.backtest_data import DAY, simulated
 from tests.integration.worker_proc import Pipeline, collect
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
     ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap, partitions=2),

@@ -23,13 +23,13 @@ from aiokafka.structs import TopicPartition
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from streams.settings import Settings, load_settings
-from streams.webhook_dispatcher import (
+from streams.delivery.dispatch import (
     AiohttpTransport,
     AlertDispatchService,
     RedisDeliveredStore,
     build_dispatchers,
 )
+from streams.settings import Settings, load_settings
 from tests.integration.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from streams.chunk import EVENT, LABEL
+from streams.kafka.chunk import EVENT, LABEL
 from streams.simulator import SimulationConfig, simulate, write_files
 from streams.simulator.live import LiveSimulation
 from tests.simulator.conftest import SMALL
@@ -59,7 +59,7 @@ def test_nothing_of_a_churned_customer_follows_its_label_that_day() -> None:
 def test_the_demo_continues_simulated_time_from_where_it_stopped(tmp_path: Path) -> None:
     import datetime as dt
 
-    from streams.demo import DEMO_DAYS, demo_config, save_position, with_malformed
+    from streams.dev.demo import DEMO_DAYS, demo_config, save_position, with_malformed
 
     today = dt.date(2026, 6, 1)
     first = demo_config(100, tmp_path, today)

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from alerts.batch import Stored
 from alerts.enrich import AlertConfig
 from alerts.policy import PolicyParams
-from streams.alert_processor import AlertBatchProcessor
-from streams.alert_store import InMemoryAlertStore, Versioned
+from streams.alerter.processor import AlertBatchProcessor
 from streams.errors import TransientError
-from streams.processor import OutRecord, RawRecord
+from streams.redis.alert_store import InMemoryAlertStore, Versioned
 from streams.settings import TopicSettings
+from streams.worker.processor import OutRecord, RawRecord
 from tests.integration.alerter_proc import crafted_scores, expected_alert_ids
 
 TOPICS = TopicSettings()

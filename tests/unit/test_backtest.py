@@ -12,13 +12,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.backtest import BacktestOptions, BacktestRun, run_backtest
-from streams.backtest_report import build_report, write_report
-from streams.backtest_stores import IndexedObservationStore
-from streams.chunk import EVENT
-from streams.cli import main
+from streams.cli.main import main
 from streams.contracts import decode_event
-from streams.history import History, load_history
+from streams.kafka.chunk import EVENT
+from streams.offline.backtest import BacktestOptions, BacktestRun, run_backtest
+from streams.offline.backtest_report import build_report, write_report
+from streams.offline.backtest_stores import IndexedObservationStore
+from streams.offline.history import History, load_history
 from streams.settings import load_settings
 from streams.simulator import SimulationConfig, simulate, write_files
 from tests.observation_store_contract import POLICY, ObservationStoreContract

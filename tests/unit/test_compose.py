@@ -95,7 +95,7 @@ PIPELINE = ("worker", "learner", "alerter", "dispatch", "dashboard")
 
 def test_the_whole_pipeline_runs_real_commands_with_the_same_settings(
         compose: dict[str, Any]) -> None:
-    from streams.cli import build_parser
+    from streams.cli.main import build_parser
 
     services = compose["services"]
     assert set(services) >= set(PIPELINE)

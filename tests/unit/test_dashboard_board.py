@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.dashboard.auth import tokens_of, user_for
-from streams.dashboard.board import Board, ScoreRing
-from streams.dashboard.feeds import Hub
+from streams.delivery.dashboard.auth import tokens_of, user_for
+from streams.delivery.dashboard.board import Board, ScoreRing
+from streams.delivery.dashboard.feeds import Hub
 from streams.settings import DashboardSettings
 
 

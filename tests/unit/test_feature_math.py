@@ -19,7 +19,7 @@ from online_models.features import (
     replay,
 )
 from streams.contracts import CustomerEvent
-from streams.feature_store import InMemoryFeatureStore
+from streams.redis.feature_store import InMemoryFeatureStore
 from streams.settings import FeatureSettings
 
 T0 = 1_767_225_600.0

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from streams.feature_store import FeatureStore, InMemoryFeatureStore
+from streams.redis.feature_store import FeatureStore, InMemoryFeatureStore
 from streams.settings import FeatureSettings
 from tests.feature_store_contract import FeatureStoreContract
 

@@ -6,11 +6,11 @@ import orjson
 
 from online_models.model import UNTRAINED_VERSION
 from streams.contracts import format_ts
-from streams.feature_store import InMemoryFeatureStore
-from streams.processor import EventBatchProcessor, MemorySink, RawRecord
+from streams.redis.feature_store import InMemoryFeatureStore
 from streams.settings import FeatureSettings, SweepSettings, TopicSettings
-from streams.sweeper import Sweeper
-from streams.watermarks import Watermarks
+from streams.worker.processor import EventBatchProcessor, MemorySink, RawRecord
+from streams.worker.sweeper import Sweeper
+from streams.worker.watermarks import Watermarks
 from tests.unit.test_processor import FixedModel, event_bytes
 
 T0 = 1_767_225_600.0

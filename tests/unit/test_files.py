@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from streams.errors import InvalidMessage
-from streams.files import read_records
+from streams.offline.files import read_records
 
 
 def test_csv_and_jsonl_give_the_same_records(tmp_path: Path) -> None:

@@ -41,8 +41,8 @@ import pytest
 from online_models.features import feature_vector, replay
 from online_models.observations import Resolution
 from online_models.report_metrics import roc_auc
-from streams.backtest import Backtest, BacktestOptions
-from streams.history import load_history
+from streams.offline.backtest import Backtest, BacktestOptions
+from streams.offline.history import load_history
 from streams.settings import load_settings
 
 DAY = 86400.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from streams.consumer import EventConsumer
 from streams.settings import load_settings
+from streams.worker.consumer import EventConsumer
 
 
 def test_drain_returns_when_a_finished_task_was_not_forgotten_yet() -> None:

@@ -9,8 +9,8 @@ import pytest
 from online_models.learner import Learner, ModelSlot, PromotionRule, balanced_weight
 from online_models.observations import LabelPolicy, Observation, Resolution, expire, resolve_churn
 from streams.contracts import ChurnLabel
-from streams.learning import LearningLoop
-from streams.observation_store import InMemoryObservationStore
+from streams.learner.loop import LearningLoop
+from streams.redis.observation_store import InMemoryObservationStore
 
 DAY = 86400.0
 POLICY = LabelPolicy(horizon_s=30 * DAY, interval_s=DAY)
@@ -242,7 +242,7 @@ async def test_labels_are_held_until_the_watermark_reaches_their_time() -> None:
 
 
 def test_recent_ids_forget_the_oldest() -> None:
-    from streams.learning import RecentIds
+    from streams.learner.loop import RecentIds
 
     ids = RecentIds(size=2)
     for i in ("a", "b", "a", "c"):

@@ -9,12 +9,12 @@ import orjson
 from online_models.features import feature_vector
 from online_models.model import ModelHandle, make_model
 from online_models.observations import LabelPolicy
-from streams.feature_store import InMemoryFeatureStore
-from streams.observation_store import InMemoryChurnedCustomers, InMemoryObservationStore
-from streams.processor import EventBatchProcessor, MemorySink, RawRecord
+from streams.redis.feature_store import InMemoryFeatureStore
+from streams.redis.observation_store import InMemoryChurnedCustomers, InMemoryObservationStore
 from streams.settings import FeatureSettings, SweepSettings, TopicSettings
-from streams.sweeper import Sweeper
-from streams.watermarks import Watermarks
+from streams.worker.processor import EventBatchProcessor, MemorySink, RawRecord
+from streams.worker.sweeper import Sweeper
+from streams.worker.watermarks import Watermarks
 from tests.unit.test_processor import event_bytes
 
 T0 = 1_767_225_600.0

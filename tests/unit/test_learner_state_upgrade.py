@@ -7,8 +7,8 @@ import pickle
 from collections import deque
 
 from online_models.learner import Learner
-from streams.learner_service import LearnerState
-from streams.learning import RecentIds
+from streams.learner.loop import RecentIds
+from streams.learner.service import LearnerState
 
 
 def test_a_state_from_before_held_labels_and_churn_times_loads_with_defaults() -> None:

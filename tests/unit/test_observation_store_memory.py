@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.observation_store import InMemoryObservationStore
+from streams.redis.observation_store import InMemoryObservationStore
 from tests.observation_store_contract import POLICY, ObservationStoreContract
 
 

@@ -9,9 +9,9 @@ from online_models.features import FeatureSpec
 from online_models.model import UNTRAINED_VERSION, ModelHandle, make_model
 from streams.contracts import CustomerEvent, format_ts
 from streams.errors import TransientError
-from streams.feature_store import AppliedState, DueUpdates, InMemoryFeatureStore
-from streams.processor import EventBatchProcessor, MemorySink, RawRecord
+from streams.redis.feature_store import AppliedState, DueUpdates, InMemoryFeatureStore
 from streams.settings import FeatureSettings, TopicSettings
+from streams.worker.processor import EventBatchProcessor, MemorySink, RawRecord
 
 T0 = 1_767_225_600.0
 TOPICS = TopicSettings()
@@ -131,7 +131,7 @@ async def test_dead_letter_of_a_whole_batch_keeps_original_bytes() -> None:
 
 async def test_batch_raises_due_times_and_watermarks() -> None:
     from streams.settings import SweepSettings
-    from streams.watermarks import Watermarks
+    from streams.worker.watermarks import Watermarks
 
     sink = MemorySink()
     store = InMemoryFeatureStore(FeatureSettings())

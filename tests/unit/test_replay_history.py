@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.chunk import EVENT, LABEL
 from streams.contracts import decode_event, decode_label
-from streams.history import (
+from streams.kafka.chunk import EVENT, LABEL
+from streams.offline.history import (
     ColumnMap,
     HistoryError,
     Normalizer,

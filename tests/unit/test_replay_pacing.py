@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from streams.history import HistoryError
-from streams.pacing import MAX_WAIT_S, FullSpeed, RatePacer, SpeedupPacer, make_pacer
-from streams.publish import KeyPartitioner, java_partition
-from streams.replay import ReplayOptions, fingerprint, read_checkpoint, write_checkpoint
+from streams.kafka.pacing import MAX_WAIT_S, FullSpeed, RatePacer, SpeedupPacer, make_pacer
+from streams.kafka.publish import KeyPartitioner, java_partition
+from streams.offline.history import HistoryError
+from streams.offline.replay import ReplayOptions, fingerprint, read_checkpoint, write_checkpoint
 from streams.settings import load_settings
 
 

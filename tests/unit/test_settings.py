@@ -5,7 +5,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.settings import load_settings, masked_dump
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from alerts.enrich import AlertConfig
 from alerts.uplift import Decision, Label, compare, newcombe, relative_risk, resolve, wilson
-from streams.cli import main
-from streams.cli_alerts import NOT_ENOUGH, decisions_from, labels_from
+from streams.cli.alerts import NOT_ENOUGH, decisions_from, labels_from
+from streams.cli.main import main
 from streams.simulator import SimulationConfig, simulate
 from streams.simulator.treatment import TreatmentConfig, run_treated
 

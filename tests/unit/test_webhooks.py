@@ -187,7 +187,7 @@ def test_targets_and_tokens_from_the_environment_print_masked(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from streams.cli import main
+    from streams.cli.main import main
     from streams.settings import load_settings
 
     monkeypatch.setenv("CHURN_WEBHOOK__TARGETS", json.dumps([

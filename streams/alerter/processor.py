@@ -1,0 +1,212 @@
+"""One batch of scores of one partition → alert, action and dead-letter records (no Kafka here).
+
+Per batch: decode (bad records become dead letters), read the customers' stored records and
+churn marks (one Redis round trip), plan each customer (:func:`alerts.batch.plan_customer`:
+re-emit the outbox of scores already applied, run the policy on the others), read the features
+of the customers who alert and of a small sample (segments learn from the sample), enrich the
+decisions into records, and write the new stored records, all or nothing
+(:class:`~streams.redis.alert_store.AlertStore`). The caller publishes the returned records and the
+offsets in one Kafka transaction (:mod:`streams.alerter.service`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from alerts.batch import OutboxEntry, Plan, finish, plan_customer
+from alerts.contracts import BadScore, decode_score
+from alerts.enrich import AlertConfig, enrich
+from alerts.policy import ScoreInput
+from alerts.routing import holdout_bucket
+from alerts.segments import SegmentModel, behaviour
+from streams.contracts import encode, format_ts
+from streams.errors import TransientError
+from streams.redis.alert_store import AlertStore, Versioned
+from streams.settings import TopicSettings
+from streams.worker.processor import OutRecord, RawRecord
+
+log = logging.getLogger(__name__)
+MAX_CONFLICT_RETRIES = 5
+
+
+class FeatureReader(Protocol):
+    async def features_many(self, customers: Sequence[str],
+                            at: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        """Feature catalogues of these customers at these event times (one round trip)."""
+        ...
+
+
+@dataclass
+class AlertTotals:
+    batches: int = 0
+    scores: int = 0
+    dead_lettered: int = 0
+    alerts: int = 0
+    replayed: int = 0
+    holdout: int = 0
+    conflicts: int = 0
+    process_s: float = 0.0  # time in batch processing (Redis, policy), alerter
+    commit_s: float = 0.0  # time in Kafka transactions, alerter
+    by_severity: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BatchResult:
+    out: list[OutRecord]
+    alerts: int
+    replayed: int
+
+
+class AlertBatchProcessor:
+    def __init__(self, store: AlertStore, features: FeatureReader | None, config: AlertConfig,
+                 topics: TopicSettings, segment_share: float = 0.02,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.features = features
+        self.config = config
+        self.topics = topics
+        self.segment_share = segment_share
+        self.segments = SegmentModel.initial()
+        self._wall = wall_clock
+        self.totals = AlertTotals()
+
+    async def start(self) -> None:
+        saved = await self.store.load_segments()
+        if saved is not None and saved.names == self.segments.names:
+            self.segments = saved
+
+    async def process(self, records: Sequence[RawRecord]) -> BatchResult:
+        """Records of ONE partition, in offset order."""
+        if not records:
+            return BatchResult([], 0, 0)
+        first = records[0].offset
+        now = self._wall()
+        by_customer: dict[str, list[tuple[int, ScoreInput]]] = defaultdict(list)
+        dead: dict[int, OutRecord] = {}
+        for r in records:
+            try:
+                if r.value is None:
+                    raise BadScore("empty", "message has no value")
+                score = decode_score(r.value)
+            except BadScore as exc:
+                dead[r.offset] = self._dead_letter(r, exc, now)
+                continue
+            by_customer[score.customer_id].append((r.offset, score))
+        self.totals.dead_lettered += len(dead)
+        self.totals.scores += len(records) - len(dead)
+        if by_customer:
+            await self._learn_segments(by_customer)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            result = await self._attempt(by_customer, first, now, dead)
+            if result is not None:
+                self.totals.batches += 1
+                return result
+            self.totals.conflicts += 1
+        raise TransientError("alert state kept changing under this batch (another alerter?)")
+
+    async def _attempt(self, by_customer: dict[str, list[tuple[int, ScoreInput]]], first: int,
+                       now: float, dead: dict[int, OutRecord]) -> BatchResult | None:
+        stored, churned = await self.store.read(by_customer)
+        plans: dict[str, Plan] = {}
+        for cid, scores in by_customer.items():
+            mark = churned.get(cid)
+            if mark is not None:
+                scores = [(o, replace(s, churned_at=mark)) for o, s in scores]
+            plans[cid] = plan_customer(stored[cid][0], scores, first, self.config.policy, now)
+        alerting = [cid for cid, p in plans.items() if p.decisions]
+        features = await self._features(alerting, {cid: plans[cid].decisions[-1][1].ts
+                                                   for cid in alerting})
+        emitted: list[tuple[int, OutboxEntry]] = []
+        writes: dict[str, Versioned] = {}
+        alerts = replayed = holdout = 0
+        for cid, plan in plans.items():
+            produced: dict[int, OutboxEntry] = {}
+            for offset, decision, state in plan.decisions:
+                segment = self.segments.assign(behaviour(features[cid])) if features.get(
+                    cid) else "unknown"
+                alert, action = enrich(decision, state, features.get(cid), segment,
+                                       self.config)
+                produced.setdefault(offset, []).extend([("alert", alert), ("action", action)])
+                alerts += 1
+                holdout += bool(alert["holdout"])
+            emitted.extend(plan.replayed)
+            replayed += sum(1 for _, entry in plan.replayed for kind, _ in entry
+                            if kind == "alert")
+            emitted.extend(produced.items())
+            if plan.changed or produced:
+                writes[cid] = (finish(plan, produced), stored[cid][1])
+        if await self.store.write(writes):
+            return None
+        self.totals.alerts += alerts
+        self.totals.replayed += replayed
+        self.totals.holdout += holdout
+        for _, entry in emitted:
+            for kind, rec in entry:
+                if kind == "alert":
+                    sev = self.totals.by_severity
+                    sev[rec["severity"]] = sev.get(rec["severity"], 0) + 1
+        marker: OutboxEntry = [("dead", {})]
+        ordered = sorted([*emitted, *((o, marker) for o in dead)], key=lambda e: e[0])
+        out: list[OutRecord] = []
+        for offset, entry in ordered:
+            for kind, rec in entry:
+                if kind == "dead":
+                    out.append(dead[offset])
+                else:
+                    topic = self.topics.alerts if kind == "alert" else self.topics.retention_actions
+                    out.append(OutRecord(topic, str(rec["customer_id"]).encode(), encode(rec)))
+        return BatchResult(out, alerts, replayed)
+
+    async def _features(self, customers: Sequence[str],
+                        at: dict[str, float]) -> dict[str, dict[str, float]]:
+        reader = self.features
+        if reader is None or not customers:
+            return {}
+
+        try:
+            return await reader.features_many(customers, at)
+        except TransientError as exc:  # enrichment is best effort; the alert is not
+            log.warning("features unavailable for %d customers: %s", len(customers), exc)
+            return {}
+
+    async def _learn_segments(self, by_customer: dict[str, list[tuple[int, ScoreInput]]]
+                              ) -> None:
+        if self.segment_share <= 0 or self.features is None:
+            return
+        share = self.segment_share  # a fixed share of scores, drawn by score id (replayable)
+        sample = [c for c, scores in by_customer.items()
+                  if holdout_bucket(scores[-1][1].score_id, "segments") < share]
+        got = await self._features(sample, {c: by_customer[c][-1][1].ts for c in sample})
+        model = self.segments
+        for cid in sample:
+            if got.get(cid):
+                model, _ = model.learn(behaviour(got[cid]))
+        self.segments = model
+
+    def _dead_letter(self, record: RawRecord, error: BadScore, now: float) -> OutRecord:
+        headers = [
+            ("churn.dlq.reason", error.detail.encode()),
+            ("churn.dlq.code", error.code.encode()),
+            ("churn.dlq.topic", record.topic.encode()),
+            ("churn.dlq.partition", str(record.partition).encode()),
+            ("churn.dlq.offset", str(record.offset).encode()),
+            ("churn.dlq.failed_at", format_ts(now).encode()),
+        ]
+        return OutRecord(self.topics.dead_letter, record.key, record.value or b"", headers)
+
+
+def summary_line(t: AlertTotals) -> str:
+    sev = " ".join(f"{k}={v}" for k, v in sorted(t.by_severity.items()))
+    return (f"alerter totals: batches={t.batches} scores={t.scores} alerts={t.alerts} "
+            f"holdout={t.holdout} replayed={t.replayed} dead_lettered={t.dead_lettered} "
+            f"conflicts={t.conflicts} ms_per_batch: process={_per(t.process_s, t.batches)} "
+            f"commit={_per(t.commit_s, t.batches)} {sev}").rstrip()
+
+
+def _per(seconds: float, n: int) -> str:
+    return f"{seconds * 1000 / n:.1f}" if n else "-"

@@ -1,0 +1,118 @@
+"""``churnpulse`` subcommands for per-customer features (features, forget).
+
+::
+
+    churnpulse features CUSTOMER_ID [--at TIME] [--json]   current features (table or JSON)
+    churnpulse forget CUSTOMER_ID                           erase the customer everywhere
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+
+from streams.contracts import format_ts, parse_ts
+from streams.redis.feature_store import RedisFeatureStore
+from streams.settings import Settings
+
+T = TypeVar("T")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands to the ``churnpulse`` parser."""
+    features = sub.add_parser("features", help="print a customer's current features")
+    features.add_argument("customer_id")
+    features.add_argument("--at", default=None,
+                          help="event time to read at, RFC 3339 (default: now)")
+    features.add_argument("--json", action="store_true", help="machine-readable output")
+    features.set_defaults(func=cmd_features)
+
+    forget = sub.add_parser("forget", help="erase a customer everywhere (right to erasure)")
+    forget.add_argument("customer_id")
+    forget.set_defaults(func=cmd_forget)
+
+
+def _with_store(settings: Settings, use: Callable[[RedisFeatureStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        cfg = settings.redis
+        password = cfg.password.get_secret_value() if cfg.password else None
+        client = aioredis.Redis.from_url(cfg.url, password=password,
+                                         socket_timeout=cfg.socket_timeout_s,
+                                         socket_connect_timeout=cfg.socket_timeout_s)
+        try:
+            return await use(RedisFeatureStore(client, settings.features, cfg.key_prefix))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def cmd_features(settings: Settings, args: argparse.Namespace) -> int:
+    now = parse_ts(args.at, "--at") if args.at else time.time()
+    features = _with_store(settings, lambda store: store.features(args.customer_id, now))
+    if not features:
+        print(f"no features for customer {args.customer_id!r}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"customer_id": args.customer_id, "at": format_ts(now),
+                          "features": features}, indent=2))
+        return 0
+    print(format_features(args.customer_id, now, features))
+    return 0
+
+
+def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
+    removed = _with_store(settings, lambda store: store.forget(args.customer_id))
+    print(f"forgot customer {args.customer_id!r}: {removed} keys and index entries removed")
+    return 0
+
+
+def _num(x: float) -> str:
+    if x == int(x) and abs(x) < 1e12:
+        return str(int(x))
+    return f"{x:.4g}" if abs(x) < 1e-3 or abs(x) >= 1e6 else f"{x:.3f}"
+
+
+def format_features(customer_id: str, now: float, features: dict[str, float]) -> str:
+    """A customer's features as text: overall figures, then one row per event type.
+
+    >>> print(format_features("c1", 0.0, {"events_total": 3.0, "count_7d.login": 1.5,
+    ...                                   "trend.login": -0.25}))
+    customer c1 at 1970-01-01T00:00:00.000+00:00
+    <BLANKLINE>
+    events_total  3
+    <BLANKLINE>
+    type   count_7d   trend
+    login     1.500  -0.250
+    """
+    overall = {k: v for k, v in features.items() if "." not in k}
+    ratios = {k: v for k, v in features.items() if k.startswith("ratio.")}
+    per_type: dict[str, dict[str, float]] = {}
+    for name, value in features.items():
+        if "." in name and not name.startswith("ratio."):
+            metric, kind = name.split(".", 1)
+            per_type.setdefault(kind, {})[metric] = value
+    lines = [f"customer {customer_id} at {format_ts(now)}", ""]
+    rows = {**overall, **ratios}
+    width = max(len(k) for k in rows)
+    lines += [f"{k:<{width}}  {_num(v)}" for k, v in rows.items()]
+    if per_type:
+        columns = list(dict.fromkeys(m for metrics in per_type.values() for m in metrics))
+        table = [["type", *columns]]
+        for kind in sorted(per_type):
+            table.append([kind, *(_num(per_type[kind][c]) if c in per_type[kind] else "-"
+                                  for c in columns)])
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        lines.append("")
+        for row in table:
+            cells = [row[0].ljust(widths[0])]
+            cells += [cell.rjust(widths[i + 1]) for i, cell in enumerate(row[1:])]
+            lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""``churnpulse``: the command line.
+
+Commands::
+
+    churnpulse demo                   services up, worker, live simulated traffic, live summary
+    churnpulse worker                 run the stream processor (one member of the consumer group)
+    churnpulse services up|down|status  the local Kafka broker and redis-server
+    churnpulse produce FILE           publish events (or --labels) from JSON lines or CSV
+    churnpulse config                 print the effective configuration (secrets masked)
+    churnpulse alerter                scores -> alerts and retention actions (exactly once)
+    churnpulse report uplift          churn of actioned customers vs the holdout, with a CI
+
+Every command reads the one settings object (``CHURN_*`` environment variables, see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from streams.errors import ChurnpulseError
+from streams.services.common import ServiceError
+from streams.settings import Settings, load_settings, masked_dump
+
+
+def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    dump = masked_dump(settings)
+    if args.get:
+        value: object = dump
+        for part in args.get.split("."):
+            if not isinstance(value, dict) or part not in value:
+                print(f"churnpulse: no setting {args.get!r}", file=sys.stderr)
+                return 2
+            value = value[part]
+        print(value if not isinstance(value, dict | list) else json.dumps(value))
+        return 0
+    print(json.dumps(dump, indent=2, sort_keys=False))
+    return 0
+
+
+def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.services import down, kafka, redis_server, status, up
+    from streams.services.common import format_table
+
+    unknown = set(args.names) - {"kafka", "redis"}
+    if unknown:
+        print(f"churnpulse: unknown service {', '.join(sorted(unknown))}; "
+              "known: kafka, redis", file=sys.stderr)
+        return 2
+    if args.action == "down" and args.names:
+        stoppers = {"kafka": kafka.down, "redis": redis_server.down}
+        rows = [stoppers[name](settings) for name in ("kafka", "redis") if name in args.names]
+    else:
+        rows = {"up": up, "down": down, "status": status}[args.action](settings)
+    if args.json:
+        print(json.dumps([{"name": r.name, "address": r.address, "state": r.state,
+                           "pid": r.pid, "log": str(r.log) if r.log else None,
+                           "detail": r.detail} for r in rows]))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.worker.run import run_worker
+
+    return run_worker(settings)
+
+
+def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.kafka.producer import ChurnProducer
+    from streams.offline.files import read_records
+
+    kind: Literal["event", "label"] = "label" if args.labels else "event"
+    with ChurnProducer.from_settings(settings.kafka, settings.topics) as producer:
+        sent = producer.send_many(read_records(Path(args.file), args.format), kind)
+    topic = settings.topics.labels if args.labels else settings.topics.events
+    print(f"published {sent} {kind}s to {topic}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.dev.demo import run_demo
+
+    return run_demo(settings, duration_s=args.duration, rate=args.rate,
+                    customers=args.customers, workers=args.workers,
+                    dashboard=not args.no_dashboard)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="churnpulse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="print the effective configuration")
+    config.add_argument("--get", metavar="SECTION.KEY",
+                        help="print one value, e.g. kafka.bootstrap_servers")
+    config.set_defaults(func=cmd_config)
+
+    services = sub.add_parser("services", help="local Kafka and Redis (no Docker needed)")
+    services.add_argument("action", choices=("up", "down", "status"))
+    services.add_argument("names", nargs="*", metavar="kafka|redis",
+                          help="with down: only these (default: every service we started)")
+    services.add_argument("--json", action="store_true", help="machine-readable output")
+    services.set_defaults(func=cmd_services)
+
+    sub.add_parser("worker", help="run the stream processor").set_defaults(func=cmd_worker)
+
+    produce = sub.add_parser("produce", help="publish events or labels from a file")
+    produce.add_argument("file", help="JSON lines (.jsonl) or CSV (.csv)")
+    produce.add_argument("--labels", action="store_true", help="the file holds churn labels")
+    produce.add_argument("--format", choices=("jsonl", "csv"), default=None,
+                         help="file format (default: from the file name)")
+    produce.set_defaults(func=cmd_produce)
+
+    demo = sub.add_parser("demo", help="the whole pipeline live on local services")
+    demo.add_argument("--duration", type=float, default=None,
+                      help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=2000.0, help="events per second")
+    demo.add_argument("--customers", type=int, default=2000, help="simulated customers")
+    demo.add_argument("--workers", type=int, default=1, help="worker processes")
+    demo.add_argument("--no-dashboard", action="store_true",
+                      help="do not start the support dashboard (port dashboard.port)")
+    demo.set_defaults(func=cmd_demo)
+
+    from streams.cli import data as cli_data
+    from streams.cli import features as cli_features
+    from streams.cli import model as cli_model
+
+    cli_features.register(sub)
+    cli_data.register(sub)
+    cli_model.register(sub)
+    from streams.cli import backtest as cli_backtest
+
+    cli_backtest.register(sub)
+    from streams.cli import alerts as cli_alerts
+
+    cli_alerts.register(sub)
+    from streams.cli import delivery as cli_dashboard
+
+    cli_dashboard.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "aiokafka"):  # client chatter about connections and metadata
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
+    try:
+        code: int = args.func(settings, args)
+    except (ChurnpulseError, ServiceError) as exc:
+        print(f"churnpulse: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

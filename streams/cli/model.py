@@ -1,0 +1,159 @@
+"""``churnpulse`` subcommands for models: learner, model status, train, backtest."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import signal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from streams.settings import Settings
+
+METRIC_ROWS = ("roc_auc", "log_loss", "brier", "precision", "recall", "top_decile_lift", "n",
+               "positives", "drifts")
+
+
+def cmd_learner(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.kafka.topics import ensure_topics
+    from streams.learner.service import LearnerService
+    from streams.worker.app import make_redis
+
+    ensure_topics(settings.kafka, settings.topics)
+
+    async def main() -> None:
+        client = make_redis(settings)
+        service = LearnerService(settings, client)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runner = None
+        if settings.model.learner_metrics_port:
+            runner = await serve_metrics(service, settings.model.learner_metrics_port)
+        try:
+            await service.run(stop)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            await client.aclose()
+
+    asyncio.run(main())
+    return 0
+
+
+def prometheus_text(status: dict[str, Any]) -> str:
+    """Learner status as Prometheus exposition text.
+
+    >>> text = prometheus_text({"version": 3, "champion": "logreg", "resolved": 10,
+    ...     "pending": 2, "learn_calls": 10, "labels": {"labels": 4, "duplicates": 1},
+    ...     "served": {"roc_auc": 0.8}, "models": {"logreg": {"roc_auc": 0.75, "n": 10}}})
+    >>> 'churnpulse_model_roc_auc{model="logreg"} 0.75' in text
+    True
+    """
+    lines = []
+
+    def gauge(name: str, value: Any, labels: str = "") -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return
+        if isinstance(value, float) and math.isnan(value):
+            return
+        lines.append(f"churnpulse_{name}{labels} {value}")
+
+    for key in ("version", "resolved", "pending", "learn_calls"):
+        gauge(f"learner_{key}", status.get(key))
+    for key, value in status.get("labels", {}).items():
+        gauge(f"labels_{key}_total", value)
+    for key, value in status.get("served", {}).items():
+        gauge(f"served_{key}", value)
+    for model, metrics in status.get("models", {}).items():
+        for key, value in metrics.items():
+            gauge(f"model_{key}", value, f'{{model="{model}"}}')
+    return "\n".join(lines) + "\n"
+
+
+async def serve_metrics(service: Any, port: int) -> Any:
+    from aiohttp import web
+
+    async def metrics(_: web.Request) -> web.Response:
+        status = await service.states.status() or {}
+        return web.Response(text=prometheus_text(status), content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+def _fmt(value: Any) -> str:
+    """A metric cell; NaN (stored as null) and missing values show as '-'.
+
+    >>> _fmt(None), _fmt(float("nan")), _fmt(0.81234), _fmt(12)
+    ('-', '-', '0.8123', '12')
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def cmd_model_status(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.learner.service import LearnerStateStore
+    from streams.worker.app import make_redis
+
+    async def read() -> dict[str, Any] | None:
+        client = make_redis(settings)
+        try:
+            return await LearnerStateStore(client, settings.redis.key_prefix).status()
+        finally:
+            await client.aclose()
+
+    status = asyncio.run(read())
+    if status is None:
+        print("no learner has checkpointed yet (start `churnpulse learner`, or warm-start "
+              "with `churnpulse train EVENTS LABELS`)")
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    console = Console()
+    console.print(f"[bold]model {status['version']}-{status['champion']}[/bold] · "
+                  f"{status['resolved']:,} resolved · {status['pending']:,} pending · "
+                  f"watermark {status.get('watermark') or '-'} · updated {status['updated_at']}")
+    table = Table(title="delayed metrics (rolling window of resolved observations)")
+    table.add_column("metric")
+    table.add_column("served", justify="right")
+    models = status["models"]
+    for name in models:
+        table.add_column(name + (" (champion)" if name == status["champion"] else ""),
+                         justify="right")
+    for row in METRIC_ROWS:
+        table.add_row(row, _fmt(status["served"].get(row)),
+                      *(_fmt(models[n].get(row)) for n in models))
+    console.print(table)
+    labels = status["labels"]
+    console.print("labels: " + ", ".join(f"{k} {v:,}" for k, v in labels.items()))
+    console.print(f"learn calls {status.get('learn_calls', 0):,} · promotions: "
+                  f"{', '.join(status.get('promotions') or []) or 'none'}")
+    if status.get("events"):
+        console.print("recent events: " + ", ".join(status["events"]))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands to the ``churnpulse`` parser."""
+    learner = sub.add_parser("learner", help="run the learner (the single writer of the model)")
+    learner.set_defaults(func=cmd_learner)
+
+    model = sub.add_parser("model", help="model registry and metrics")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    status = model_sub.add_parser("status", help="delayed metrics of every model")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_model_status)

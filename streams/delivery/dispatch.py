@@ -1,0 +1,324 @@
+"""``churnpulse dispatch``: alerts from ``churn-alerts`` to signed webhooks and the log sink.
+
+Per batch of alerts read by the dispatch consumer group (``isolation_level=read_committed``,
+so an alerter's aborted transactions are never sent):
+
+1. decode and validate each record; a malformed one goes to the dead-letter topic with the
+   reason (``churn.dlq.*`` headers as for events) and nothing else waits for it;
+2. deliver each alert to every dispatcher (:func:`alerts.dispatch.deliver_once`): skipped when
+   the Redis set of delivered ids already holds it, POSTed with retries otherwise, remembered
+   after a 2xx; one customer's alerts in order, up to ``webhook.concurrency`` customers at once;
+3. dead-letter each alert a target gave up on (``webhook_failed`` after ``max_attempts``,
+   ``webhook_rejected`` on a non-retryable status) with ``churn.dlq.target`` and
+   ``churn.dlq.attempts``, and wait for the broker's acknowledgement;
+4. only then commit the batch's offsets.
+
+A Redis outage is retried with backoff (the batch is re-run; ids delivered before the outage
+are skipped, a POST whose bookkeeping failed is repeated and the receiver deduplicates it on
+``Idempotency-Key``). Nothing escapes the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import TopicPartition
+from redis.exceptions import RedisError
+
+from alerts.dispatch import (
+    Alert,
+    BadAlert,
+    DeliveredStore,
+    Delivery,
+    Dispatcher,
+    LogSink,
+    deliver_once,
+    parse_alert,
+)
+from alerts.webhooks import RetryPolicy, TransportError, WebhookDispatcher, WebhookTarget
+from streams.errors import InvalidMessage, TransientError
+from streams.settings import Settings
+from streams.worker.consumer import AIOKafkaSink, kafka_client_options, to_raw
+from streams.worker.processor import OutRecord, RawRecord, dead_letter_headers, retry_transient
+
+log = logging.getLogger(__name__)
+BATCH = 100  # alerts per batch: bounds the time a batch can spend in retries
+MAX_POLL_INTERVAL_MS = 30 * 60 * 1000
+
+
+class AiohttpTransport:
+    """:class:`alerts.webhooks.Transport` on one aiohttp client session."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str],
+                   timeout_s: float) -> int:
+        try:
+            async with self._session.post(url, data=body, headers=dict(headers),
+                                          timeout=aiohttp.ClientTimeout(total=timeout_s),
+                                          allow_redirects=False) as response:
+                await response.read()
+                return response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class RedisDeliveredStore:
+    """:class:`alerts.dispatch.DeliveredStore`: one key per delivered alert, with a TTL.
+
+    ``<prefix>:delivered:<dispatcher>:<alert_id>`` (each id expires on its own, so memory is
+    bounded by the alerts of ``ttl_s``).
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str, ttl_s: float) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._ttl_ms = int(ttl_s * 1000)
+
+    def key(self, dispatcher: str, alert_id: str) -> str:
+        return f"{self._prefix}:delivered:{dispatcher}:{alert_id}"
+
+    async def seen(self, dispatcher: str, alert_id: str) -> bool:
+        try:
+            return bool(await self._client.exists(self.key(dispatcher, alert_id)))
+        except (RedisError, OSError) as exc:
+            raise TransientError(f"redis: {exc}") from exc
+
+    async def mark(self, dispatcher: str, alert_id: str) -> None:
+        try:
+            await self._client.set(self.key(dispatcher, alert_id), b"1", px=self._ttl_ms)
+        except (RedisError, OSError) as exc:
+            raise TransientError(f"redis: {exc}") from exc
+
+
+def _append_line(path: Path) -> Any:
+    def write(line: str) -> None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    return write
+
+
+def build_dispatchers(settings: Settings, transport: AiohttpTransport) -> list[Dispatcher]:
+    """The webhook targets of the settings, plus the log sinks that are switched on."""
+    cfg = settings.webhook
+    policy = RetryPolicy(cfg.max_attempts, cfg.backoff_base_s, cfg.backoff_max_s)
+    rng = random.Random()  # jitter for the backoff, not security
+    dispatchers: list[Dispatcher] = [
+        WebhookDispatcher(WebhookTarget(t.name, t.url, t.secret.get_secret_value().encode(),
+                                        t.min_severity, t.timeout_s, t.include_holdout),
+                          transport, policy=policy, clock=time.time, random=rng.random)
+        for t in cfg.targets
+    ]
+    if cfg.log_sink:
+        alerts_log = logging.getLogger("churnpulse.alerts")
+        dispatchers.append(LogSink(alerts_log.info, name="log"))
+    if cfg.log_file is not None:
+        dispatchers.append(LogSink(_append_line(cfg.log_file), name="log-file", json_lines=True))
+    return dispatchers
+
+
+class AlertDispatchService:
+    """The dispatch consumer loop (see the module docstring)."""
+
+    def __init__(self, settings: Settings, dispatchers: Sequence[Dispatcher],
+                 store: DeliveredStore) -> None:
+        self._settings = settings
+        self._dispatchers = list(dispatchers)
+        self._store = store
+        self.counts: Counter[str] = Counter()
+        self.batches = 0
+
+    async def run_forever(self) -> None:
+        """:meth:`run`, restarted with backoff when the consumer fails (broker unreachable, ...).
+
+        Uncommitted alerts are read again after a restart; delivered ones are skipped.
+        """
+        delay = 0.5
+        while True:
+            try:
+                await self.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counts["restarts"] += 1
+                log.warning("dispatch consumer failed, restarting in %.1f s: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        settings = self._settings
+        consumer = AIOKafkaConsumer(
+            settings.topics.alerts, **kafka_client_options(settings),
+            group_id=settings.webhook.consumer_group, client_id="churnpulse-dispatch",
+            isolation_level="read_committed", enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=BATCH,
+            # a batch may wait out retries against a dead receiver (see docs/webhooks.md)
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+            session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, settings.worker.session_timeout_s / 3) * 1000),
+        )
+        producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all",
+                                    enable_idempotence=True, client_id="churnpulse-dispatch")
+        await producer.start()
+        try:
+            await consumer.start()
+            log.info("dispatching %s as group %s to %s", settings.topics.alerts,
+                     settings.webhook.consumer_group,
+                     ", ".join(d.name for d in self._dispatchers) or "nothing")
+            sink = AIOKafkaSink(producer)
+            while True:
+                fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+                records = [to_raw(m) for msgs in fetched.values() for m in msgs]
+                if not records:
+                    continue
+                offsets = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items() if msgs}
+                await self._process_safely(records, sink)
+                await self._commit(consumer, offsets)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            await producer.stop()
+
+    async def _process_safely(self, records: Sequence[RawRecord], sink: AIOKafkaSink) -> None:
+        def on_retry(attempt: int, exc: TransientError) -> None:
+            log.warning("dispatch batch failed (attempt %d), retrying: %s", attempt, exc)
+
+        try:
+            await retry_transient(lambda: self.process(records, sink), on_retry=on_retry)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: keep the records, move on
+            log.exception("dispatching a batch of %d alerts failed; dead-lettering it",
+                          len(records))
+            error = InvalidMessage("processing_failed", f"{type(exc).__name__}: {exc}")
+            now = time.time()
+            await retry_transient(lambda: sink.publish([
+                OutRecord(self._settings.topics.dead_letter, r.key, r.value or b"",
+                          dead_letter_headers(r, error, now)) for r in records]),
+                on_retry=on_retry)
+
+    async def process(self, records: Sequence[RawRecord], sink: AIOKafkaSink) -> None:
+        """Deliver one batch; publish its dead letters; raise TransientError to be re-run."""
+        dead: list[OutRecord] = []
+        by_customer: dict[str, list[tuple[RawRecord, Alert]]] = {}
+        for record in records:
+            try:
+                alert = decode_alert(record)
+            except BadAlert as exc:
+                self.counts["malformed"] += 1
+                log.warning("malformed alert at %s[%d]@%d: %s", record.topic, record.partition,
+                            record.offset, exc)
+                dead.append(self._dead_letter(record, exc.code, exc.detail))
+                continue
+            by_customer.setdefault(alert.customer_id, []).append((record, alert))
+        gate = asyncio.Semaphore(self._settings.webhook.concurrency)
+
+        async def one_customer(items: list[tuple[RawRecord, Alert]]) -> list[OutRecord]:
+            out: list[OutRecord] = []
+            async with gate:
+                for record, alert in items:
+                    for dispatcher in self._dispatchers:
+                        delivery = await deliver_once(dispatcher, self._store, alert)
+                        self._count(dispatcher.name, delivery)
+                        if delivery.status == "dead":
+                            log.warning("alert %s to %s dead-lettered: %s", alert.alert_id,
+                                        dispatcher.name, delivery.detail)
+                            out.append(self._dead_letter(
+                                record, delivery.code, delivery.detail,
+                                [("churn.dlq.target", dispatcher.name.encode()),
+                                 ("churn.dlq.attempts", str(delivery.attempts).encode())]))
+            return out
+
+        for part in await asyncio.gather(*(one_customer(v) for v in by_customer.values())):
+            dead.extend(part)
+        if dead:
+            await sink.publish(dead)
+        self.batches += 1
+
+    def _count(self, name: str, delivery: Delivery) -> None:
+        self.counts[f"{name}.{delivery.status}"] += 1
+        self.counts[delivery.status] += 1
+
+    def _dead_letter(self, record: RawRecord, code: str, detail: str,
+                     extra: list[tuple[str, bytes]] | None = None) -> OutRecord:
+        headers = dead_letter_headers(record, InvalidMessage(code, detail), time.time())
+        return OutRecord(self._settings.topics.dead_letter, record.key, record.value or b"",
+                         headers + (extra or []))
+
+    @staticmethod
+    async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("offset commit failed, the batch will be re-read (deduplicated): %s",
+                        exc)
+
+
+def decode_alert(record: RawRecord) -> Alert:
+    """Decode one ``churn-alerts`` record, or raise :class:`~alerts.dispatch.BadAlert`."""
+    if not record.value:
+        raise BadAlert("empty", "the record has no value")
+    try:
+        obj = orjson.loads(record.value)
+    except orjson.JSONDecodeError as exc:
+        raise BadAlert("bad_json", f"not valid JSON ({exc})") from None
+    return parse_alert(obj, record.value)
+
+
+async def run_dispatch_async(settings: Settings) -> None:
+    cfg = settings.redis
+    password = cfg.password.get_secret_value() if cfg.password else None
+    client = aioredis.Redis.from_url(cfg.url, password=password,
+                                     socket_timeout=cfg.socket_timeout_s,
+                                     socket_connect_timeout=cfg.socket_timeout_s)
+    async with aiohttp.ClientSession(headers={"User-Agent": "churnpulse-webhooks/1"}) as http:
+        store = RedisDeliveredStore(client, cfg.key_prefix, settings.webhook.delivered_ttl_s)
+        service = AlertDispatchService(settings, build_dispatchers(settings,
+                                                                   AiohttpTransport(http)), store)
+        try:
+            await service.run_forever()
+        finally:
+            await client.aclose()
+            log.info("dispatch stopped: %s", dict(service.counts))
+
+
+def run_dispatch(settings: Settings) -> int:
+    """Blocking entry point of ``churnpulse dispatch`` (Ctrl-C / SIGTERM stop it)."""
+    import signal
+
+    from streams.kafka.topics import ensure_topics
+
+    if not settings.webhook.targets and not settings.webhook.log_sink \
+            and settings.webhook.log_file is None:
+        print("churnpulse: nothing to dispatch to: set CHURN_WEBHOOK__TARGETS or enable the log"
+              " sink (CHURN_WEBHOOK__LOG_SINK=true)", file=sys.stderr)
+        return 2
+    ensure_topics(settings.kafka, settings.topics)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_dispatch_async(settings)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,359 @@
+"""The learner process (``churnpulse learner``): the single writer of the model.
+
+Each step (about once a second):
+
+1. read the pipeline's watermark (the slowest events partition's sweep clock, published by
+   the workers), then new churn labels (all partitions of the labels topic, from the
+   checkpointed offsets); negatives are resolved by the watermark only once the labels are
+   read up to the end they had after the watermark was read;
+2. resolve and learn (:class:`streams.learner.loop.LearningLoop`);
+3. write one checkpoint — learner state (all models, metrics), label offsets, version, and the
+   *tombstones* (the snapshots just resolved) — as a single Redis value, atomically;
+4. publish the champion as the next model version (scorers pick it up within ``poll_s``);
+5. remove the tombstoned snapshots from the observation store.
+
+A crash before 3 leaves the old checkpoint: the labels are read again from its offsets and the
+snapshots are still pending, so every one is learned once. A crash after 3 replays the
+tombstones (removal is idempotent) on start. A Redis lock with a fencing value keeps a second
+learner from writing. Drift and promotion events go to the model-events topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import pickle
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from online_models.learner import Learner, PromotionRule
+from online_models.model import RIVER_VERSION, ModelHandle
+from online_models.observations import LabelPolicy, Observation
+from streams.contracts import ChurnLabel, decode_label, encode, format_ts
+from streams.errors import ConfigurationError, InvalidMessage
+from streams.learner.loop import LabelCounts, LearningLoop, RecentIds
+from streams.redis.model_registry import RedisModelRegistry
+from streams.redis.observation_store import (
+    RedisChurnedCustomers,
+    RedisObservationStore,
+    RedisWatermarkBoard,
+)
+from streams.settings import Settings
+from streams.worker.consumer import kafka_client_options
+from streams.worker.processor import RawRecord, dead_letter_headers
+
+log = logging.getLogger(__name__)
+DAY_S = 86400.0
+LOCK_TTL_MS = 15_000
+# KEYS[1] lock, ARGV[1] our token, ARGV[2] ttl ms. A step that ran longer than the TTL (a big
+# batch for slow challengers) finds the lock expired: it may take it back unless another
+# learner holds it now, which is what fencing must refuse.
+TAKE_OR_KEEP_LOCK = (
+    "local holder = redis.call('GET', KEYS[1]) "
+    "if holder and holder ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+)
+
+
+@dataclass
+class LearnerState:
+    """Everything a restarted learner needs; pickled as one Redis value."""
+
+    learner: Learner
+    version: int = 0
+    offsets: dict[int, int] = field(default_factory=dict)
+    tombstones: list[Observation] = field(default_factory=list)
+    recent_labels: RecentIds = field(default_factory=RecentIds)
+    held: list[ChurnLabel] = field(default_factory=list)
+    churn_times: dict[str, list[float]] = field(default_factory=dict)
+    counts: LabelCounts = field(default_factory=LabelCounts)
+    watermark: float = float("-inf")
+    river: str = RIVER_VERSION
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        """Load a state pickled by an earlier churnpulse: fields added since get their
+        defaults, and a plain deque of recent label ids becomes a :class:`RecentIds`."""
+        for f in dataclasses.fields(self):
+            if f.name not in saved:
+                if f.default_factory is not dataclasses.MISSING:
+                    saved[f.name] = f.default_factory()
+                elif f.default is not dataclasses.MISSING:
+                    saved[f.name] = f.default
+        recent = saved.get("recent_labels")
+        if not isinstance(recent, RecentIds):
+            ids = RecentIds()
+            for label_id in recent or ():
+                ids.append(str(label_id))
+            saved["recent_labels"] = ids
+        self.__dict__.update(saved)
+
+
+def policy_of(settings: Settings) -> LabelPolicy:
+    m = settings.model
+    return LabelPolicy(horizon_s=m.horizon_days * DAY_S,
+                       interval_s=m.observation_interval_hours * 3600.0)
+
+
+def new_learner(settings: Settings) -> Learner:
+    m = settings.model
+    return Learner.create(m.name, tuple(m.challengers), threshold=m.alert_threshold,
+                          window=m.metrics_window,
+                          rule=PromotionRule(m.promote_after, m.promote_margin),
+                          learning_rate=m.learning_rate, l2=m.l2)
+
+
+class LearnerStateStore:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self.state_key = f"{prefix}:learner:state"
+        self.status_key = f"{prefix}:learner:status"
+        self.lock_key = f"{prefix}:learner:lock"
+
+    async def load(self) -> LearnerState | None:
+        raw = await self._client.get(self.state_key)
+        if raw is None:
+            return None
+        data = raw if isinstance(raw, bytes) else str(raw).encode()
+        state = pickle.loads(data)  # noqa: S301 - written by this process only
+        if not isinstance(state, LearnerState):
+            raise ConfigurationError(f"{self.state_key} does not hold a learner state")
+        if state.river.split(".")[:2] != RIVER_VERSION.split(".")[:2]:
+            raise ConfigurationError(f"learner state written with river {state.river}, "
+                                     f"running {RIVER_VERSION}: retrain (churnpulse train)")
+        return state
+
+    async def save(self, state: LearnerState, token: str, status: dict[str, Any]) -> None:
+        """Write state and status only while we hold the lock (fencing)."""
+        ok = await self._client.eval(
+            TAKE_OR_KEEP_LOCK +
+            "redis.call('SET', KEYS[2], ARGV[3]) redis.call('SET', KEYS[3], ARGV[4]) return 1",
+            3, self.lock_key, self.state_key, self.status_key, token, LOCK_TTL_MS,
+            pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), orjson.dumps(status))
+        if not ok:
+            raise ConfigurationError("lost the learner lock: another learner is writing")
+
+    async def status(self) -> dict[str, Any] | None:
+        raw = await self._client.get(self.status_key)
+        return None if raw is None else dict(orjson.loads(raw))
+
+
+async def acquire_lock(client: aioredis.Redis, key: str, token: str, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while not await client.set(key, token, nx=True, px=LOCK_TTL_MS):
+        if time.monotonic() > deadline:
+            holder = await client.get(key)
+            raise ConfigurationError(f"another learner holds {key} ({holder!r}); only one "
+                                     "learner may run")
+        await asyncio.sleep(0.5)
+
+
+async def renew_lock(client: aioredis.Redis, key: str, token: str) -> bool:
+    """Extend our lock; take it back if it expired meanwhile and nobody else took it."""
+    renewed = await client.eval(TAKE_OR_KEEP_LOCK + "return 1", 1, key, token, LOCK_TTL_MS)
+    return bool(renewed)
+
+
+def status_of(state: LearnerState, loop: LearningLoop, pending: int) -> dict[str, Any]:
+    report = state.learner.report()
+    c = state.counts
+    return {**report, "version": state.version, "labels": {**c.__dict__, "held": len(state.held)},
+            "pending": pending,
+            "watermark": format_ts(state.watermark) if state.watermark > 0 else None,
+            "learn_calls": state.learner.learn_calls, "updated_at": format_ts(time.time()),
+            "events": loop.events[-20:]}
+
+
+class LearnerService:
+    def __init__(self, settings: Settings, client: aioredis.Redis) -> None:
+        self.settings = settings
+        self.client = client
+        prefix = settings.redis.key_prefix
+        self.policy = policy_of(settings)
+        self.store = RedisObservationStore(client, prefix, self.policy)
+        self.states = LearnerStateStore(client, prefix)
+        self.registry = RedisModelRegistry(client, prefix)
+        self.churned = RedisChurnedCustomers(client, prefix)
+        self.board = RedisWatermarkBoard(client, prefix)
+        self.token = f"{uuid.uuid4()}"
+        self.state: LearnerState | None = None
+        self.loop: LearningLoop | None = None
+        self.invalid_labels = 0
+
+    async def mark_churned(self, customer_id: str, ts: float) -> None:
+        """Scorers skip a churned customer until it has an event after ``ts``."""
+        await self.churned.mark(customer_id, ts)
+
+    async def start(self, wait_s: float = 30.0) -> None:
+        await acquire_lock(self.client, self.states.lock_key, self.token, wait_s)
+        state = await self.states.load() or LearnerState(new_learner(self.settings))
+        await self.store.remove(state.tombstones)  # finish what the last run checkpointed
+        state.tombstones = []
+        self.state = state
+        self.loop = LearningLoop(self.store, state.learner, self.policy, self.mark_churned,
+                                 state.recent_labels, state.counts, state.watermark,
+                                 held=state.held, mark_many=self.churned.mark_many,
+                                 deferred=True, churn_times=state.churn_times)
+        if state.version and await self.registry.current_version() != self.model_version():
+            await self.publish_model()
+        log.info("learner ready at version %d (%d resolved so far)", state.version,
+                 state.learner.total)
+
+    def model_version(self) -> str:
+        assert self.state is not None
+        return f"{self.state.version}-{self.state.learner.champion.name}"
+
+    async def publish_model(self) -> None:
+        assert self.state is not None
+        learner = self.state.learner
+        handle = ModelHandle(self.model_version(), learner.champion.model, {
+            "model": learner.champion.name,
+            "metrics": learner.champion.metrics.report(),
+            "resolved": learner.total,
+            "label_offsets": {str(p): o for p, o in sorted(self.state.offsets.items())},
+            "feature_schema": feature_schema(self.settings, learner),
+            "published_at": format_ts(time.time()),
+        })
+        await self.registry.publish(handle, keep=self.settings.model.keep_versions)
+
+    async def step(self, records: list[Any], producer: AIOKafkaProducer | None,
+                   watermark: float | None = None, caught_up: bool = True) -> int:
+        """One learner step over fetched label records; returns resolutions learned.
+
+        ``watermark``: the pipeline's (None: no worker has published one); labels are
+        resolved once it reached their time, and snapshots whose horizon it passed resolve
+        negative, but only when ``caught_up`` (every label published before the watermark
+        was read has been read).
+        """
+        state, loop = self.state, self.loop
+        assert state is not None
+        assert loop is not None
+        resolved: list[Observation] = []
+        learned = 0
+        moved = False
+        labels: list[ChurnLabel] = []
+        for msg in records:
+            state.offsets[msg.partition] = msg.offset + 1
+            moved = True
+            try:
+                labels.append(decode_label(msg.value or b""))
+            except InvalidMessage as exc:
+                self.invalid_labels += 1
+                if producer is not None:
+                    raw = RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+                    await producer.send_and_wait(
+                        self.settings.topics.dead_letter, msg.value or b"", key=msg.key,
+                        headers=dead_letter_headers(raw, exc, time.time()))
+        held_before = len(loop.held)
+        positives, dropped = await loop.on_labels(labels, watermark)
+        resolved += [r.observation for r in positives] + dropped
+        learned += len(positives)
+        released = held_before != len(loop.held)
+        if watermark is not None and caught_up:
+            negatives = await loop.on_watermark(watermark)
+            resolved += [r.observation for r in negatives]
+            learned += len(negatives)
+        state.held = loop.held
+        loop.flush()
+        state.watermark = loop.watermark
+        if not (moved or resolved or released):
+            return 0
+        state.version += 1 if learned else 0
+        state.tombstones = resolved
+        pending = await self.store.count() - len({o.obs_id for o in resolved})
+        await self.states.save(state, self.token, status_of(state, loop, max(0, pending)))
+        if learned:
+            await self.publish_model()
+        await self.store.remove(resolved)
+        loop.settle()
+        if producer is not None:
+            for event in loop.events:
+                await producer.send(self.settings.topics.model_events, encode(
+                    {"event": event, "version": self.model_version(),
+                     "at": format_ts(time.time())}))
+        loop.events.clear()
+        return learned
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        await self.start()
+        topic = self.settings.topics.labels
+        consumer = AIOKafkaConsumer(**kafka_client_options(self.settings), group_id=None,
+                                    enable_auto_commit=False, client_id="churnpulse-learner")
+        producer = AIOKafkaProducer(**kafka_client_options(self.settings), acks="all")
+        await consumer.start()
+        await producer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                partitions = await _wait_partitions(consumer, topic)
+            assert self.state is not None
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            for tp in tps:
+                if tp.partition in self.state.offsets:
+                    consumer.seek(tp, self.state.offsets[tp.partition])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            while not stop.is_set():
+                # the watermark first, then the labels' end: once every label published before
+                # the watermark was read, nothing can still turn its snapshots positive
+                mark = await self.board.slowest()
+                ends = await consumer.end_offsets(tps)
+                fetched = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                records = [m for msgs in fetched.values() for m in msgs]
+                caught_up = await self._caught_up(consumer, tps, ends, records)
+                await self.step(records, producer, mark, caught_up)
+                if not await renew_lock(self.client, self.states.lock_key, self.token):
+                    raise ConfigurationError("lost the learner lock")
+        finally:
+            await consumer.stop()
+            await producer.stop()
+            await self.client.eval(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                "return redis.call('DEL', KEYS[1]) end return 0", 1, self.states.lock_key,
+                self.token)
+
+
+    async def _caught_up(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition],
+                         ends: dict[TopicPartition, int], records: list[Any]) -> bool:
+        assert self.state is not None
+        read = dict(self.state.offsets)
+        for msg in records:
+            read[msg.partition] = msg.offset + 1
+        for tp in tps:
+            position = read.get(tp.partition)
+            if position is None:
+                position = await consumer.position(tp)
+            if position < ends.get(tp, 0):
+                return False
+        return True
+
+
+def feature_schema(settings: Settings, learner: Learner) -> dict[str, Any]:
+    """What a checkpoint was trained on: the feature settings and the features it has seen."""
+    model = learner.champion.model
+    steps = getattr(model, "steps", None)
+    seen: list[str] = []
+    if steps:
+        first = next(iter(steps.values()))
+        seen = sorted(str(k) for k in getattr(first, "means", {}))
+    return {"features": settings.features.model_dump(mode="json"), "seen": seen}
+
+
+async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(60):
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        await asyncio.sleep(0.5)
+    raise ConfigurationError(f"topic {topic} does not exist (run `churnpulse worker` first or "
+                             "create it)")

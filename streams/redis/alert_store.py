@@ -1,0 +1,177 @@
+"""Where the alerter keeps its per-customer records: the port, Redis, and an in-memory twin.
+
+Each customer's :class:`~alerts.batch.Stored` record (risk state, last applied score offset,
+outbox) is stored with a version. :meth:`AlertStore.write` is all-or-nothing and
+compare-and-set: it writes every record of a batch only if none changed since it was read (a
+second alerter that still believes it owns a partition cannot interleave its writes), otherwise
+it writes nothing and names the customers that changed.
+
+Redis layout (the customer's hash tag, as the feature store's keys)::
+
+    <prefix>:{c:<id>}:alert    hash: "r" the record as JSON, "v" its version; TTL = state_ttl
+    <prefix>:churned           hash: customer -> churn time (epoch s), written by the learner
+    <prefix>:alerts:segments   the behaviour segments' centroids (JSON)
+
+The write is one Lua call over the batch's keys. Like the feature store's batch script it
+assumes one Redis node; on Redis Cluster a batch would have to be split by slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from alerts.batch import Stored
+from alerts.segments import SegmentModel
+from online_models.features import catalogue
+from streams.errors import TransientError
+from streams.redis.feature_store import STATE_FIELD, RedisFeatureStore
+from streams.redis.packed_state import unpack_state
+
+LUA_WRITE = Path(__file__).with_name("lua") / "alert_write.lua"
+LUA_READ = Path(__file__).with_name("lua") / "alert_read.lua"
+Versioned = tuple[Stored, int]
+
+
+class AlertStore(Protocol):
+    async def read(self, customers: Iterable[str]) -> tuple[dict[str, Versioned],
+                                                            dict[str, float]]:
+        """Stored records (version 0 = none yet) and churn marks of these customers."""
+        ...
+
+    async def write(self, records: Mapping[str, Versioned]) -> list[str]:
+        """Write ``customer -> (record, version read)`` if no version moved; else write
+        nothing and return the customers whose version moved."""
+        ...
+
+    async def load_segments(self) -> SegmentModel | None: ...
+
+    async def save_segments(self, model: SegmentModel) -> None: ...
+
+
+class InMemoryAlertStore:
+    """An :class:`AlertStore` in a dict (unit tests)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Versioned] = {}
+        self.churned: dict[str, float] = {}
+        self.segments: SegmentModel | None = None
+
+    async def read(self, customers: Iterable[str]) -> tuple[dict[str, Versioned],
+                                                            dict[str, float]]:
+        cids = list(customers)
+        return ({c: self.records.get(c, (Stored(), 0)) for c in cids},
+                {c: self.churned[c] for c in cids if c in self.churned})
+
+    async def write(self, records: Mapping[str, Versioned]) -> list[str]:
+        moved = [c for c, (_, v) in records.items() if self.records.get(c, (None, 0))[1] != v]
+        if not moved:
+            for c, (record, v) in records.items():
+                self.records[c] = (Stored.from_json(orjson.loads(orjson.dumps(
+                    record.to_json()))), v + 1)
+        return moved
+
+    async def load_segments(self) -> SegmentModel | None:
+        return self.segments
+
+    async def save_segments(self, model: SegmentModel) -> None:
+        self.segments = model
+
+
+class RedisAlertStore:
+    """An :class:`AlertStore` on Redis (layout in the module docstring)."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, ttl_s: float = 0.0) -> None:
+        self._client = client
+        self.prefix = prefix
+        self._ttl_ms = round(ttl_s * 1000)
+        self._scripts = {"write": LUA_WRITE.read_text(), "read": LUA_READ.read_text()}
+        self._shas: dict[str, str] = {}
+
+    def key(self, customer_id: str) -> str:
+        return f"{self.prefix}:{{c:{customer_id}}}:alert"
+
+    @property
+    def churned_key(self) -> str:
+        return f"{self.prefix}:churned"
+
+    @property
+    def segments_key(self) -> str:
+        return f"{self.prefix}:alerts:segments"
+
+    async def read(self, customers: Iterable[str]) -> tuple[dict[str, Versioned],
+                                                            dict[str, float]]:
+        cids = list(customers)
+        if not cids:
+            return {}, {}
+        n = len(cids)
+        reply = await self._script("read", [*(self.key(c) for c in cids), self.churned_key],
+                                   cids)
+        out: dict[str, Versioned] = {}
+        for i, c in enumerate(cids):
+            raw, version = reply[2 * i], reply[2 * i + 1]
+            out[c] = (Stored.from_json(orjson.loads(raw)) if raw else Stored(),
+                      int(version) if version else 0)
+        churned = {c: float(v) for c, v in zip(cids, reply[2 * n:], strict=True) if v}
+        return out, churned
+
+    async def write(self, records: Mapping[str, Versioned]) -> list[str]:
+        if not records:
+            return []
+        cids = list(records)
+        keys = [self.key(c) for c in cids]
+        args: list[Any] = [self._ttl_ms, *(records[c][1] for c in cids),
+                           *(orjson.dumps(records[c][0].to_json()) for c in cids)]
+        moved = await self._script("write", keys, args)
+        return [cids[int(i) - 1] for i in moved]
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        sha = self._shas.get(name)
+        if sha is None:
+            sha = self._shas[name] = await _call(self._client.script_load(self._scripts[name]))
+        try:
+            return await _call(self._client.evalsha(sha, len(keys), *keys, *args))
+        except NoScriptError:  # the server restarted or flushed its scripts
+            sha = self._shas[name] = await _call(self._client.script_load(self._scripts[name]))
+            return await _call(self._client.evalsha(sha, len(keys), *keys, *args))
+
+    async def load_segments(self) -> SegmentModel | None:
+        raw = await _call(self._client.get(self.segments_key))
+        return SegmentModel.from_json(orjson.loads(raw)) if raw else None
+
+    async def save_segments(self, model: SegmentModel) -> None:
+        await _call(self._client.set(self.segments_key, orjson.dumps(model.to_json())))
+
+
+class RedisFeatureReader:
+    """The feature catalogue of several customers in one pipelined round trip."""
+
+    def __init__(self, store: RedisFeatureStore, client: aioredis.Redis) -> None:
+        self._store = store
+        self._client = client
+
+    async def features_many(self, customers: Sequence[str],
+                            at: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        if not customers:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for c in customers:
+            pipe.hget(self._store.feature_key(c), STATE_FIELD)
+        replies = await _call(pipe.execute())
+        spec = self._store.spec
+        return {c: catalogue(unpack_state(raw), at[c], spec)
+                for c, raw in zip(customers, replies, strict=True)}
+
+
+async def _call(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise TransientError(f"redis unavailable: {exc}") from exc

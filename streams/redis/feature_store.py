@@ -1,0 +1,366 @@
+"""Per-customer feature state and the due-index: the ports, the Redis adapter, an in-memory twin.
+
+Both implementations apply the same update (:func:`online_models.features.apply_event`) with
+the same exactly-once rule, and the contract suite (``tests/feature_store_contract.py``) runs
+against both.
+
+Exactly-once, and its bound
+---------------------------
+Per customer, a ring remembers the last ``dedup_ids`` applied events (a 64-bit fingerprint of
+the event id and the event time in ms; 14 bytes each in Redis); an event found in the ring is a
+duplicate. When an entry leaves the ring, ``dfloor`` becomes the largest event time that ever
+left it, and events at or before ``dfloor`` are skipped as *late*: they can no longer be
+checked. Every applied event later than ``dfloor`` is still in the ring, so re-applying events
+that were applied already (a producer retry, a replay after a crash) never changes the state,
+whatever the ring size.
+
+The ring bounds memory (``dedup_ids`` × 14 bytes per customer) and therefore how much disorder
+is tolerated: an event is applied (once) unless, when it arrives, an event of the same customer
+applied ``dedup_ids`` or more applications earlier has the same or a later time. Streams whose
+per-customer disorder stays within that bound give the same features in any order; events
+beyond it are counted as ``late`` and dropped (never counted twice).
+
+Due-index
+---------
+Per Kafka partition of the events topic, a sorted set of customer → next re-score time (event
+time). The event path raises it to ``newest event time + rescore_after_s`` in the same pipeline
+round trip as the batch's script (``ZADD GT``); the sweeper (``streams.worker.sweeper``) takes the
+customers due before its clock and moves them on (``ZADD XX GT``, so a newer event always wins).
+
+Redis layout (every key of a customer carries the hash tag ``{c:<id>}``, so all of a customer's
+keys share one Redis Cluster slot and the script touches only such keys; the due-index shards
+have their own tag, one slot per partition, and are written by plain commands beside the
+script)::
+
+    <prefix>:{c:<id>}:f      hash, TTL = retention: "s" the feature state and the dedup ring
+                             ("ids") as one MessagePack map (exact doubles, one value to read
+                             and write), "n" the event count as text (for people and tools)
+    <prefix>:due:{p<n>}      sorted set: customer id -> next re-score time, events partition n
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from online_models.features import DAY_S, FeatureSpec, apply_event, catalogue
+from streams.contracts import CustomerEvent
+from streams.errors import TransientError
+from streams.redis.packed_state import unpack_state
+from streams.settings import FeatureSettings
+
+LUA_APPLY_EVENTS = Path(__file__).with_name("lua") / "apply_events.lua"
+STATE_FIELD = "s"
+
+DueUpdates = Mapping[str, tuple[int, float]]
+"""Customer id → (events partition, due time): raise the customer's due time to at least this."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedState:
+    """A customer's state after a batch, and what the batch did to it."""
+
+    state: dict[str, float]
+    applied: int
+    late: int
+
+
+@dataclass(frozen=True, slots=True)
+class DueCustomer:
+    """A customer whose re-score time has come, with its current state."""
+
+    customer_id: str
+    due: float
+    state: dict[str, float]
+
+
+class FeatureStore(Protocol):
+    """Applies batches of events and returns the new state of every customer touched."""
+
+    @property
+    def spec(self) -> FeatureSpec: ...
+
+    async def apply(self, events: Sequence[CustomerEvent],
+                    due: DueUpdates | None = None) -> dict[str, AppliedState]: ...
+
+    async def get(self, customer_id: str) -> dict[str, float]: ...
+
+    async def features(self, customer_id: str, now: float) -> dict[str, float]: ...
+
+    async def forget(self, customer_id: str) -> int: ...
+
+
+class DueIndex(Protocol):
+    """When to re-score customers that have no new events, per events partition."""
+
+    async def due(self, partition: int, until: float, limit: int) -> list[DueCustomer]: ...
+
+    async def reschedule(self, partition: int, items: Sequence[tuple[str, float]]) -> None: ...
+
+
+def group_by_customer(events: Iterable[CustomerEvent]) -> dict[str, list[CustomerEvent]]:
+    groups: dict[str, list[CustomerEvent]] = defaultdict(list)
+    for event in events:
+        groups[event.customer_id].append(event)
+    return groups
+
+
+def fingerprint(event_id: str) -> str:
+    """16 hex digits of SHA-1: the id as the dedup ring stores it.
+
+    >>> fingerprint("e-1")
+    '5ae54a43a6014f7d'
+    >>> len({fingerprint(f"e-{i}") for i in range(10_000)})
+    10000
+    """
+    return hashlib.sha1(event_id.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def fingerprint_bytes(event_id: str) -> bytes:
+    """The same 64 bits as :func:`fingerprint`, as the Redis ring stores them.
+
+    >>> fingerprint_bytes("e-1").hex() == fingerprint("e-1")
+    True
+    """
+    return hashlib.sha1(event_id.encode(), usedforsecurity=False).digest()[:8]
+
+
+def ts_ms(ts: float) -> int:
+    return round(ts * 1000)
+
+
+class InMemoryFeatureStore:
+    """The same semantics as :class:`RedisFeatureStore`, in dicts (tests, backtests).
+
+    No retention TTL: nothing expires by itself here.
+    """
+
+    def __init__(self, settings: FeatureSettings) -> None:
+        self._settings = settings
+        self._spec = settings.spec
+        self._states: dict[str, dict[str, float]] = {}
+        self._rings: dict[str, deque[tuple[str, int]]] = {}
+        self._due: dict[int, dict[str, float]] = defaultdict(dict)
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self._spec
+
+    async def apply(self, events: Sequence[CustomerEvent],
+                    due: DueUpdates | None = None) -> dict[str, AppliedState]:
+        out = {cid: self._apply_one(cid, evs) for cid, evs in group_by_customer(events).items()}
+        for cid, (partition, when) in (due or {}).items():
+            shard = self._due[partition]
+            shard[cid] = max(when, shard.get(cid, when))
+        return out
+
+    async def get(self, customer_id: str) -> dict[str, float]:
+        return dict(self._states.get(customer_id, {}))
+
+    async def features(self, customer_id: str, now: float) -> dict[str, float]:
+        return catalogue(await self.get(customer_id), now, self._spec)
+
+    async def forget(self, customer_id: str) -> int:
+        removed = int(self._states.pop(customer_id, None) is not None)
+        self._rings.pop(customer_id, None)
+        for shard in self._due.values():
+            removed += int(shard.pop(customer_id, None) is not None)
+        return removed
+
+    async def due(self, partition: int, until: float, limit: int) -> list[DueCustomer]:
+        shard = self._due[partition]
+        ready = sorted((when, cid) for cid, when in shard.items() if when <= until)[:limit]
+        out = []
+        for when, cid in ready:
+            state = self._states.get(cid)
+            if state:
+                out.append(DueCustomer(cid, when, dict(state)))
+            else:
+                del shard[cid]
+        return out
+
+    async def reschedule(self, partition: int, items: Sequence[tuple[str, float]]) -> None:
+        shard = self._due[partition]
+        for cid, when in items:
+            if cid in shard and when > shard[cid]:
+                shard[cid] = when
+
+    def due_entries(self, partition: int) -> dict[str, float]:
+        """The due-index shard of a partition (tests)."""
+        return dict(self._due[partition])
+
+    def _apply_one(self, cid: str, events: list[CustomerEvent]) -> AppliedState:
+        ring_size, spec = self._settings.dedup_ids, self._spec
+        state = self._states.get(cid, {})
+        ring = self._rings.setdefault(cid, deque())
+        applied = late = 0
+        for ev in events:
+            fp, ms = fingerprint(ev.event_id), ts_ms(ev.ts)
+            floor = state.get("dfloor")
+            if floor is not None and ms <= floor:
+                late += 1
+            elif all(fp != seen for seen, _ in ring):
+                ring.append((fp, ms))
+                applied += 1
+                if len(ring) > ring_size:
+                    gone = ring.popleft()[1]
+                    if floor is None or gone > floor:
+                        state = {**state, "dfloor": float(gone)}
+                state = apply_event(state, ev.event_type, ev.ts, ev.value, spec)
+        self._states[cid] = state
+        return AppliedState(dict(state), applied, late)
+
+
+class RedisFeatureStore:
+    """Feature state in Redis: one Lua call per batch, due-index in the same round trip."""
+
+    def __init__(self, client: aioredis.Redis, settings: FeatureSettings, prefix: str) -> None:
+        self._client = client
+        self._settings = settings
+        self._spec = settings.spec
+        self._prefix = prefix
+        self._source = LUA_APPLY_EVENTS.read_text()
+        self._sha: str | None = None
+        self._config: dict[str, Any] = {
+            "max_types": settings.max_event_types,
+            "ring": settings.dedup_ids,
+            "ttl_ms": round(settings.retention_days * DAY_S * 1000),
+            "hl": [[name, h * DAY_S] for name, h in
+                   zip(self._spec.half_life_names, self._spec.half_lives_days, strict=True)],
+        }
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self._spec
+
+    def feature_key(self, customer_id: str) -> str:
+        return f"{self._prefix}:{{c:{customer_id}}}:f"
+
+    def due_key(self, partition: int) -> str:
+        return f"{self._prefix}:due:{{p{partition}}}"
+
+    async def get(self, customer_id: str) -> dict[str, float]:
+        return unpack_state(await self._call(
+            self._client.hget(self.feature_key(customer_id), STATE_FIELD)))
+
+    async def features(self, customer_id: str, now: float) -> dict[str, float]:
+        return catalogue(await self.get(customer_id), now, self._spec)
+
+    async def apply(self, events: Sequence[CustomerEvent],
+                    due: DueUpdates | None = None) -> dict[str, AppliedState]:
+        if not events:
+            return {}
+        groups = group_by_customer(events)
+        keys = [self.feature_key(cid) for cid in groups]
+        request = dict(self._config)
+        request["customers"] = [
+            [(e.event_type, e.ts, ts_ms(e.ts), False if e.value is None else e.value)
+             for e in evs]
+            for evs in groups.values()
+        ]
+        fingerprints = b"".join(fingerprint_bytes(e.event_id)
+                                for evs in groups.values() for e in evs)
+        reply = orjson.loads(await self._eval(keys, orjson.dumps(request), fingerprints,
+                                              due or {}))
+        return {cid: AppliedState(state, applied, late)
+                for cid, (applied, late, state) in zip(groups, reply, strict=True)}
+
+    async def due(self, partition: int, until: float, limit: int) -> list[DueCustomer]:
+        key = self.due_key(partition)
+        entries = await self._call(self._client.zrange(
+            key, "-inf", until, byscore=True, offset=0, num=limit, withscores=True))
+        if not entries:
+            return []
+        cids = [_text(member) for member, _ in entries]
+        pipe = self._client.pipeline(transaction=False)
+        for cid in cids:
+            pipe.hget(self.feature_key(cid), STATE_FIELD)
+        states = await self._call(pipe.execute())
+        out, gone = [], []
+        for cid, (_, when), raw in zip(cids, entries, states, strict=True):
+            if raw:
+                out.append(DueCustomer(cid, float(when), unpack_state(raw)))
+            else:
+                gone.append(cid)  # expired (retention) or erased
+        if gone:
+            await self._call(self._client.zrem(key, *gone))
+        return out
+
+    async def reschedule(self, partition: int, items: Sequence[tuple[str, float]]) -> None:
+        if items:
+            mapping = {cid: when for cid, when in items}
+            await self._call(self._client.zadd(self.due_key(partition), mapping, xx=True,
+                                               gt=True))
+
+    async def forget(self, customer_id: str) -> int:
+        """Delete every key of the customer (its hash tag) and its due-index entries."""
+        client = self._client
+        tag = _glob_escape(f"{{c:{customer_id}}}")
+        keys = {self.feature_key(customer_id)}
+        async for key in client.scan_iter(match=f"{_glob_escape(self._prefix)}:*{tag}*",
+                                          count=1000):
+            keys.add(_text(key))
+        removed = int(await self._call(client.delete(*keys)))
+        async for key in client.scan_iter(match=f"{_glob_escape(self._prefix)}:due:*",
+                                          count=1000, _type="zset"):
+            removed += int(await self._call(client.zrem(key, customer_id)))
+        return removed
+
+    async def _eval(self, keys: list[str], arg: bytes, fingerprints: bytes,
+                    due: DueUpdates) -> Any:
+        if self._sha is None:
+            self._sha = await self._call(self._client.script_load(self._source))
+        try:
+            return await self._pipeline(keys, arg, fingerprints, due)
+        except NoScriptError:  # the server restarted or flushed its script cache
+            self._sha = await self._call(self._client.script_load(self._source))
+            return await self._pipeline(keys, arg, fingerprints, due)
+
+    async def _pipeline(self, keys: list[str], arg: bytes, fingerprints: bytes,
+                        due: DueUpdates) -> Any:
+        assert self._sha is not None
+        if not due:
+            return await self._call(self._client.evalsha(self._sha, len(keys), *keys, arg,
+                                                         fingerprints))
+        shards: dict[int, dict[str, float]] = defaultdict(dict)
+        for cid, (partition, when) in due.items():
+            shards[partition][cid] = when
+        pipe = self._client.pipeline(transaction=False)
+        pipe.evalsha(self._sha, len(keys), *keys, arg, fingerprints)
+        for partition, mapping in shards.items():
+            pipe.zadd(self.due_key(partition), mapping, gt=True)
+        results = await self._call(pipe.execute(raise_on_error=False))
+        for result in results:
+            if isinstance(result, ResponseError):
+                raise result
+        return results[0]
+
+    @staticmethod
+    async def _call(awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise TransientError(f"redis unavailable: {exc}") from exc
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _glob_escape(text: str) -> str:
+    r"""Escape Redis glob specials.
+
+    >>> _glob_escape("a*b?[c]\\")
+    'a\\*b\\?\\[c\\]\\\\'
+    """
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

@@ -1,0 +1,109 @@
+"""Published model versions in Redis, and the scorers' view of the newest one.
+
+Keys::
+
+    <prefix>:model:current        the newest published version (string)
+    <prefix>:model:v:<version>    checkpoint bytes (see online_models.model.dump_checkpoint):
+                                  the River model, the River version, and ``meta``: the feature
+                                  schema, the label offsets learned so far, the delayed metrics
+                                  and the number of resolutions at publication
+    <prefix>:model:versions       list of the versions kept, newest first (``keep`` of them)
+
+The learner (:mod:`streams.learner.service`) is the single writer: it publishes a checkpoint
+and moves ``current`` in one transaction, and drops the versions beyond ``keep``. Scorers call
+:meth:`ModelWatcher.current` on every batch; it re-reads the version at most every ``poll_s``
+seconds and loads a new checkpoint only when the version changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from online_models.model import (
+    UNTRAINED_VERSION,
+    ModelHandle,
+    dump_checkpoint,
+    load_checkpoint,
+    make_model,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RedisModelRegistry:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self._current = f"{prefix}:model:current"
+        self._prefix = f"{prefix}:model:v:"
+        self._versions = f"{prefix}:model:versions"
+
+    async def publish(self, handle: ModelHandle, keep: int | None = None) -> None:
+        """Store the checkpoint and make it current; keep only the newest ``keep`` versions."""
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.set(self._prefix + handle.version, dump_checkpoint(handle))
+            pipe.set(self._current, handle.version)
+            pipe.lrem(self._versions, 0, handle.version)
+            pipe.lpush(self._versions, handle.version)
+            await pipe.execute()
+        if keep is not None:
+            old = await self._client.lrange(self._versions, keep, -1)
+            if old:
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.ltrim(self._versions, 0, keep - 1)
+                    pipe.delete(*(self._prefix + _text(v) for v in old))
+                    await pipe.execute()
+
+    async def versions(self) -> list[str]:
+        """Versions kept, newest first."""
+        return [_text(v) for v in await self._client.lrange(self._versions, 0, -1)]
+
+    async def current_version(self) -> str | None:
+        raw = await self._client.get(self._current)
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    async def load(self, version: str) -> ModelHandle:
+        data = await self._client.get(self._prefix + version)
+        if data is None:
+            raise LookupError(f"model version {version!r} is not in the registry")
+        return load_checkpoint(data if isinstance(data, bytes) else data.encode())
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+class ModelWatcher:
+    """Holds the model scorers use; follows the registry's newest version."""
+
+    def __init__(self, registry: RedisModelRegistry, fallback: ModelHandle | None = None,
+                 poll_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._registry = registry
+        self._handle = fallback or ModelHandle(UNTRAINED_VERSION, make_model())
+        self._poll_s = poll_s
+        self._clock = clock
+        self._next_check = float("-inf")
+
+    @property
+    def handle(self) -> ModelHandle:
+        return self._handle
+
+    async def current(self) -> ModelHandle:
+        now = self._clock()
+        if now < self._next_check:
+            return self._handle
+        self._next_check = now + self._poll_s
+        version = await self._registry.current_version()
+        if version is not None and version != self._handle.version:
+            try:
+                self._handle = await self._registry.load(version)
+                log.info("scoring with model version %s", version)
+            except (LookupError, ValueError) as exc:
+                log.error("cannot load model version %s, keeping %s: %s",
+                          version, self._handle.version, exc)
+        return self._handle

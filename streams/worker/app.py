@@ -1,0 +1,140 @@
+"""The Faust application: the worker's composition root.
+
+``create_app(settings)`` wires the events hot path
+(:class:`~streams.worker.consumer.EventConsumer`, a
+batching aiokafka consumer, see its module for why it is not a Faust agent) with its Redis
+feature store, model watcher, Kafka sink, the pending-observation store and churned set
+(:mod:`streams.worker.scoring`) and the sweeper of quiet customers (:mod:`streams.worker.sweeper`),
+and runs
+it as a Faust task, so that the Faust worker owns the process: start-up, signals, graceful
+shutdown, logging and timers. A timer publishes the sweep clocks of the partitions this worker
+owns (``<prefix>:watermarks``): the learner resolves snapshots as negative by the slowest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+import redis.asyncio as aioredis
+
+from streams.errors import TransientError
+from streams.learner.service import policy_of
+from streams.redis.feature_store import RedisFeatureStore
+from streams.redis.model_registry import ModelWatcher, RedisModelRegistry
+from streams.redis.observation_store import (
+    RedisChurnedCustomers,
+    RedisObservationStore,
+    RedisWatermarkBoard,
+)
+from streams.settings import Settings
+from streams.worker.consumer import EventConsumer
+from streams.worker.processor import EventBatchProcessor, RecordSink
+from streams.worker.sweeper import Sweeper
+from streams.worker.watermarks import Watermarks
+
+log = logging.getLogger(__name__)
+
+
+def make_redis(settings: Settings) -> aioredis.Redis:
+    cfg = settings.redis
+    password = cfg.password.get_secret_value() if cfg.password else None
+    return aioredis.Redis.from_url(
+        cfg.url, password=password, socket_timeout=cfg.socket_timeout_s,
+        socket_connect_timeout=cfg.socket_timeout_s, health_check_interval=30,
+    )
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the worker's Faust app from the settings."""
+    kafka, worker = settings.kafka, settings.worker
+    credentials = None
+    if kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password:
+        credentials = faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism,
+        )
+    app = faust.App(
+        worker.app_id,
+        broker=kafka.faust_broker_urls,
+        broker_credentials=credentials,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication_factor,
+        web_enabled=worker.web_port > 0,
+        web_port=worker.web_port or 6066,
+        broker_session_timeout=worker.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, worker.session_timeout_s / 3),
+        broker_commit_interval=worker.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        datadir=str(worker.data_dir),
+        loghandlers=[],
+    )
+
+    sweep = settings.sweep
+    stores: list[RedisFeatureStore] = []
+    boards: list[RedisWatermarkBoard] = []
+    prefix = settings.redis.key_prefix
+    policy = policy_of(settings)
+
+    def make_processor(sink: RecordSink) -> EventBatchProcessor:
+        client = make_redis(settings)
+        store = RedisFeatureStore(client, settings.features, prefix)
+        stores.append(store)
+        boards.append(RedisWatermarkBoard(client, prefix))
+        return EventBatchProcessor(
+            store=store,
+            models=ModelWatcher(RedisModelRegistry(client, prefix),
+                                poll_s=settings.model.poll_s),
+            sink=sink,
+            topics=settings.topics,
+            rescore_after_s=sweep.rescore_after_s if sweep.enabled else None,
+            watermarks=Watermarks(sweep),
+            observations=RedisObservationStore(client, prefix, policy),
+            policy=policy,
+            churned=RedisChurnedCustomers(client, prefix),
+        )
+
+    def make_sweeper(processor: EventBatchProcessor) -> Sweeper:
+        assert processor.watermarks is not None
+        return Sweeper(stores[-1], processor, processor.watermarks, sweep)
+
+    events = EventConsumer(settings, make_processor, make_sweeper if sweep.enabled else None)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def consume_events() -> None:
+        await events.run()
+
+    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
+    async def log_totals() -> None:
+        if events.processor is not None:
+            t = events.processor.totals
+            o = events.processor.observer.totals
+            log.info("totals: records=%d applied=%d scores=%d dead_lettered=%d late=%d "
+                     "retries=%d model=%s observed=%d skipped_churned=%d returned=%d",
+                     t.records, t.applied, t.scores, t.dead_lettered, t.late, t.retries,
+                     t.last_model_version, o.recorded, o.skipped_churned, o.returned)
+        if events.sweeper is not None:
+            s = events.sweeper.stats
+            log.info("sweeper: passes=%d rescored=%d skipped=%d", s.passes, s.rescored,
+                     s.skipped)
+
+    @app.timer(interval=2.0)  # type: ignore[untyped-decorator]
+    async def publish_watermarks() -> None:
+        processor = events.processor
+        if processor is None or processor.watermarks is None or not boards:
+            return
+        wall = time.time()
+        marks = {p: mark for p in events.assigned()
+                 if (mark := processor.watermarks.sweep_time(p, wall)) is not None}
+        try:
+            await boards[-1].publish(marks)
+        except TransientError as exc:
+            log.warning("could not publish watermarks: %s", exc)
+        except Exception:  # a timer that raises would stop for good
+            log.exception("publishing watermarks failed; retrying at the next tick")
+
+    return app

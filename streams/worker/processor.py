@@ -1,0 +1,369 @@
+"""The event batch processor: decode → features → score → publish, independent of Faust.
+
+The Faust agent (``streams.worker.app``) hands it batches of raw records; benchmarks and tests hand
+it
+the same records directly. It talks to the world through three ports: a
+:class:`~streams.redis.feature_store.FeatureStore`, a :class:`RecordSink` and a model source.
+
+Per batch:
+
+1. decode every record; invalid ones go to the dead-letter topic (original bytes as value,
+   reason in headers) and nothing else is held up;
+2. apply the valid events to the feature store in one call (retried while Redis is down, so a
+   batch is never acknowledged before Redis confirmed it);
+3. score every customer touched, once, on its state after the batch, at its newest event time
+   (``reason: "event"``);
+4. publish scores and dead letters and wait until the broker acknowledged them.
+
+Only then does the caller acknowledge the batch's offsets. The feature call also raises each
+customer's re-score time in the due-index (same round trip) and, once Redis confirmed, moves the
+partitions' watermarks (:class:`~streams.worker.watermarks.Watermarks`); customers who then stay
+quiet
+are re-scored by :mod:`streams.worker.sweeper` with the same record format (``reason: "sweep"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
+
+from online_models.explain import LinearExplainer
+from online_models.features import FeatureSpec
+from online_models.model import ModelHandle
+from online_models.observations import LabelPolicy
+from streams.contracts import CustomerEvent, decode_event, encode, format_ts
+from streams.errors import InvalidMessage, TransientError
+from streams.redis.feature_store import AppliedState, FeatureStore
+from streams.redis.observation_store import ChurnedCustomers, ObservationStore
+from streams.settings import TopicSettings
+from streams.worker.scoring import Explainers, Observer, PendingScore, build_score
+from streams.worker.watermarks import Watermarks
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A consumed Kafka record, as the processor needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers | None = None
+
+
+class RecordSink(Protocol):
+    """Where output records go.
+
+    ``publish`` returns once the broker acknowledged every record, in order per key, and raises
+    :class:`~streams.errors.TransientError` when it could not; publishing again is safe (outputs
+    are idempotent downstream: scores carry ``score_id``).
+    """
+
+    async def publish(self, records: Sequence[OutRecord]) -> None: ...
+
+
+class MemorySink:
+    """An in-memory :class:`RecordSink` (tests, backtests)."""
+
+    def __init__(self) -> None:
+        self.records: list[OutRecord] = []
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        self.records.extend(records)
+
+    def on(self, topic: str) -> list[OutRecord]:
+        return [r for r in self.records if r.topic == topic]
+
+
+class ModelSource(Protocol):
+    async def current(self) -> ModelHandle: ...
+
+
+@dataclass
+class BatchStats:
+    records: int = 0
+    valid: int = 0
+    dead_lettered: int = 0
+    applied: int = 0
+    late: int = 0
+    scores: int = 0
+    retries: int = 0
+    observed: int = 0
+    skipped_churned: int = 0
+
+
+@dataclass
+class Totals:
+    """Running totals of a processor, for the live summary and logs."""
+
+    batches: int = 0
+    records: int = 0
+    dead_lettered: int = 0
+    applied: int = 0
+    late: int = 0
+    scores: int = 0
+    retries: int = 0
+    observed: int = 0
+    skipped_churned: int = 0
+    last_model_version: str = ""
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stats: BatchStats) -> None:
+        self.batches += 1
+        self.records += stats.records
+        self.dead_lettered += stats.dead_lettered
+        self.applied += stats.applied
+        self.late += stats.late
+        self.scores += stats.scores
+        self.retries += stats.retries
+        self.observed += stats.observed
+        self.skipped_churned += stats.skipped_churned
+
+
+def dead_letter_headers(record: RawRecord, error: InvalidMessage, now: float) -> Headers:
+    return [
+        ("churn.dlq.reason", error.detail.encode()),
+        ("churn.dlq.code", error.code.encode()),
+        ("churn.dlq.topic", record.topic.encode()),
+        ("churn.dlq.partition", str(record.partition).encode()),
+        ("churn.dlq.offset", str(record.offset).encode()),
+        ("churn.dlq.failed_at", format_ts(now).encode()),
+    ]
+
+
+def score_record(customer_id: str, state: dict[str, float], now: float, handle: ModelHandle,
+                 spec: FeatureSpec, *, reason: Literal["event", "sweep"], scored_at: str,
+                 last_event_id: str | None = None, events_applied: int = 0,
+                 source_timestamp_ms: int = 0,
+                 explainer: LinearExplainer | None = None) -> dict[str, Any]:
+    """One record of the scores topic (see :func:`streams.worker.scoring.build_score`)."""
+    return build_score(customer_id, state, now, handle, spec, reason=reason,
+                       scored_at=scored_at, last_event_id=last_event_id,
+                       events_applied=events_applied, source_timestamp_ms=source_timestamp_ms,
+                       explainer=explainer)[0]
+
+
+async def retry_transient(
+    op: Callable[[], Awaitable[T]],
+    *,
+    on_retry: Callable[[int, TransientError], None],
+    base_delay_s: float = 0.1,
+    max_delay_s: float = 5.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run ``op`` until it succeeds, backing off exponentially on :class:`TransientError`.
+
+    There is no give-up: giving up would let Faust acknowledge an unprocessed batch. A process
+    that must stop is cancelled, which leaves the batch unacknowledged for the next owner.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await op()
+        except TransientError as exc:
+            attempt += 1
+            on_retry(attempt, exc)
+            await sleep(min(max_delay_s, base_delay_s * 2 ** (attempt - 1)))
+
+
+@dataclass
+class Batch:
+    """One batch on its way through the stages of :class:`EventBatchProcessor`."""
+
+    records: Sequence[RawRecord]
+    stats: BatchStats
+    events: list[CustomerEvent] = field(default_factory=list)
+    arrived: dict[str, int] = field(default_factory=dict)
+    partition_of: dict[str, int] = field(default_factory=dict)
+    newest: dict[int, float] = field(default_factory=dict)
+    out: list[OutRecord] = field(default_factory=list)
+    scored: list[PendingScore] = field(default_factory=list)
+    states: dict[str, AppliedState] = field(default_factory=dict)
+    handle: ModelHandle | None = None
+    failure: Exception | None = None
+
+
+class EventBatchProcessor:
+    """Stages of a batch: ``prepare`` (CPU) → ``apply`` (Redis) → ``score`` (CPU) →
+    ``observe`` (Redis) → ``publish`` (Kafka). ``process`` runs them in a row; a runner may
+    overlap the stages of consecutive batches as long as ``apply``, ``observe`` and
+    ``publish`` keep batch order.
+
+    With an ``observations`` store, every customer scored leaves a snapshot (at most one per
+    observation interval of ``policy``) and customers in ``churned`` are not scored while
+    their newest event is at or before their churn time (see :mod:`streams.worker.scoring`).
+    """
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        models: ModelSource,
+        sink: RecordSink,
+        topics: TopicSettings,
+        wall_clock: Callable[[], float] = time.time,
+        retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rescore_after_s: float | None = None,
+        watermarks: Watermarks | None = None,
+        observations: ObservationStore | None = None,
+        policy: LabelPolicy | None = None,
+        churned: ChurnedCustomers | None = None,
+    ) -> None:
+        self._store = store
+        self.models = models
+        self.sink = sink
+        self.topics = topics
+        self.spec = store.spec
+        self._wall = wall_clock
+        self._retry_sleep = retry_sleep
+        self._rescore_after_s = rescore_after_s
+        self.watermarks = watermarks
+        self.totals = Totals()
+        self.observer = Observer(observations, policy or LabelPolicy(), churned)
+        self.explainers = Explainers()
+
+    def prepare(self, records: Sequence[RawRecord]) -> Batch:
+        """Decode; invalid records become dead-letter output right away."""
+        batch = Batch(records, BatchStats(records=len(records)))
+        arrived, events, partition_of, newest = (batch.arrived, batch.events,
+                                                 batch.partition_of, batch.newest)
+        for record in records:
+            try:
+                if record.value is None:
+                    raise InvalidMessage("empty", "message has no value")
+                event = decode_event(record.value)
+            except InvalidMessage as exc:
+                batch.stats.dead_lettered += 1
+                reasons = self.totals.dead_letter_reasons
+                reasons[exc.code] = reasons.get(exc.code, 0) + 1
+                batch.out.append(self._dead_letter_record(record, exc))
+                continue
+            events.append(event)
+            arrived_ms = record.timestamp_ms or 0
+            if arrived_ms > arrived.get(event.customer_id, 0):
+                arrived[event.customer_id] = arrived_ms
+            partition_of[event.customer_id] = record.partition
+            if event.ts > newest.get(record.partition, float("-inf")):
+                newest[record.partition] = event.ts
+        batch.stats.valid = len(events)
+        return batch
+
+    async def apply(self, batch: Batch) -> None:
+        """Apply the batch's events to the feature store (retried until Redis confirms)."""
+        if batch.events:
+            events, due = batch.events, self._due_updates(batch)
+            batch.states = await self._retrying(lambda: self._store.apply(events, due),
+                                                batch.stats)
+            if self.watermarks is not None:
+                wall = self._wall()
+                for partition, newest in batch.newest.items():
+                    self.watermarks.observe(partition, newest, wall)
+            batch.handle = await self._retrying(self.models.current, batch.stats)
+
+    def _due_updates(self, batch: Batch) -> dict[str, tuple[int, float]] | None:
+        after = self._rescore_after_s
+        if after is None:
+            return None
+        newest: dict[str, float] = {}
+        for event in batch.events:
+            if event.ts > newest.get(event.customer_id, float("-inf")):
+                newest[event.customer_id] = event.ts
+        return {cid: (batch.partition_of[cid], ts + after) for cid, ts in newest.items()}
+
+    def score(self, batch: Batch) -> None:
+        """One score per customer touched, on its state after the batch."""
+        handle = batch.handle
+        if handle is None:
+            return
+        newest: dict[str, CustomerEvent] = {}
+        for event in batch.events:
+            seen = newest.get(event.customer_id)
+            if seen is None or event.ts >= seen.ts:
+                newest[event.customer_id] = event
+        scored_at = format_ts(self._wall())
+        spec, stats, scored = self.spec, batch.stats, batch.scored
+        explainer = self.explainers.of(handle)
+        for cid, applied in batch.states.items():
+            event = newest[cid]
+            state = applied.state
+            stats.applied += applied.applied
+            stats.late += applied.late
+            t_last = state.get("t_last", event.ts)
+            now = max(event.ts, t_last)
+            record, x = build_score(cid, state, now, handle, spec, reason="event",
+                                    scored_at=scored_at, last_event_id=event.event_id,
+                                    events_applied=applied.applied,
+                                    source_timestamp_ms=batch.arrived.get(cid, 0),
+                                    explainer=explainer)
+            scored.append(PendingScore(cid, record, x, now, t_last))
+        self.totals.last_model_version = handle.version
+
+    async def observe(self, batch: Batch) -> None:
+        """Drop churned customers' scores, record snapshots; the survivors go to ``out``."""
+        if not batch.scored:
+            return
+        scored = batch.scored
+        kept, recorded = await self._retrying(lambda: self.observer.finish(scored),
+                                              batch.stats)
+        stats = batch.stats
+        stats.observed += recorded
+        stats.skipped_churned += len(scored) - len(kept)
+        stats.scores += len(kept)
+        batch.out.extend(self.score_records(kept))
+        batch.scored = []
+
+    def score_records(self, scores: Sequence[PendingScore]) -> list[OutRecord]:
+        topic = self.topics.scores
+        return [OutRecord(topic, s.customer_id.encode(), encode(s.record)) for s in scores]
+
+    async def publish(self, batch: Batch) -> BatchStats:
+        """Publish scores and dead letters; returns once the broker acknowledged them."""
+        if batch.out:
+            out = batch.out
+            await self._retrying(lambda: self.sink.publish(out), batch.stats)
+        self.totals.add(batch.stats)
+        return batch.stats
+
+    async def process(self, records: Sequence[RawRecord]) -> BatchStats:
+        batch = self.prepare(records)
+        await self.apply(batch)
+        self.score(batch)
+        await self.observe(batch)
+        return await self.publish(batch)
+
+    async def dead_letter(self, records: Sequence[RawRecord], error: InvalidMessage) -> None:
+        """Send whole records to the dead-letter topic (the runner's last resort)."""
+        stats = BatchStats(records=len(records), dead_lettered=len(records))
+        out = [self._dead_letter_record(r, error) for r in records]
+        await self._retrying(lambda: self.sink.publish(out), stats)
+        reasons = self.totals.dead_letter_reasons
+        reasons[error.code] = reasons.get(error.code, 0) + len(records)
+        self.totals.add(stats)
+
+    def _dead_letter_record(self, record: RawRecord, error: InvalidMessage) -> OutRecord:
+        headers = dead_letter_headers(record, error, self._wall())
+        return OutRecord(self.topics.dead_letter, record.key, record.value or b"", headers)
+
+    async def _retrying(self, op: Callable[[], Awaitable[T]], stats: BatchStats) -> T:
+        def on_retry(attempt: int, exc: TransientError) -> None:
+            stats.retries += 1
+            log.warning("dependency unavailable (attempt %d), retrying: %s", attempt, exc)
+
+        return await retry_transient(op, on_retry=on_retry, sleep=self._retry_sleep)

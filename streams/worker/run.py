@@ -1,0 +1,26 @@
+"""Running the Faust worker (``churnpulse worker``).
+
+Start as many as you like: they join one consumer group (``CHURN_WORKER__APP_ID``) and share the
+partitions of the events topic. ``faust -A streams.worker.faust_app worker`` works as well.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from streams.kafka.topics import ensure_topics
+from streams.settings import Settings
+from streams.worker.app import create_app
+
+
+def run_worker(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_topics(settings.kafka, settings.topics)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower())
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
