@@ -27,6 +27,7 @@ from alerts.enrich import AlertConfig
 from alerts.policy import PolicyParams
 from alerts.routing import DEFAULT_RULES, RoutingTable
 from online_models.features import FeatureSpec
+from streams.settings_security import SecuritySettings
 
 
 class _Section(BaseModel):
@@ -352,6 +353,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = WebhookSettings()
     dashboard: DashboardSettings = DashboardSettings()
     alerts: AlertSettings = AlertSettings()
+    security: SecuritySettings = SecuritySettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("log_level", mode="before")
