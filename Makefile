@@ -1,5 +1,5 @@
 # The two commands of the README, and the checks CI runs.
-.PHONY: demo test lint services-up services-down bench clean
+.PHONY: demo test lint docs-map services-up services-down bench clean
 
 demo:            ## the whole pipeline live on local services (Ctrl-C stops it)
 	scripts/demo.sh $(ARGS)
@@ -7,10 +7,15 @@ demo:            ## the whole pipeline live on local services (Ctrl-C stops it)
 test:            ## the whole test suite, integration tests on real Kafka and Redis included
 	scripts/test.sh $(ARGS)
 
-lint:            ## ruff and mypy --strict on the packages
+lint:            ## ruff, mypy --strict and the import-linter layering contracts
 	scripts/bootstrap.sh dev
 	.venv/bin/ruff check streams online_models alerts tests bench
 	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+docs-map:        ## redraw docs/architecture.{md,svg} from the code
+	scripts/bootstrap.sh dev
+	.venv/bin/python scripts/architecture.py
 
 services-up:
 	scripts/bootstrap.sh

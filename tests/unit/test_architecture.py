@@ -33,3 +33,22 @@ def test_the_checker_sees_imports(tmp_path: Path) -> None:
     sample = tmp_path / "m.py"
     sample.write_text("import redis\nfrom faust import App\nfrom . import x\n")
     assert imported_roots(sample) == {"redis", "faust"}
+
+
+def test_the_package_map_matches_the_code() -> None:
+    """docs/architecture.{md,svg} are generated; a change of imports must redraw them."""
+    import runpy
+
+    script = runpy.run_path(str(ROOT / "scripts" / "architecture.py"))
+    assert script["main"](["--check"]) == 0, "run: make docs-map"
+
+
+def test_the_map_sees_every_subpackage() -> None:
+    import runpy
+
+    script = runpy.run_path(str(ROOT / "scripts" / "architecture.py"))
+    nodes = set(script["package_graph"]())
+    subpackages = {f"streams.{p.name}" for p in (ROOT / "streams").iterdir()
+                   if (p / "__init__.py").exists()}
+    assert subpackages <= nodes
+    assert {"online_models", "alerts", "streams (base)"} <= nodes
