@@ -7,6 +7,10 @@ environment variables with the prefix ``CHURN_`` and ``__`` between nested secti
     CHURN_REDIS__URL=redis://127.0.0.1:6379/0
     CHURN_WORKER__BATCH_SIZE=1000
 
+Kafka security (``CHURN_KAFKA__SECURITY_PROTOCOL``, ``__SASL_MECHANISM``, ``__SASL_USERNAME``,
+``__SASL_PASSWORD``, ``__SSL_CAFILE``, ``__SSL_CERTFILE``, ``__SSL_KEYFILE``,
+``__SSL_CHECK_HOSTNAME``) is described in :mod:`streams.settings_kafka`.
+
 Two conventional variables are honoured as well, because tools and CI set them:
 ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` (the ``CHURN_`` forms win when both are set).
 
@@ -27,33 +31,12 @@ from alerts.enrich import AlertConfig
 from alerts.policy import PolicyParams
 from alerts.routing import DEFAULT_RULES, RoutingTable
 from online_models.features import FeatureSpec
+from streams.settings_kafka import KafkaSettings
 from streams.settings_security import SecuritySettings
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KafkaSettings(_Section):
-    """Where the broker is and how to talk to it."""
-
-    bootstrap_servers: str = Field(
-        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
-    )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    partitions: int = Field(4, ge=1, description="Partitions for topics the project creates.")
-    replication_factor: int = Field(1, ge=1)
-
-    @property
-    def bootstrap_list(self) -> list[str]:
-        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
-
-    @property
-    def faust_broker_urls(self) -> list[str]:
-        return [f"kafka://{s}" for s in self.bootstrap_list]
 
 
 class TopicSettings(_Section):
