@@ -31,7 +31,8 @@ from alerts.enrich import AlertConfig
 from alerts.policy import PolicyParams
 from alerts.routing import DEFAULT_RULES, RoutingTable
 from online_models.features import FeatureSpec
-from streams.settings_kafka import KafkaSettings
+from streams.settings_input import InputSettings
+from streams.settings_kafka import KafkaSettings as KafkaSettings  # re-exported
 from streams.settings_security import SecuritySettings
 
 
@@ -336,6 +337,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = WebhookSettings()
     dashboard: DashboardSettings = DashboardSettings()
     alerts: AlertSettings = AlertSettings()
+    input: InputSettings = InputSettings()
     security: SecuritySettings = SecuritySettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

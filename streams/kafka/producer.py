@@ -21,6 +21,7 @@ from typing import Any, Literal
 from kafka import KafkaProducer
 
 from streams.contracts import ChurnLabel, CustomerEvent, decode_event, decode_label, encode
+from streams.kafka.clients import kafka_python_options
 from streams.settings import KafkaSettings, TopicSettings
 
 Kind = Literal["event", "label"]
@@ -42,22 +43,15 @@ class ChurnProducer:
     def __init__(self, bootstrap_servers: str | list[str], topics: TopicSettings | None = None,
                  kafka: KafkaSettings | None = None, **producer_config: Any) -> None:
         self.topics = topics or TopicSettings()
-        config: dict[str, Any] = {
+        config: dict[str, Any] = kafka_python_options(kafka) if kafka is not None else {}
+        config.update({
             "bootstrap_servers": bootstrap_servers,
             "acks": "all",
             "linger_ms": 5,
             "batch_size": 256 * 1024,
             "max_in_flight_requests_per_connection": 1,  # keeps per-key order on retries
             "retries": 5,
-        }
-        if kafka is not None and kafka.security_protocol != "PLAINTEXT":
-            config.update(
-                security_protocol=kafka.security_protocol,
-                sasl_mechanism=kafka.sasl_mechanism,
-                sasl_plain_username=kafka.sasl_username,
-                sasl_plain_password=(kafka.sasl_password.get_secret_value()
-                                     if kafka.sasl_password else None),
-            )
+        })
         config.update(producer_config)
         self._producer = KafkaProducer(**config)
         self.sent = 0

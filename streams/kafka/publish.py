@@ -36,6 +36,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.errors import TransientError
 from streams.kafka.chunk import Chunk
+from streams.kafka.clients import new_producer
 from streams.kafka.pacing import Pacer
 from streams.settings import KafkaSettings
 
@@ -83,20 +84,6 @@ class KeyPartitioner:
         return part
 
 
-def client_options(kafka: KafkaSettings) -> dict[str, Any]:
-    """aiokafka connection options from the settings (SASL when configured)."""
-    options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_list,
-                               "security_protocol": kafka.security_protocol}
-    if kafka.sasl_mechanism:
-        options.update(
-            sasl_mechanism=kafka.sasl_mechanism,
-            sasl_plain_username=kafka.sasl_username,
-            sasl_plain_password=(kafka.sasl_password.get_secret_value()
-                                 if kafka.sasl_password else None),
-        )
-    return options
-
-
 class BatchPublisher:
     """Publishes :class:`Chunk` slices to ``topics`` and tracks the acknowledged prefix.
 
@@ -129,7 +116,7 @@ class BatchPublisher:
     async def open(cls, kafka: KafkaSettings, topics: Sequence[str],
                    client_id: str = "churnpulse-publisher") -> BatchPublisher:
         """Start an idempotent producer and read the topics' partition counts."""
-        producer = AIOKafkaProducer(**client_options(kafka), acks="all", enable_idempotence=True,
+        producer = new_producer(kafka, acks="all", enable_idempotence=True,
                                     linger_ms=0, max_batch_size=BATCH_BYTES,
                                     max_request_size=4 * BATCH_BYTES, client_id=client_id)
         try:

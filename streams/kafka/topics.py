@@ -3,7 +3,8 @@
 Faust only creates topics it owns; a source topic that does not exist yet is ignored at
 subscription time. ``ensure_topics`` creates every topic of :class:`TopicSettings` that is
 missing (an admin call that is a no-op when they exist), so workers and producers can start in
-any order and brokers may disable ``auto.create.topics.enable``.
+any order and brokers may disable ``auto.create.topics.enable``. The admin client connects with
+the security settings of :mod:`streams.kafka.clients` (TLS, SASL).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.errors import TransientError
+from streams.kafka.clients import kafka_python_options
 from streams.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -24,8 +26,8 @@ log = logging.getLogger(__name__)
 def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
     """Create the missing topics; returns the names that were created."""
     try:
-        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_list,
-                                 client_id="churnpulse-admin", request_timeout_ms=15000)
+        admin = KafkaAdminClient(**kafka_python_options(kafka), client_id="churnpulse-admin",
+                                 request_timeout_ms=15000)
     except KafkaError as exc:
         raise TransientError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
     try:
