@@ -12,8 +12,8 @@ class SecuritySettings(BaseModel):
 
     The key is never stored in Redis. It comes from ``signing_key`` (the secret itself),
     else ``signing_key_file`` (a file holding it), else a key generated on first use in
-    ``<services.state_dir>/signing.key`` (mode 0600): fine for one machine and the demo; every
-    process of a deployment must be given the same key.
+    ``~/.config/churnpulse/signing.key`` (mode 0600; ``$XDG_CONFIG_HOME`` honoured): fine for
+    one machine and the demo; every process of a deployment must be given the same key.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.cli import delivery as cli_dashboard
 
     cli_dashboard.register(sub)
+    from streams.cli import security as cli_security
+
+    cli_security.register(sub)
     return parser
 
 

@@ -37,9 +37,11 @@ from aiokafka.structs import TopicPartition
 from online_models.learner import Learner, PromotionRule
 from online_models.model import RIVER_VERSION, ModelHandle
 from online_models.observations import LabelPolicy, Observation
-from streams.contracts import ChurnLabel, decode_label, encode, format_ts
+from streams.contracts import ChurnLabel, decode_label, encode
+from streams.dead_letter import dead_letter_headers
 from streams.errors import ConfigurationError, InvalidMessage
 from streams.learner.loop import LabelCounts, LearningLoop, RecentIds
+from streams.records import RawRecord
 from streams.redis.model_registry import RedisModelRegistry
 from streams.redis.observation_store import (
     RedisChurnedCustomers,
@@ -47,10 +49,12 @@ from streams.redis.observation_store import (
     RedisWatermarkBoard,
 )
 from streams.settings import Settings
+from streams.signing import StateSigner, default_signer, signer_from_settings
+from streams.timefmt import format_ts
 from streams.worker.consumer import kafka_client_options
-from streams.worker.processor import RawRecord, dead_letter_headers
 
 log = logging.getLogger(__name__)
+STATE_PURPOSE = "learner-state"
 DAY_S = 86400.0
 LOCK_TTL_MS = 15_000
 # KEYS[1] lock, ARGV[1] our token, ARGV[2] ttl ms. A step that ran longer than the TTL (a big
@@ -111,8 +115,13 @@ def new_learner(settings: Settings) -> Learner:
 
 
 class LearnerStateStore:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    """The learner state in Redis, signed (:mod:`streams.signing`, purpose ``learner-state``):
+    an unsigned or badly signed value is refused before it is unpickled."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str,
+                 signer: StateSigner | None = None) -> None:
         self._client = client
+        self._signer = signer or default_signer()
         self.state_key = f"{prefix}:learner:state"
         self.status_key = f"{prefix}:learner:status"
         self.lock_key = f"{prefix}:learner:lock"
@@ -121,8 +130,9 @@ class LearnerStateStore:
         raw = await self._client.get(self.state_key)
         if raw is None:
             return None
-        data = raw if isinstance(raw, bytes) else str(raw).encode()
-        state = pickle.loads(data)  # noqa: S301 - written by this process only
+        blob = raw if isinstance(raw, bytes) else str(raw).encode()
+        data = self._signer.verify(STATE_PURPOSE, blob, self.state_key)
+        state = pickle.loads(data)  # noqa: S301 - signature checked above
         if not isinstance(state, LearnerState):
             raise ConfigurationError(f"{self.state_key} does not hold a learner state")
         if state.river.split(".")[:2] != RIVER_VERSION.split(".")[:2]:
@@ -136,9 +146,13 @@ class LearnerStateStore:
             TAKE_OR_KEEP_LOCK +
             "redis.call('SET', KEYS[2], ARGV[3]) redis.call('SET', KEYS[3], ARGV[4]) return 1",
             3, self.lock_key, self.state_key, self.status_key, token, LOCK_TTL_MS,
-            pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), orjson.dumps(status))
+            self._signer.sign(STATE_PURPOSE, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)),
+            orjson.dumps(status))
         if not ok:
             raise ConfigurationError("lost the learner lock: another learner is writing")
+
+    async def exists(self) -> bool:
+        return bool(await self._client.exists(self.state_key))
 
     async def status(self) -> dict[str, Any] | None:
         raw = await self._client.get(self.status_key)
@@ -178,8 +192,9 @@ class LearnerService:
         prefix = settings.redis.key_prefix
         self.policy = policy_of(settings)
         self.store = RedisObservationStore(client, prefix, self.policy)
-        self.states = LearnerStateStore(client, prefix)
-        self.registry = RedisModelRegistry(client, prefix)
+        signer = signer_from_settings(settings)
+        self.states = LearnerStateStore(client, prefix, signer)
+        self.registry = RedisModelRegistry(client, prefix, signer)
         self.churned = RedisChurnedCustomers(client, prefix)
         self.board = RedisWatermarkBoard(client, prefix)
         self.token = f"{uuid.uuid4()}"

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from online_models.model import ModelHandle
-from streams.contracts import format_ts
 from streams.errors import ConfigurationError
 from streams.learner.service import (
     LearnerState,
@@ -41,6 +40,8 @@ from streams.offline.backtest import BacktestRun
 from streams.redis.model_registry import RedisModelRegistry
 from streams.redis.observation_store import RedisChurnedCustomers, RedisObservationStore
 from streams.settings import Settings
+from streams.signing import signer_from_settings
+from streams.timefmt import format_ts
 
 LOOP_STATE = ("recent_labels", "counts", "watermark", "held", "churn_times")
 
@@ -60,14 +61,15 @@ async def publish_warm_start(settings: Settings, client: aioredis.Redis, run: Ba
                              replace: bool = False, lock_wait_s: float = 5.0) -> WarmStart:
     """Write the backtest's learner, model and pending snapshots to Redis (see module doc)."""
     prefix = settings.redis.key_prefix
-    states = LearnerStateStore(client, prefix)
+    signer = signer_from_settings(settings)
+    states = LearnerStateStore(client, prefix, signer)
     token = f"train-{uuid.uuid4()}"
     try:
         await acquire_lock(client, states.lock_key, token, lock_wait_s)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{exc}: stop `churnpulse learner` before training") from None
     try:
-        if await states.load() is not None and not replace:
+        if not replace and await states.exists():  # --replace needs no (signed) state
             raise ConfigurationError(
                 f"a learner state is already in Redis ({states.state_key}); pass --replace to "
                 "overwrite it with the warm start")
@@ -89,7 +91,8 @@ async def publish_warm_start(settings: Settings, client: aioredis.Redis, run: Ba
         await states.save(state, token, status_of(state, loop, len(pending)))
         champion = run.learner.champion
         version = f"{run.version}-{champion.name}"
-        await RedisModelRegistry(client, prefix).publish(ModelHandle(version, champion.model, {
+        registry = RedisModelRegistry(client, prefix, signer)
+        await registry.publish(ModelHandle(version, champion.model, {
             "model": champion.name,
             "metrics": champion.metrics.report(),
             "resolved": run.learner.total,

@@ -9,6 +9,11 @@ Keys::
                                   and the number of resolutions at publication
     <prefix>:model:versions       list of the versions kept, newest first (``keep`` of them)
 
+Checkpoints are signed (:mod:`streams.signing`, purpose ``model-checkpoint``) with a key that is
+not in Redis; :meth:`RedisModelRegistry.load` checks the signature before unpickling and raises
+:class:`~streams.signing.SignatureError` for an unsigned or badly signed checkpoint (the
+watcher logs it and keeps scoring with the model it has).
+
 The learner (:mod:`streams.learner.service`) is the single writer: it publishes a checkpoint
 and moves ``current`` in one transaction, and drops the versions beyond ``keep``. Scorers call
 :meth:`ModelWatcher.current` on every batch; it re-reads the version at most every ``poll_s``
@@ -30,13 +35,19 @@ from online_models.model import (
     load_checkpoint,
     make_model,
 )
+from streams.signing import StateSigner, default_signer
 
 log = logging.getLogger(__name__)
+PURPOSE = "model-checkpoint"
 
 
 class RedisModelRegistry:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str,
+                 signer: StateSigner | None = None) -> None:
+        """``signer``: the processes pass the one of their settings; None = the signer of
+        the settings in the environment (tools and tests)."""
         self._client = client
+        self._signer = signer or default_signer()
         self._current = f"{prefix}:model:current"
         self._prefix = f"{prefix}:model:v:"
         self._versions = f"{prefix}:model:versions"
@@ -44,7 +55,8 @@ class RedisModelRegistry:
     async def publish(self, handle: ModelHandle, keep: int | None = None) -> None:
         """Store the checkpoint and make it current; keep only the newest ``keep`` versions."""
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.set(self._prefix + handle.version, dump_checkpoint(handle))
+            pipe.set(self._prefix + handle.version,
+                     self._signer.sign(PURPOSE, dump_checkpoint(handle)))
             pipe.set(self._current, handle.version)
             pipe.lrem(self._versions, 0, handle.version)
             pipe.lpush(self._versions, handle.version)
@@ -71,7 +83,8 @@ class RedisModelRegistry:
         data = await self._client.get(self._prefix + version)
         if data is None:
             raise LookupError(f"model version {version!r} is not in the registry")
-        return load_checkpoint(data if isinstance(data, bytes) else data.encode())
+        blob = data if isinstance(data, bytes) else data.encode()
+        return load_checkpoint(self._signer.verify(PURPOSE, blob, self._prefix + version))
 
 
 def _text(raw: bytes | str) -> str:
@@ -88,6 +101,7 @@ class ModelWatcher:
         self._poll_s = poll_s
         self._clock = clock
         self._next_check = float("-inf")
+        self._refused: str | None = None
 
     @property
     def handle(self) -> ModelHandle:
@@ -103,7 +117,9 @@ class ModelWatcher:
             try:
                 self._handle = await self._registry.load(version)
                 log.info("scoring with model version %s", version)
-            except (LookupError, ValueError) as exc:
-                log.error("cannot load model version %s, keeping %s: %s",
-                          version, self._handle.version, exc)
+            except (LookupError, ValueError) as exc:  # incl. SignatureError: never unpickled
+                if version != self._refused:  # once per version, not every poll
+                    log.error("cannot load model version %s, keeping %s: %s",
+                              version, self._handle.version, exc)
+                self._refused = version
         return self._handle

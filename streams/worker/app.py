@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from streams.errors import TransientError
 from streams.learner.service import policy_of
+from streams.records import RecordSink
 from streams.redis.feature_store import RedisFeatureStore
 from streams.redis.model_registry import ModelWatcher, RedisModelRegistry
 from streams.redis.observation_store import (
@@ -29,8 +30,9 @@ from streams.redis.observation_store import (
     RedisWatermarkBoard,
 )
 from streams.settings import Settings
+from streams.signing import signer_from_settings
 from streams.worker.consumer import EventConsumer
-from streams.worker.processor import EventBatchProcessor, RecordSink
+from streams.worker.processor import EventBatchProcessor
 from streams.worker.sweeper import Sweeper
 from streams.worker.watermarks import Watermarks
 
@@ -79,6 +81,7 @@ def create_app(settings: Settings) -> faust.App:
     boards: list[RedisWatermarkBoard] = []
     prefix = settings.redis.key_prefix
     policy = policy_of(settings)
+    signer = signer_from_settings(settings)  # checkpoints are verified before unpickling
 
     def make_processor(sink: RecordSink) -> EventBatchProcessor:
         client = make_redis(settings)
@@ -87,7 +90,7 @@ def create_app(settings: Settings) -> faust.App:
         boards.append(RedisWatermarkBoard(client, prefix))
         return EventBatchProcessor(
             store=store,
-            models=ModelWatcher(RedisModelRegistry(client, prefix),
+            models=ModelWatcher(RedisModelRegistry(client, prefix, signer),
                                 poll_s=settings.model.poll_s),
             sink=sink,
             topics=settings.topics,
