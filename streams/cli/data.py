@@ -88,6 +88,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="share of churned customers who come back")
     sim.add_argument("--initial-share", type=float, default=d.initial_share,
                      help="share of customers already subscribed at the start")
+    from streams.simulator.scenarios import SCENARIOS
+
+    sim.add_argument("--scenario", choices=list(SCENARIOS), default="default",
+                     help="churn mechanisms of the simulated world (see docs/simulator.md)")
     sim.add_argument("--no-progress", action="store_true", help="no progress display")
     sim.add_argument("--live", action="store_true",
                      help="publish to the events and labels topics instead of writing files")
@@ -129,14 +133,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _config(args: argparse.Namespace) -> SimulationConfig:
     from streams.simulator import SimulationConfig
+    from streams.simulator.scenarios import scenario
 
     try:
-        return SimulationConfig(
+        return scenario(getattr(args, "scenario", "default")).apply(SimulationConfig(
             seed=args.seed, n_customers=args.customers, start=args.start, days=args.days,
             initial_share=args.initial_share, churn_base_rate=args.churn_rate,
             signal_strength=args.signal_strength, no_warning_share=args.no_warning_share,
             events_per_active_day=args.events_per_day, regime_change_day=args.regime_change_day,
-            return_share=args.return_share)
+            return_share=args.return_share))
     except ValueError as exc:
         raise ChurnpulseError(f"bad simulation knob: {exc}") from None
 

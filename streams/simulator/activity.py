@@ -65,17 +65,27 @@ def emit_activity(
     day_ms: int,
     rate: float,
     props: s.PropertyTable,
+    features_per_session: F64 | None = None,
 ) -> None:
     """Sessions, feature uses (inside sessions) and add-on purchases of customers ``act``.
 
     ``rate`` is the day's expected activity events per average customer (knob times the
     weekly factor); ``engagement`` is relative to the active population's mean.
+    ``features_per_session`` (per customer) replaces the constant depth of use; the expected
+    number of activity events stays the same (deeper sessions are fewer).
     """
-    n_sessions = rng.poisson(SESSION_SHARE * rate * engagement)
+    if features_per_session is None:
+        n_sessions = rng.poisson(SESSION_SHARE * rate * engagement)
+    else:
+        share = (1.0 - PURCHASE_SHARE) / (1.0 + features_per_session)
+        n_sessions = rng.poisson(share * rate * engagement)
     cust = np.repeat(act, n_sessions)
     ts = day_ms + sample_ms(rng, cust.shape[0])
     buf.add(cust, ts, s.SESSION)
-    n_features = rng.poisson(FEATURES_PER_SESSION, cust.shape[0])
+    if features_per_session is None:
+        n_features = rng.poisson(FEATURES_PER_SESSION, cust.shape[0])
+    else:
+        n_features = rng.poisson(np.repeat(features_per_session, n_sessions))
     f_cust = np.repeat(cust, n_features)
     f_ts = np.repeat(ts, n_features) + rng.integers(2_000, 1_500_000, f_cust.shape[0])
     f_ts = np.minimum(f_ts, day_ms + s.MS_PER_DAY - 1)

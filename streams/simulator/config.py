@@ -7,6 +7,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from streams.simulator.mechanisms import Mechanisms
+
 Billing = Literal["monthly", "annual", "other"]
 
 
@@ -115,6 +117,9 @@ class SimulationConfig:
     price_increases : tuple of PriceIncrease or None
         Price increases; ``None`` means the default schedule (+20 % on ``plans[0]`` at 35 %
         of the period, +15 % on ``plans[1]`` at 70 %), ``()`` means none.
+    mechanisms : Mechanisms or None
+        Extra churn mechanisms, label noise, another vocabulary
+        (:mod:`streams.simulator.mechanisms`); ``None`` is the default world.
     """
 
     seed: int = 42
@@ -130,6 +135,7 @@ class SimulationConfig:
     return_share: float = 0.05
     plans: tuple[Plan, ...] = DEFAULT_PLANS
     price_increases: tuple[PriceIncrease, ...] | None = None
+    mechanisms: Mechanisms | None = None
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed must be >= 0")
@@ -154,6 +160,15 @@ class SimulationConfig:
             _check(inc.plan in names, f"price increase of unknown plan {inc.plan!r}")
             _check(0 <= inc.day < self.days, f"price increase day {inc.day} outside the period")
             _check(inc.pct > -1.0, "price increase pct must be > -1")
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """Wire names of the engine's event type codes."""
+        from streams.simulator.schema import EVENT_TYPES, INTERNAL_EVENT_TYPES
+
+        if self.mechanisms is None:
+            return EVENT_TYPES
+        return self.mechanisms.vocabulary or INTERNAL_EVENT_TYPES
 
     @property
     def resolved_price_increases(self) -> tuple[PriceIncrease, ...]:

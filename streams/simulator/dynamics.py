@@ -52,6 +52,7 @@ class State:
     """Mutable per-customer state (arrays of length ``n``)."""
 
     n: int
+    n_drivers: int = len(RISK_DRIVERS)
     status: npt.NDArray[np.int8] = field(init=False)  # 0 not joined, 1 active, 2 churned
     x: F64 = field(init=False)
     m: F64 = field(init=False)
@@ -77,7 +78,7 @@ class State:
         self.open_tickets = np.zeros(n, np.int64)
         self.retry_day = np.full(n, -1, np.int64)
         self.retries = np.zeros(n, np.int64)
-        self.intent = np.full((n, len(RISK_DRIVERS)), np.nan)
+        self.intent = np.full((n, self.n_drivers), np.nan)
         self.plan = np.zeros(n, np.int64)
         self.anchor = np.zeros(n, np.int64)
         self.since = np.zeros(n, np.int64)

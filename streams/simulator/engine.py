@@ -17,6 +17,7 @@ from streams.simulator.columns import EventBuffer, EventColumns, LabelColumns
 from streams.simulator.config import SimulationConfig
 from streams.simulator.outcomes import Outcomes, truth_frame
 from streams.simulator.population import draw_population
+from streams.simulator.world import ALL_DRIVERS, World
 
 I64 = npt.NDArray[np.int64]
 BURN_IN_DAYS = 30
@@ -46,11 +47,15 @@ class Engine:
         self.pop = draw_population(config, self.rng)
         self.props = s.PropertyTable(config.plans)
         self.catalog = act_.Catalog.from_config(config)
-        self.state = dyn.State(self.pop.n)
+        mech = config.mechanisms
+        self.world = None if mech is None else World(mech, config.seed, self.pop.n, config.start)
+        drivers = len(dyn.RISK_DRIVERS) if mech is None else len(ALL_DRIVERS)
+        self.state = dyn.State(self.pop.n, drivers)
         self.state.plan[:] = self.pop.plan
         self.state.anchor[:] = self.pop.join_day
         self.state.since[:] = self.pop.join_day
-        self.outcomes = Outcomes(self.pop.n)
+        self.outcomes = Outcomes(self.pop.n, s.EVENT_TYPES if mech is None
+                                 else s.INTERNAL_EVENT_TYPES)
         self.start_ms = s.midnight_ms(config.start)
         self.daily_rate = 1.0 - (1.0 - config.churn_base_rate) ** (1.0 / 30.0)
         weights = [dyn.day_weights(p.period_days, p.billing) for p in config.plans]
@@ -81,6 +86,9 @@ class Engine:
         cfg, st, pop, rng, props = self.config, self.state, self.pop, self.rng, self.props
         day_ms = self.start_ms + day * s.MS_PER_DAY
         shocked = dyn.step_latent(st, rng)
+        world = self.world
+        if world is not None:
+            world.step()
         lo = np.full(pop.n, day_ms, np.int64)
         hi = lo + s.MS_PER_DAY
         buf = EventBuffer(lo, hi)
@@ -112,7 +120,13 @@ class Engine:
             engagement /= engagement.mean()
             weekday = (cfg.start.weekday() + day) % 7
             rate = cfg.events_per_active_day * float(WEEKLY_FACTOR[weekday])
-            act_.emit_activity(buf, rng, active, engagement, day_ms, rate, props)
+            if world is None:
+                act_.emit_activity(buf, rng, active, engagement, day_ms, rate, props)
+            else:
+                factor = world.activity_factor(day)
+                act_.emit_activity(buf, world.rng, active, engagement, day_ms, rate * factor,
+                                   props, world.features_per_session(active))
+                world.emit_messages(buf, st, active, engagement, day_ms, factor)
             act_.emit_support(buf, rng, st, pop, active, shocked, day_ms, props)
         staying = active[hi[active] == day_ms + s.MS_PER_DAY]
         due = staying[self._renewal_today(staying, day) | (st.retry_day[staying] == day)]
@@ -120,6 +134,8 @@ class Engine:
         act_.emit_plan_changes(buf, rng, st, self.catalog, staying, day_ms, props)
 
         st.status[churners] = 2
+        if world is not None:
+            world.on_churn(churners)
         first = churners[self.outcomes.n_churns[churners] == 1]
         back = first[rng.random(first.shape[0]) < cfg.return_share]
         self.outcomes.return_day[back] = day + rng.integers(*RETURN_AFTER_DAYS, back.shape[0])
@@ -131,6 +147,8 @@ class Engine:
         self.outcomes.record_day(
             day, active.shape[0], eligible.shape[0], events, labels.customer, joiners, returners
         )
+        if world is not None:
+            labels = world.observe_labels(day, day_ms, labels, staying)
         return DayBatch(day, events, labels)
 
     def _decide_churn(self, eligible: I64, day: int, day_ms: int) -> tuple[I64, I64]:
@@ -142,12 +160,18 @@ class Engine:
         day_weight = np.where(renewal, self._renew_w[plan], self._cancel_w[plan])
         changed = cfg.regime_change_day is not None and day >= cfg.regime_change_day
         regime = "after" if changed else "before"
-        contributions = dyn.risk_components(st, self.pop, eligible) * dyn.RISK_WEIGHTS[regime]
+        components = dyn.risk_components(st, self.pop, eligible)
+        daily_rate = self.daily_rate
+        if self.world is None:
+            contributions = components * dyn.RISK_WEIGHTS[regime]
+        else:
+            contributions = self.world.risk(components, eligible, regime)
+            daily_rate *= self.world.churn_factor(day)
         draw = dyn.draw_churn(
             self.rng,
             dyn.update_intent(st, eligible, contributions),
             day_weight,
-            self.daily_rate,
+            daily_rate,
             cfg.signal_strength,
             cfg.no_warning_share,
         )
@@ -182,4 +206,5 @@ class Engine:
                 "card_risk": pop.card_risk,
                 "ticket_proneness": pop.ticket_proneness,
             },
+            dyn.RISK_DRIVERS if self.world is None else ALL_DRIVERS,
         )

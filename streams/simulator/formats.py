@@ -38,10 +38,14 @@ class WireFormatter:
         ``n`` the 0-based position in the time-ordered output.
     customer_ids : list of str
     properties : PropertyTable
+    event_types : tuple of str
+        Wire name of each event type code (default :data:`EVENT_TYPES`).
     """
 
-    def __init__(self, seed: int, customer_ids: list[str], properties: PropertyTable) -> None:
+    def __init__(self, seed: int, customer_ids: list[str], properties: PropertyTable,
+                 event_types: tuple[str, ...] = EVENT_TYPES) -> None:
         self.seed = seed
+        self.event_types = event_types
         self.customer_ids = customer_ids
         self.properties = properties
         self._event_prefix = f'{{"schema_version":{SCHEMA_VERSION},"event_id":"e-{seed}-'
@@ -52,7 +56,7 @@ class WireFormatter:
     # -- events ------------------------------------------------------------------------
     def event_records(self, cols: EventColumns, first: int) -> list[dict[str, Any]]:
         """Wire-format dicts (``value``/``properties`` only when present; fresh objects)."""
-        ids, types, objs = self.customer_ids, EVENT_TYPES, self.properties.objects
+        ids, types, objs = self.customer_ids, self.event_types, self.properties.objects
         out: list[dict[str, Any]] = []
         rows = zip(
             range(first, first + len(cols)),
@@ -86,7 +90,7 @@ class WireFormatter:
         pj = self._prop_json
         for i, p in self._present_props(cols):
             tails[i] += pj[p]
-        ids, types, pre = self.customer_ids, EVENT_TYPES, self._event_prefix
+        ids, types, pre = self.customer_ids, self.event_types, self._event_prefix
         rows = zip(
             range(first, first + len(cols)),
             cols.customer.tolist(),
@@ -112,7 +116,7 @@ class WireFormatter:
         pc = self._prop_csv
         for i, p in self._present_props(cols):
             props[i] = pc[p]
-        ids, types, seed = self.customer_ids, EVENT_TYPES, self.seed
+        ids, types, seed = self.customer_ids, self.event_types, self.seed
         rows = zip(
             range(first, first + len(cols)),
             cols.customer.tolist(),
@@ -133,7 +137,7 @@ class WireFormatter:
             {
                 "event_id": [f"e-{self.seed}-{i}" for i in range(first, first + len(cols))],
                 "customer_id": [self.customer_ids[c] for c in cols.customer.tolist()],
-                "event_type": [EVENT_TYPES[t] for t in cols.etype.tolist()],
+                "event_type": [self.event_types[t] for t in cols.etype.tolist()],
                 "ts": pd.to_datetime(cols.ts_ms, unit="ms", utc=True),
                 "value": cols.value,
                 "properties": [pj[p] if p >= 0 else None for p in cols.prop.tolist()],

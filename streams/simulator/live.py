@@ -55,7 +55,8 @@ class LiveSimulation:
         self.engine = Engine(config)
         self.customer_ids = customer_ids(config.n_customers)
         self._keys = [c.encode() for c in self.customer_ids]
-        self.formatter = WireFormatter(config.seed, self.customer_ids, self.engine.props)
+        self.formatter = WireFormatter(config.seed, self.customer_ids, self.engine.props,
+                                       config.event_types)
         self.n_events = 0
         self.n_labels = 0
 

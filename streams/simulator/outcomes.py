@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,7 +32,8 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 class Outcomes:
     """Per-customer outcomes (arrays of length ``n``) and per-day counters."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, type_names: Sequence[str] = s.EVENT_TYPES) -> None:
+        self.type_names = tuple(type_names)
         self.n_churns = np.zeros(n, np.int64)
         self.first_churn_ms = np.full(n, -1, np.int64)
         self.cause = np.zeros(n, np.int64)
@@ -97,11 +99,12 @@ class Outcomes:
         returners: I64,
     ) -> None:
         """Append the day's counters (see :meth:`daily_frame`)."""
-        counts = np.bincount(events.etype, minlength=len(s.EVENT_TYPES))
+        names = self.type_names
+        counts = np.bincount(events.etype, minlength=len(names))
         row = {"day": day, "active": active, "eligible": eligible, "churns": int(churners.shape[0])}
         row |= {"joins": int(joiners.shape[0]), "returns": int(returners.shape[0])}
         row |= {"events": len(events)}
-        row |= {name: int(c) for name, c in zip(s.EVENT_TYPES, counts.tolist(), strict=True)}
+        row |= {name: int(c) for name, c in zip(names, counts.tolist(), strict=True)}
         self.daily.append(row)
 
     def daily_frame(self) -> pd.DataFrame:
@@ -120,13 +123,14 @@ def truth_frame(
     initial_plan: I64,
     final_plan: I64,
     traits: dict[str, npt.NDArray[np.float64]],
+    driver_names: Sequence[str] = RISK_DRIVERS,
 ) -> pd.DataFrame:
     """Assemble the ground-truth table (columns :data:`TRUTH_COLUMNS`)."""
     o = outcomes
     names = np.array(plans, dtype=object)
     days = np.maximum(o.eligible_days, 1)
     never = o.eligible_days == 0
-    drivers = np.array([None, *RISK_DRIVERS], dtype=object)
+    drivers = np.array([None, *driver_names], dtype=object)
     returned = o.returned_on >= 0
     return_ms = start_ms + o.returned_on * s.MS_PER_DAY + o.return_ms
     frame = pd.DataFrame(

@@ -28,6 +28,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "plan_change",
 )
 SESSION, FEATURE_USE, PURCHASE, SUPPORT_TICKET, COMPLAINT, PAYMENT_FAILURE, PLAN_CHANGE = range(7)
+#: Every type the engine can emit: the default seven, then ``message`` (social scenarios only).
+INTERNAL_EVENT_TYPES: tuple[str, ...] = (*EVENT_TYPES, "message")
+MESSAGE = 7
 
 #: Event types that carry a ``value``: purchase amount, amount of the failed charge, new price.
 VALUE_EVENT_TYPES: frozenset[str] = frozenset({"purchase", "payment_failure", "plan_change"})

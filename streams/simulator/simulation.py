@@ -50,7 +50,8 @@ class Simulation:
         self.customer_ids = customer_ids(config.n_customers)
         self.properties = properties
         self.daily = daily
-        self.formatter = WireFormatter(config.seed, self.customer_ids, properties)
+        self.formatter = WireFormatter(config.seed, self.customer_ids, properties,
+                                       config.event_types)
         self._truth = truth
 
     @property

@@ -165,7 +165,8 @@ def run_to_files(
     began = time.perf_counter()
     engine = Engine(config)
     ids = customer_ids(config.n_customers)
-    sink = _Sink(Path(out_dir), fmt, WireFormatter(config.seed, ids, engine.props))
+    sink = _Sink(Path(out_dir), fmt, WireFormatter(config.seed, ids, engine.props,
+                                                        config.event_types))
     labels: list[LabelColumns] = []
     columns = (
         TextColumn("[bold]simulate[/bold] {task.description}"),
