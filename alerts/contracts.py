@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from alerts import timefmt
 from alerts.drivers import DriverView
 from alerts.policy import AlertDecision, Driver, ScoreInput
 from alerts.routing import HOLDOUT_ACTION, Route
+from alerts.timefmt import format_ts
 
 SCHEMA_VERSION = 1
 
@@ -39,24 +40,9 @@ class BadScore(ValueError):
         self.detail = detail
 
 
-def format_ts(ts: float) -> str:
-    """
-    >>> format_ts(1.5)
-    '1970-01-01T00:00:01.500+00:00'
-    """
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-
-
 def parse_ts(raw: object) -> float:
-    if not isinstance(raw, str):
-        raise BadScore("bad_timestamp", "ts must be an RFC 3339 string")
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadScore("bad_timestamp", f"ts {raw!r} is not RFC 3339") from None
-    if parsed.tzinfo is None:
-        raise BadScore("bad_timestamp", f"ts {raw!r} has no UTC offset")
-    return parsed.timestamp()
+    """Epoch seconds of a record's ``ts``; a bad one raises :class:`BadScore`."""
+    return timefmt.parse_ts(raw, error=BadScore)
 
 
 def _text(obj: Mapping[str, Any], name: str) -> str:

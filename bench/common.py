@@ -13,7 +13,8 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from streams.contracts import encode, format_ts
+from streams.contracts import encode
+from streams.timefmt import format_ts
 
 READY = b"[^Worker]: Ready"
 T0 = 1_767_225_600.0

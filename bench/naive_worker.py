@@ -11,11 +11,13 @@ import faust
 
 import streams.worker.app as app_module
 from online_models.features import feature_vector
-from streams.contracts import encode, format_ts
+from streams.contracts import encode
 from streams.kafka.topics import ensure_topics
+from streams.records import OutRecord
 from streams.redis.feature_store import AppliedState
 from streams.settings import load_settings
-from streams.worker.processor import Batch, EventBatchProcessor, OutRecord
+from streams.timefmt import format_ts
+from streams.worker.processor import Batch, EventBatchProcessor
 
 
 class NaiveProcessor(EventBatchProcessor):

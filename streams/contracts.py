@@ -24,12 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from streams.errors import InvalidMessage
+from streams.timefmt import format_ts, parse_ts
 
 SCHEMA_VERSION = 1
 MAX_ID_LENGTH = 256
@@ -79,36 +79,6 @@ class ChurnLabel:
             "ts": format_ts(self.ts),
             "churned": self.churned,
         }
-
-
-def format_ts(ts: float) -> str:
-    """RFC 3339 in UTC with milliseconds.
-
-    >>> format_ts(0.25)
-    '1970-01-01T00:00:00.250+00:00'
-    """
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-
-
-def parse_ts(raw: object, field: str = "ts") -> float:
-    """Parse an RFC 3339 timestamp that carries an offset into epoch seconds.
-
-    >>> parse_ts("1970-01-01T01:00:00+01:00")
-    0.0
-    >>> parse_ts("2026-01-01T00:00:00")
-    Traceback (most recent call last):
-    ...
-    streams.errors.InvalidMessage: bad_timestamp: ts '2026-01-01T00:00:00' has no UTC offset
-    """
-    if not isinstance(raw, str):
-        raise InvalidMessage("bad_timestamp", f"{field} must be an RFC 3339 string")
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidMessage("bad_timestamp", f"{field} {raw!r} is not RFC 3339") from None
-    if parsed.tzinfo is None:
-        raise InvalidMessage("bad_timestamp", f"{field} {raw!r} has no UTC offset")
-    return parsed.timestamp()
 
 
 def _load_object(data: bytes | str) -> dict[str, Any]:

@@ -24,11 +24,12 @@ from alerts.enrich import AlertConfig, enrich
 from alerts.policy import ScoreInput
 from alerts.routing import holdout_bucket
 from alerts.segments import SegmentModel, behaviour
-from streams.contracts import encode, format_ts
+from streams.contracts import encode
+from streams.dead_letter import dead_letter_record
 from streams.errors import TransientError
+from streams.records import OutRecord, RawRecord
 from streams.redis.alert_store import AlertStore, Versioned
 from streams.settings import TopicSettings
-from streams.worker.processor import OutRecord, RawRecord
 
 log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 5
@@ -189,15 +190,7 @@ class AlertBatchProcessor:
         self.segments = model
 
     def _dead_letter(self, record: RawRecord, error: BadScore, now: float) -> OutRecord:
-        headers = [
-            ("churn.dlq.reason", error.detail.encode()),
-            ("churn.dlq.code", error.code.encode()),
-            ("churn.dlq.topic", record.topic.encode()),
-            ("churn.dlq.partition", str(record.partition).encode()),
-            ("churn.dlq.offset", str(record.offset).encode()),
-            ("churn.dlq.failed_at", format_ts(now).encode()),
-        ]
-        return OutRecord(self.topics.dead_letter, record.key, record.value or b"", headers)
+        return dead_letter_record(self.topics.dead_letter, record, error, now)
 
 
 def summary_line(t: AlertTotals) -> str:

@@ -36,13 +36,14 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from streams.alerter.processor import AlertBatchProcessor, BatchResult, summary_line
-from streams.errors import TransientError
+from streams.dead_letter import dead_letter_record
+from streams.errors import InvalidMessage, TransientError
 from streams.kafka.topics import ensure_topics
+from streams.records import RawRecord, retry_transient
 from streams.redis.alert_store import RedisAlertStore, RedisFeatureReader
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import Settings
 from streams.worker.consumer import kafka_client_options, to_raw
-from streams.worker.processor import OutRecord, RawRecord, retry_transient
 
 log = logging.getLogger(__name__)
 READY = "alerter ready"
@@ -178,16 +179,9 @@ class Alerter:
             raise
         except Exception as exc:  # a bug: keep the records, move on (dead letter, committed)
             log.exception("alert batch of %d records failed; dead-lettering it", len(records))
-            detail = f"{type(exc).__name__}: {exc}".encode()
-            topic = self.settings.topics.dead_letter
-            out = [OutRecord(topic, r.key, r.value or b"",
-                             [("churn.dlq.reason", detail),
-                              ("churn.dlq.code", b"processing_failed"),
-                              ("churn.dlq.topic", r.topic.encode()),
-                              ("churn.dlq.partition", str(r.partition).encode()),
-                              ("churn.dlq.offset", str(r.offset).encode())])
-                   for r in records]
-            return BatchResult(out, 0, 0)
+            error = InvalidMessage("processing_failed", f"{type(exc).__name__}: {exc}")
+            topic, now = self.settings.topics.dead_letter, time.time()
+            return BatchResult([dead_letter_record(topic, r, error, now) for r in records], 0, 0)
 
     async def _report(self) -> None:
         while True:

@@ -18,9 +18,9 @@ from typing import TypeVar
 
 import redis.asyncio as aioredis
 
-from streams.contracts import format_ts, parse_ts
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import Settings
+from streams.timefmt import format_ts, parse_ts
 
 T = TypeVar("T")
 

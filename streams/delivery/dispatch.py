@@ -50,10 +50,11 @@ from alerts.dispatch import (
     parse_alert,
 )
 from alerts.webhooks import RetryPolicy, TransportError, WebhookDispatcher, WebhookTarget
+from streams.dead_letter import dead_letter_record
 from streams.errors import InvalidMessage, TransientError
+from streams.records import OutRecord, RawRecord, retry_transient
 from streams.settings import Settings
 from streams.worker.consumer import AIOKafkaSink, kafka_client_options, to_raw
-from streams.worker.processor import OutRecord, RawRecord, dead_letter_headers, retry_transient
 
 log = logging.getLogger(__name__)
 BATCH = 100  # alerts per batch: bounds the time a batch can spend in retries
@@ -207,10 +208,9 @@ class AlertDispatchService:
             log.exception("dispatching a batch of %d alerts failed; dead-lettering it",
                           len(records))
             error = InvalidMessage("processing_failed", f"{type(exc).__name__}: {exc}")
-            now = time.time()
+            topic, now = self._settings.topics.dead_letter, time.time()
             await retry_transient(lambda: sink.publish([
-                OutRecord(self._settings.topics.dead_letter, r.key, r.value or b"",
-                          dead_letter_headers(r, error, now)) for r in records]),
+                dead_letter_record(topic, r, error, now) for r in records]),
                 on_retry=on_retry)
 
     async def process(self, records: Sequence[RawRecord], sink: AIOKafkaSink) -> None:
@@ -257,9 +257,8 @@ class AlertDispatchService:
 
     def _dead_letter(self, record: RawRecord, code: str, detail: str,
                      extra: list[tuple[str, bytes]] | None = None) -> OutRecord:
-        headers = dead_letter_headers(record, InvalidMessage(code, detail), time.time())
-        return OutRecord(self._settings.topics.dead_letter, record.key, record.value or b"",
-                         headers + (extra or []))
+        return dead_letter_record(self._settings.topics.dead_letter, record,
+                                  InvalidMessage(code, detail), time.time(), extra)
 
     @staticmethod
     async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

@@ -33,8 +33,8 @@ import orjson
 from online_models.baseline import run_baseline
 from online_models.model import UNTRAINED_VERSION
 from online_models.report_metrics import summarize, warning_days, warning_summary
-from streams.contracts import format_ts
 from streams.offline.backtest import BacktestRun, outcomes
+from streams.timefmt import format_ts
 
 DAY_S = 86400.0
 

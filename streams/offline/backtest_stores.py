@@ -29,14 +29,14 @@ import orjson
 
 from online_models.model import ModelHandle
 from online_models.observations import LabelPolicy, Observation
-from streams.contracts import parse_ts
+from streams.records import OutRecord
 from streams.redis.observation_store import (
     ChurnedCustomers,
     ObserveOutcome,
     ScoredSnapshot,
     record_scored_generic,
 )
-from streams.worker.processor import OutRecord
+from streams.timefmt import parse_ts
 
 
 class InProcessModels:

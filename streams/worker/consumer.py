@@ -38,15 +38,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import TopicPartition
 
 from streams.errors import InvalidMessage, TransientError
+from streams.records import OutRecord, RawRecord, RecordSink
 from streams.settings import Settings
-from streams.worker.processor import (
-    Batch,
-    BatchStats,
-    EventBatchProcessor,
-    OutRecord,
-    RawRecord,
-    RecordSink,
-)
+from streams.worker.processor import Batch, BatchStats, EventBatchProcessor
 from streams.worker.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
@@ -54,7 +48,7 @@ PIPELINE_DEPTH = 2
 
 
 class AIOKafkaSink:
-    """:class:`~streams.worker.processor.RecordSink` on an idempotent aiokafka producer."""
+    """:class:`~streams.records.RecordSink` on an idempotent aiokafka producer."""
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer

@@ -1,9 +1,9 @@
 """The event batch processor: decode → features → score → publish, independent of Faust.
 
 The Faust agent (``streams.worker.app``) hands it batches of raw records; benchmarks and tests hand
-it
-the same records directly. It talks to the world through three ports: a
-:class:`~streams.redis.feature_store.FeatureStore`, a :class:`RecordSink` and a model source.
+it the same records directly. It talks to the world through three ports: a
+:class:`~streams.redis.feature_store.FeatureStore`, a :class:`~streams.records.RecordSink` and a
+model source.
 
 Per batch:
 
@@ -17,9 +17,9 @@ Per batch:
 
 Only then does the caller acknowledge the batch's offsets. The feature call also raises each
 customer's re-score time in the due-index (same round trip) and, once Redis confirmed, moves the
-partitions' watermarks (:class:`~streams.worker.watermarks.Watermarks`); customers who then stay
-quiet
-are re-scored by :mod:`streams.worker.sweeper` with the same record format (``reason: "sweep"``).
+partitions' watermarks (:class:`~streams.worker.watermarks.Watermarks`); customers who then
+stay quiet are re-scored by :mod:`streams.worker.sweeper` with the same record format
+(``reason: "sweep"``).
 """
 
 from __future__ import annotations
@@ -29,68 +29,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from online_models.explain import LinearExplainer
-from online_models.features import FeatureSpec
 from online_models.model import ModelHandle
 from online_models.observations import LabelPolicy
-from streams.contracts import CustomerEvent, decode_event, encode, format_ts
+from streams.contracts import CustomerEvent, decode_event, encode
+from streams.dead_letter import dead_letter_record
 from streams.errors import InvalidMessage, TransientError
+from streams.records import OutRecord, RawRecord, RecordSink, retry_transient
 from streams.redis.feature_store import AppliedState, FeatureStore
 from streams.redis.observation_store import ChurnedCustomers, ObservationStore
 from streams.settings import TopicSettings
+from streams.timefmt import format_ts
 from streams.worker.scoring import Explainers, Observer, PendingScore, build_score
 from streams.worker.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-Headers = list[tuple[str, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """A consumed Kafka record, as the processor needs it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers | None = None
-
-
-class RecordSink(Protocol):
-    """Where output records go.
-
-    ``publish`` returns once the broker acknowledged every record, in order per key, and raises
-    :class:`~streams.errors.TransientError` when it could not; publishing again is safe (outputs
-    are idempotent downstream: scores carry ``score_id``).
-    """
-
-    async def publish(self, records: Sequence[OutRecord]) -> None: ...
-
-
-class MemorySink:
-    """An in-memory :class:`RecordSink` (tests, backtests)."""
-
-    def __init__(self) -> None:
-        self.records: list[OutRecord] = []
-
-    async def publish(self, records: Sequence[OutRecord]) -> None:
-        self.records.extend(records)
-
-    def on(self, topic: str) -> list[OutRecord]:
-        return [r for r in self.records if r.topic == topic]
 
 
 class ModelSource(Protocol):
@@ -136,52 +91,6 @@ class Totals:
         self.retries += stats.retries
         self.observed += stats.observed
         self.skipped_churned += stats.skipped_churned
-
-
-def dead_letter_headers(record: RawRecord, error: InvalidMessage, now: float) -> Headers:
-    return [
-        ("churn.dlq.reason", error.detail.encode()),
-        ("churn.dlq.code", error.code.encode()),
-        ("churn.dlq.topic", record.topic.encode()),
-        ("churn.dlq.partition", str(record.partition).encode()),
-        ("churn.dlq.offset", str(record.offset).encode()),
-        ("churn.dlq.failed_at", format_ts(now).encode()),
-    ]
-
-
-def score_record(customer_id: str, state: dict[str, float], now: float, handle: ModelHandle,
-                 spec: FeatureSpec, *, reason: Literal["event", "sweep"], scored_at: str,
-                 last_event_id: str | None = None, events_applied: int = 0,
-                 source_timestamp_ms: int = 0,
-                 explainer: LinearExplainer | None = None) -> dict[str, Any]:
-    """One record of the scores topic (see :func:`streams.worker.scoring.build_score`)."""
-    return build_score(customer_id, state, now, handle, spec, reason=reason,
-                       scored_at=scored_at, last_event_id=last_event_id,
-                       events_applied=events_applied, source_timestamp_ms=source_timestamp_ms,
-                       explainer=explainer)[0]
-
-
-async def retry_transient(
-    op: Callable[[], Awaitable[T]],
-    *,
-    on_retry: Callable[[int, TransientError], None],
-    base_delay_s: float = 0.1,
-    max_delay_s: float = 5.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> T:
-    """Run ``op`` until it succeeds, backing off exponentially on :class:`TransientError`.
-
-    There is no give-up: giving up would let Faust acknowledge an unprocessed batch. A process
-    that must stop is cancelled, which leaves the batch unacknowledged for the next owner.
-    """
-    attempt = 0
-    while True:
-        try:
-            return await op()
-        except TransientError as exc:
-            attempt += 1
-            on_retry(attempt, exc)
-            await sleep(min(max_delay_s, base_delay_s * 2 ** (attempt - 1)))
 
 
 @dataclass
@@ -358,8 +267,7 @@ class EventBatchProcessor:
         self.totals.add(stats)
 
     def _dead_letter_record(self, record: RawRecord, error: InvalidMessage) -> OutRecord:
-        headers = dead_letter_headers(record, error, self._wall())
-        return OutRecord(self.topics.dead_letter, record.key, record.value or b"", headers)
+        return dead_letter_record(self.topics.dead_letter, record, error, self._wall())
 
     async def _retrying(self, op: Callable[[], Awaitable[T]], stats: BatchStats) -> T:
         def on_retry(attempt: int, exc: TransientError) -> None:

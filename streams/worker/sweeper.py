@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from streams.contracts import format_ts
 from streams.redis.feature_store import DueIndex
 from streams.settings import SweepSettings
+from streams.timefmt import format_ts
 from streams.worker.processor import EventBatchProcessor
 from streams.worker.scoring import PendingScore, build_score
 from streams.worker.watermarks import Watermarks

@@ -13,8 +13,9 @@ from pathlib import Path
 import orjson
 from kafka import KafkaProducer
 
-from alerts.contracts import decode_score, format_ts
+from alerts.contracts import decode_score
 from alerts.policy import PolicyParams, ScoreInput, run
+from alerts.timefmt import format_ts
 from online_models.features import apply_event, feature_vector
 from online_models.model import ModelHandle, make_model
 from streams.kafka.topic_reader import read_topic_sync

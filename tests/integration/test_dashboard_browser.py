@@ -22,9 +22,10 @@ import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.contracts import CustomerEvent, format_ts
+from streams.contracts import CustomerEvent
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import FeatureSettings
+from streams.timefmt import format_ts
 from tests.integration.cdp import chromium_page
 from tests.integration.worker_proc import wait_until
 

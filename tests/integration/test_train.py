@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from streams.contracts import CustomerEvent, format_ts
+from streams.contracts import CustomerEvent
 from streams.kafka.producer import ChurnProducer
 from streams.learner.service import LearnerService, LearnerStateStore
 from streams.redis.model_registry import RedisModelRegistry
 from streams.redis.observation_store import RedisObservationStore
 from streams.settings import KafkaSettings, TopicSettings, load_settings
+from streams.timefmt import format_ts
 from tests.integration.backtest_data import DAY, simulated
 from tests.integration.worker_proc import Pipeline, collect
 

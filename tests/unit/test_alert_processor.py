@@ -15,9 +15,9 @@ from alerts.enrich import AlertConfig
 from alerts.policy import PolicyParams
 from streams.alerter.processor import AlertBatchProcessor
 from streams.errors import TransientError
+from streams.records import OutRecord, RawRecord
 from streams.redis.alert_store import InMemoryAlertStore, Versioned
 from streams.settings import TopicSettings
-from streams.worker.processor import OutRecord, RawRecord
 from tests.integration.alerter_proc import crafted_scores, expected_alert_ids
 
 TOPICS = TopicSettings()

@@ -7,10 +7,11 @@ import asyncio
 import orjson
 
 from online_models.model import UNTRAINED_VERSION, ModelHandle, make_model
+from streams.records import MemorySink, RawRecord
 from streams.redis.feature_store import InMemoryFeatureStore
 from streams.settings import FeatureSettings, Settings, TopicSettings
 from streams.worker.consumer import EventConsumer
-from streams.worker.processor import Batch, EventBatchProcessor, MemorySink, RawRecord
+from streams.worker.processor import Batch, EventBatchProcessor
 
 TOPICS = TopicSettings()
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import orjson
 
 from online_models.model import UNTRAINED_VERSION
-from streams.contracts import format_ts
+from streams.records import MemorySink, RawRecord
 from streams.redis.feature_store import InMemoryFeatureStore
 from streams.settings import FeatureSettings, SweepSettings, TopicSettings
-from streams.worker.processor import EventBatchProcessor, MemorySink, RawRecord
+from streams.timefmt import format_ts
+from streams.worker.processor import EventBatchProcessor
 from streams.worker.sweeper import Sweeper
 from streams.worker.watermarks import Watermarks
 from tests.unit.test_processor import FixedModel, event_bytes

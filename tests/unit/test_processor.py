@@ -7,11 +7,13 @@ import pytest
 
 from online_models.features import FeatureSpec
 from online_models.model import UNTRAINED_VERSION, ModelHandle, make_model
-from streams.contracts import CustomerEvent, format_ts
+from streams.contracts import CustomerEvent
 from streams.errors import TransientError
+from streams.records import MemorySink, RawRecord
 from streams.redis.feature_store import AppliedState, DueUpdates, InMemoryFeatureStore
 from streams.settings import FeatureSettings, TopicSettings
-from streams.worker.processor import EventBatchProcessor, MemorySink, RawRecord
+from streams.timefmt import format_ts
+from streams.worker.processor import EventBatchProcessor
 
 T0 = 1_767_225_600.0
 TOPICS = TopicSettings()

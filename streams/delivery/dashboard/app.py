@@ -32,13 +32,13 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from online_models.features import event_types
-from streams.contracts import format_ts
 from streams.delivery.dashboard.auth import USER_KEY, auth_middleware
 from streams.delivery.dashboard.board import ACTIONS, Board
 from streams.delivery.dashboard.feeds import BoardFeed, Hub
 from streams.errors import TransientError
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import Settings
+from streams.timefmt import format_ts
 from streams.worker.consumer import kafka_client_options
 
 log = logging.getLogger(__name__)
