@@ -33,7 +33,7 @@ from alerts.routing import DEFAULT_RULES, RoutingTable
 from online_models.features import FeatureSpec
 from streams.settings_input import InputSettings
 from streams.settings_kafka import KafkaSettings as KafkaSettings  # re-exported
-from streams.settings_security import SecuritySettings
+from streams.settings_security import SecuritySettings, check_tokens, mask_urls
 
 
 class _Section(BaseModel):
@@ -314,6 +314,14 @@ class DashboardSettings(_Section):
     history_customers: int = Field(
         20000, ge=1, description="Customers whose score history is kept (least recent dropped).")
     board_size: int = Field(5000, ge=1, description="Open alerts kept on the board.")
+    cookie_secure: bool = Field(
+        False, description="Always mark the session cookie Secure (behind a TLS proxy that "
+                           "sends no X-Forwarded-Proto; with it, Secure is set anyway).")
+
+    @field_validator("tokens")
+    @classmethod
+    def _long_tokens(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return check_tokens(v)
 
 
 class Settings(BaseSettings):
@@ -371,5 +379,6 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data, with every secret shown as ``**********``."""
-    return settings.model_dump(mode="json")
+    """The effective configuration as plain data, with every secret shown as ``**********``
+    (secret fields, and passwords or ``?api_key=``-like values inside URLs)."""
+    return dict(mask_urls(settings.model_dump(mode="json")))

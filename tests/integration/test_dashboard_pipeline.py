@@ -32,7 +32,7 @@ from tests.integration.worker_proc import Pipeline, wait_until
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SECRET = b"pipeline-secret"
-TOKEN = "pipeline-token"
+TOKEN = "pipeline-token-0123456789"
 
 
 @pytest.fixture

@@ -164,8 +164,9 @@ def test_tokens() -> None:
     by_token, generated = tokens_of(DashboardSettings())
     assert generated is not None and len(generated) >= 32
     assert by_token == {generated: "support"}
-    configured, none = tokens_of(DashboardSettings(tokens={"alice": "t-a", "bob": "t-b"}))
+    a, b = "t-a-0123456789abcd", "t-b-0123456789abcd"
+    configured, none = tokens_of(DashboardSettings(tokens={"alice": a, "bob": b}))
     assert none is None
-    assert user_for("t-b", configured) == "bob"
+    assert user_for(b, configured) == "bob"
     assert user_for("t-", configured) is None and user_for(None, configured) is None
-    assert "t-a" not in repr(DashboardSettings(tokens={"alice": "t-a"}))
+    assert a not in repr(DashboardSettings(tokens={"alice": a}))

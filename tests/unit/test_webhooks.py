@@ -193,15 +193,15 @@ def test_targets_and_tokens_from_the_environment_print_masked(
     monkeypatch.setenv("CHURN_WEBHOOK__TARGETS", json.dumps([
         {"name": "crm", "url": "https://crm.example/hook", "secret": "whsec-1",
          "min_severity": "high"}]))
-    monkeypatch.setenv("CHURN_DASHBOARD__TOKENS", json.dumps({"alice": "tok-alice"}))
+    monkeypatch.setenv("CHURN_DASHBOARD__TOKENS", json.dumps({"alice": "tok-alice-0123456789"}))
     settings = load_settings()
     target = settings.webhook.targets[0]
     assert (target.name, target.min_severity) == ("crm", "high")
     assert target.secret.get_secret_value() == "whsec-1"
-    assert settings.dashboard.tokens["alice"].get_secret_value() == "tok-alice"
+    assert settings.dashboard.tokens["alice"].get_secret_value() == "tok-alice-0123456789"
     assert main(["config"]) == 0
     printed = capsys.readouterr().out
-    assert "whsec-1" not in printed and "tok-alice" not in printed
+    assert "whsec-1" not in printed and "tok-alice-0123456789" not in printed
     assert json.loads(printed)["webhook"]["targets"][0]["secret"] == "**********"
 
 

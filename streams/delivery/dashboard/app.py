@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from online_models.features import event_types
-from streams.delivery.dashboard.auth import USER_KEY, auth_middleware
+from streams.delivery.dashboard.auth import SECURE_COOKIE_KEY, USER_KEY, auth_middleware
 from streams.delivery.dashboard.board import ACTIONS, Board
 from streams.delivery.dashboard.feeds import BoardFeed, Hub
 from streams.errors import TransientError
@@ -242,6 +242,7 @@ def create_app(settings: Settings, by_token: dict[str, str]) -> web.Application:
     app = web.Application(middlewares=[auth_middleware])
     app.on_response_prepare.append(_security_headers)
     app[USER_KEY] = by_token
+    app[SECURE_COOKIE_KEY] = settings.dashboard.cookie_secure
     dash = Dashboard(settings)
     app.cleanup_ctx.append(dash.lifecycle)
 

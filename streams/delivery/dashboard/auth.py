@@ -3,8 +3,12 @@
 A request is let in with a token from ``dashboard.tokens`` (user -> token) in one of:
 
 * ``Authorization: Bearer <token>`` (scripts, API clients);
-* the ``churnpulse_token`` cookie (HttpOnly, SameSite=Strict), which the page sets when it is
-  opened once as ``/?token=<token>`` (the token is then dropped from the address bar).
+* the ``churnpulse_token`` cookie (HttpOnly, SameSite=Strict; Secure when the page is served
+  over TLS, directly or behind a proxy that sends ``X-Forwarded-Proto: https``, or when
+  ``dashboard.cookie_secure`` is set), which the page sets when it is opened once as
+  ``/?token=<token>`` (the token is then dropped from the address bar).
+
+Configured tokens must be at least 16 characters (a settings error otherwise).
 
 Anything else gets 401. State-changing requests must be ``application/json``: a cross-site
 form cannot send that without a CORS preflight, which this server never grants, so a cookie
@@ -26,6 +30,7 @@ from streams.settings import DashboardSettings
 COOKIE = "churnpulse_token"
 OPEN_PATHS = ("/healthz", "/static/")
 USER_KEY = web.AppKey("user_by_token", dict)
+SECURE_COOKIE_KEY = web.AppKey("cookie_secure", bool)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,6 +57,17 @@ def user_for(token: str | None, by_token: Mapping[str, str]) -> str | None:
         if hmac.compare_digest(known.encode(), token.encode()):
             found = user
     return found
+
+
+def over_tls(request: web.Request) -> bool:
+    """True when the browser talks TLS: to us, or to a proxy in front of us (its
+    ``X-Forwarded-Proto``/``Forwarded: proto=``), or ``dashboard.cookie_secure`` says so.
+    A forged header can only make the cookie Secure, which costs the forger alone."""
+    if request.secure or request.app.get(SECURE_COOKIE_KEY, False):
+        return True
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    proto = request.headers.get("Forwarded", "").lower()
+    return forwarded == "https" or "proto=https" in proto
 
 
 def _offered_token(request: web.Request) -> str | None:
@@ -84,7 +100,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         kept = {k: v for k, v in request.query.items() if k != "token"}
         redirect = web.HTTPFound(request.rel_url.with_query(kept))
         redirect.set_cookie(COOKIE, query_token, httponly=True, samesite="Strict",
-                            secure=request.secure, max_age=12 * 3600, path="/")
+                            secure=over_tls(request), max_age=12 * 3600, path="/")
         raise redirect
     user = user_for(_offered_token(request), by_token)
     if user is None:
