@@ -24,9 +24,9 @@ services-up:
 services-down:
 	.venv/bin/churnpulse services down
 
-bench:           ## end-to-end benchmark (prints figures; not part of the pass/fail suite)
+bench:           ## end-to-end benchmark on local services it brings up (prints figures; not pass/fail)
 	scripts/bootstrap.sh
-	.venv/bin/python bench/bench_pipeline.py
+	scripts/with-services.sh .venv/bin/python bench/bench_pipeline.py $(ARGS)
 
 clean:
 	rm -rf .venv .churnpulse .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,8 @@
 """End-to-end benchmark: events → worker → Redis → score → Kafka, on the local services.
 
-Run by hand (``make bench`` or ``python bench/bench_pipeline.py``) with the local services up
-(``churnpulse services up``); prints figures and writes them to ``bench/out/pipeline.json``.
-Not part of the pass/fail suite.
+Run by hand: ``make bench`` brings the local services up first (and stops what it started),
+or ``python bench/bench_pipeline.py`` with them up; prints figures and writes them to
+``bench/out/pipeline.json``. Not part of the pass/fail suite.
 
 Measures, for the batched worker and for a naive per-event variant (``batch_size=1``: one Redis
 round trip, one model call and one acknowledged publish per event) in the same run:
