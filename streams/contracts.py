@@ -16,14 +16,25 @@ Churn label (topic ``churn-labels``, key = customer id)::
 
 Decoding is hand-written (orjson + explicit checks) because it runs once per event on the hot
 path; every failure raises :class:`~streams.errors.InvalidMessage` with a reason a person can act
-on.
+on. The same contracts are written as JSON Schema in ``schemas/`` for producers in other
+languages (a property test holds the two to the same verdict).
+
+Hostile input is bounded here, before it can move a watermark, a feature or a model
+(:class:`InputLimits`, settings section ``input``): a record larger than ``max_record_bytes``
+(``record_too_large``); event time later than the injected wall clock plus ``max_future_s``
+(``ts_in_future``) or before ``min_ts`` (``ts_too_old``) -- history is in the past, so replays of
+old data pass; ``|value|`` above ``max_abs_value`` (``value_out_of_range``); ``properties``
+nested deeper than ``max_properties_depth`` or larger than ``max_properties_bytes`` as JSON
+(``properties_too_large``); a record key that is not the customer id (``key_mismatch``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -34,6 +45,30 @@ from streams.timefmt import format_ts, parse_ts
 SCHEMA_VERSION = 1
 MAX_ID_LENGTH = 256
 MAX_EVENT_TYPE_LENGTH = 64
+TS_PATTERN = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
+              r":[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+"""What ``ts`` must look like: the ``pattern`` of ``ts`` in the JSON Schemas (``schemas/``);
+the calendar (30 February) and the bounds are checked after it."""
+RFC3339 = re.compile(TS_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """Bounds on one input record (see the module docstring for the reason codes).
+
+    ``clock`` is the wall clock the future bound is measured from (injected in tests).
+    """
+
+    max_future_s: float = 3600.0
+    min_ts: float = 946_684_800.0  # 2000-01-01T00:00:00Z
+    max_abs_value: float = 1e12
+    max_properties_bytes: int = 4096
+    max_properties_depth: int = 8
+    max_record_bytes: int = 65536
+    clock: Callable[[], float] = field(default=time.time, compare=False)
+
+
+DEFAULT_LIMITS = InputLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +116,10 @@ class ChurnLabel:
         }
 
 
-def _load_object(data: bytes | str) -> dict[str, Any]:
+def _load_object(data: bytes | str, limits: InputLimits) -> dict[str, Any]:
+    if len(data) > limits.max_record_bytes:
+        raise InvalidMessage("record_too_large",
+                             f"{len(data)} bytes, more than {limits.max_record_bytes}")
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -107,7 +145,59 @@ def _identifier(obj: Mapping[str, Any], field: str, max_len: int = MAX_ID_LENGTH
     return raw
 
 
-def decode_event(data: bytes | str) -> CustomerEvent:
+def _event_time(obj: Mapping[str, Any], limits: InputLimits, now: float | None) -> float:
+    if "ts" not in obj:
+        raise InvalidMessage("missing_field", "ts is required")
+    raw = obj["ts"]
+    if isinstance(raw, str) and RFC3339.fullmatch(raw) is None:
+        raise InvalidMessage("bad_timestamp", f"ts {raw[:64]!r} is not RFC 3339")
+    ts = parse_ts(raw)
+    if ts < limits.min_ts:
+        raise InvalidMessage("ts_too_old", f"ts {raw!r} is before the floor "
+                                           f"{format_ts(limits.min_ts)}")
+    now = limits.clock() if now is None else now
+    if ts > now + limits.max_future_s:
+        raise InvalidMessage("ts_in_future", f"ts {raw!r} is more than {limits.max_future_s:g} s "
+                                             f"after the wall clock ({format_ts(now)})")
+    return ts
+
+
+def _check_key(key: bytes | None, customer_id: str) -> None:
+    if key is not None and key != customer_id.encode():
+        raise InvalidMessage("key_mismatch", f"record key {key[:64]!r} is not the customer id "
+                                             f"{customer_id[:64]!r}")
+
+
+def _depth(value: object, limit: int) -> int:
+    """Nesting depth of a JSON value, counting no further than ``limit + 1``."""
+    if limit < 0:
+        return 1
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
+
+
+def _properties(obj: Mapping[str, Any], limits: InputLimits) -> dict[str, Any] | None:
+    properties = obj.get("properties")
+    if properties is None:
+        return None
+    if not isinstance(properties, dict):
+        raise InvalidMessage("bad_field", "properties must be a JSON object")
+    if _depth(properties, limits.max_properties_depth) > limits.max_properties_depth:
+        raise InvalidMessage("properties_too_large",
+                             f"properties nest deeper than {limits.max_properties_depth}")
+    size = len(orjson.dumps(properties))
+    if size > limits.max_properties_bytes:
+        raise InvalidMessage("properties_too_large",
+                             f"properties are {size} bytes as JSON, more than "
+                             f"{limits.max_properties_bytes}")
+    return properties or None
+
+
+def decode_event(data: bytes | str, key: bytes | None = None,
+                 limits: InputLimits = DEFAULT_LIMITS, now: float | None = None) -> CustomerEvent:
     """Decode and validate one customer event.
 
     >>> decode_event(b'{"event_id":"e1","customer_id":"c1","event_type":"login",'
@@ -117,14 +207,16 @@ def decode_event(data: bytes | str) -> CustomerEvent:
     Traceback (most recent call last):
     ...
     streams.errors.InvalidMessage: missing_field: event_type is required
+
+    ``key`` is the Kafka record key (checked against ``customer_id`` when given); ``now`` the
+    wall clock of the future bound (default ``limits.clock()``).
     """
-    obj = _load_object(data)
+    obj = _load_object(data, limits)
     event_id = _identifier(obj, "event_id")
     customer_id = _identifier(obj, "customer_id")
+    _check_key(key, customer_id)
     event_type = _identifier(obj, "event_type", MAX_EVENT_TYPE_LENGTH)
-    if "ts" not in obj:
-        raise InvalidMessage("missing_field", "ts is required")
-    ts = parse_ts(obj["ts"])
+    ts = _event_time(obj, limits, now)
     value = obj.get("value")
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -132,25 +224,27 @@ def decode_event(data: bytes | str) -> CustomerEvent:
         value = float(value)
         if not math.isfinite(value):
             raise InvalidMessage("bad_field", "value must be finite")
-    properties = obj.get("properties")
-    if properties is not None and not isinstance(properties, dict):
-        raise InvalidMessage("bad_field", "properties must be a JSON object")
-    return CustomerEvent(event_id, customer_id, event_type, ts, value, properties or None)
+        if abs(value) > limits.max_abs_value:
+            raise InvalidMessage("value_out_of_range",
+                                 f"|value| {abs(value):g} is above {limits.max_abs_value:g}")
+    return CustomerEvent(event_id, customer_id, event_type, ts, value, _properties(obj, limits))
 
 
-def decode_label(data: bytes | str) -> ChurnLabel:
+def decode_label(data: bytes | str, key: bytes | None = None,
+                 limits: InputLimits = DEFAULT_LIMITS, now: float | None = None) -> ChurnLabel:
     """Decode and validate one churn label.
 
     >>> decode_label(b'{"label_id":"l1","customer_id":"c1","ts":"2026-01-01T00:00:00Z",'
     ...              b'"churned":true}').churned
     True
+
+    Bounded like :func:`decode_event` (a label from the future would be held forever).
     """
-    obj = _load_object(data)
+    obj = _load_object(data, limits)
     label_id = _identifier(obj, "label_id")
     customer_id = _identifier(obj, "customer_id")
-    if "ts" not in obj:
-        raise InvalidMessage("missing_field", "ts is required")
-    ts = parse_ts(obj["ts"])
+    _check_key(key, customer_id)
+    ts = _event_time(obj, limits, now)
     churned = obj.get("churned")
     if not isinstance(churned, bool):
         raise InvalidMessage("bad_field", "churned must be true or false")

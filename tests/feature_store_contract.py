@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from online_models.features import OTHER_TYPE, FeatureSpec, apply_event, catalogue
 from streams.contracts import CustomerEvent
-from streams.redis.feature_store import FeatureStore
+from streams.redis.feature_store import FeatureStore, rejected_positions
 
 DAY = 86400.0
 T0 = 1_767_225_600.0  # 2026-01-01
+YEAR_9000 = 221_845_392_000.0  # 9000-01-01
 
 
 def ev(i: int, cid: str = "c1", kind: str = "login", ts: float = T0,
@@ -168,3 +170,47 @@ class FeatureStoreContract:
             assert got.keys() == want.keys()
             for k in want:
                 assert abs(got[k] - want[k]) <= 1e-9 * max(1.0, abs(want[k])), (cid, k)
+
+    async def test_poison_events_are_refused_and_the_rest_of_the_batch_applies(
+            self, make_store) -> None:  # type: ignore[no-untyped-def]
+        """Issue 12: one bad event used to fail the whole Lua call (and its batch)."""
+        store: FeatureStore = await make_store()
+        good = [ev(1, ts=T0, value=2.0), ev(5, cid="c2", ts=T0 + 5), ev(9, ts=T0 + 9)]
+        poison = {
+            1: (ev(2, ts=YEAR_9000), "bad_timestamp"),  # past the ring's 6-byte time
+            2: (ev(3, ts=math.nan), "bad_timestamp"),
+            3: (ev(4, ts=math.inf, cid="c3"), "bad_timestamp"),
+            5: (ev(6, value=math.inf), "bad_value"),
+            6: (ev(7, value=math.nan, cid="c2"), "bad_value"),
+            7: (ev(8, ts=-1e300), "bad_timestamp"),
+        }
+        batch = list(good)
+        for pos in sorted(poison):
+            batch.insert(pos, poison[pos][0])
+        result = await store.apply(batch)
+        assert rejected_positions(batch, result) == {pos: code for pos, (_, code) in
+                                                     poison.items()}
+        assert (result["c1"].applied, result["c2"].applied, result["c3"].applied) == (2, 1, 0)
+        expected = reference(good, max_types=32)
+        assert close(await store.get("c1"), expected["c1"])
+        assert close(await store.get("c2"), expected["c2"])
+        assert await store.get("c3") == {}  # nothing written for a customer with no good event
+        again = await store.apply([e for e, _ in poison.values()] + good)
+        assert sum(s.applied for s in again.values()) == 0  # good ones stay exactly-once
+
+    async def test_an_event_that_would_overflow_the_state_is_refused_alone(
+            self, make_store) -> None:  # type: ignore[no-untyped-def]
+        """Issue 12: value 1e308 left value_30d at 8.9e304, one event away from infinity."""
+        store: FeatureStore = await make_store()
+        first = [ev(1, ts=T0, value=1e308)]
+        await store.apply(first)
+        before = await store.get("c1")
+        batch = [ev(2, ts=T0 + 60, value=1e308), ev(3, ts=T0 + 120), ev(4, cid="c2", ts=T0)]
+        result = await store.apply(batch)
+        assert rejected_positions(batch, result) == {0: "overflow"}
+        assert result["c1"].applied == 1
+        after = await store.get("c1")
+        assert all(math.isfinite(v) for v in after.values())
+        assert close(after, reference([*first, batch[1]], max_types=32)["c1"])
+        assert after != before
+        assert result["c2"].applied == 1

@@ -20,6 +20,18 @@ applied ``dedup_ids`` or more applications earlier has the same or a later time.
 per-customer disorder stays within that bound give the same features in any order; events
 beyond it are counted as ``late`` and dropped (never counted twice).
 
+Poison isolation
+----------------
+An event whose time is not finite or beyond what the ring can store (±2^47 ms, about year
+6429; code ``bad_timestamp``), whose value is not finite (``bad_value``), or that would make a
+field of the state non-finite (``overflow``) is refused on its own: the rest of the batch is
+applied, nothing of the refused event is written or remembered (it is checked before any state
+changes), and :func:`rejected_positions` tells the caller which events to dead-letter. A
+customer whose stored state cannot be read or encoded (``bad_state``) has its events refused
+and its state left as it is; other customers of the batch are applied. The decoder
+(:mod:`streams.contracts`) bounds time and values long before this; these checks keep the store
+sound for any caller.
+
 Due-index
 ---------
 Per Kafka partition of the events topic, a sorted set of customer → next re-score time (event
@@ -41,6 +53,7 @@ script)::
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -73,6 +86,8 @@ class AppliedState:
     state: dict[str, float]
     applied: int
     late: int
+    rejected: tuple[tuple[int, str], ...] = ()
+    """Events refused (position among this customer's events of the call, reason code)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +128,62 @@ def group_by_customer(events: Iterable[CustomerEvent]) -> dict[str, list[Custome
     for event in events:
         groups[event.customer_id].append(event)
     return groups
+
+
+def rejected_positions(events: Sequence[CustomerEvent],
+                       states: Mapping[str, AppliedState]) -> dict[int, str]:
+    """Positions in ``events`` (as passed to ``apply``) of the refused events, with the code.
+
+    >>> evs = [CustomerEvent("e1", "a", "t", 1.0), CustomerEvent("e2", "b", "t", 1.0),
+    ...        CustomerEvent("e3", "a", "t", float("nan"))]
+    >>> rejected_positions(evs, {"a": AppliedState({}, 1, 0, ((1, "bad_timestamp"),)),
+    ...                          "b": AppliedState({}, 1, 0)})
+    {2: 'bad_timestamp'}
+    """
+    refused = {cid: dict(s.rejected) for cid, s in states.items() if s.rejected}
+    if not refused:
+        return {}
+    out: dict[int, str] = {}
+    seen: dict[str, int] = defaultdict(int)
+    for pos, event in enumerate(events):
+        cid = event.customer_id
+        code = refused.get(cid, {}).get(seen[cid])
+        seen[cid] += 1
+        if code is not None:
+            out[pos] = code
+    return out
+
+
+REFUSALS = {
+    "bad_timestamp": "event time is not a number the feature store can keep",
+    "bad_value": "value is not a finite number",
+    "overflow": "the event would make the customer's features overflow",
+    "bad_state": "the customer's stored feature state cannot be read (see churnpulse features)",
+}
+"""What each refusal code of the store means, for the dead-letter reason."""
+
+RING_MS_LIMIT = 2**47
+"""Event times (ms) the ring stores: strictly between -2^47 and 2^47 (6 bytes + offset)."""
+
+
+def event_refusal(ts: float, value: float | None) -> str | None:
+    """The reason code an event is refused for whatever the state (None: acceptable).
+
+    >>> event_refusal(1.0, 2.0), event_refusal(float("inf"), None), event_refusal(1.0, 1e999)
+    (None, 'bad_timestamp', 'bad_value')
+    """
+    ms = wire_ms(ts)
+    if ms is None or not -RING_MS_LIMIT < ms < RING_MS_LIMIT:
+        return "bad_timestamp"
+    if value is not None and not math.isfinite(value):
+        return "bad_value"
+    return None
+
+
+def wire_ms(ts: float) -> int | None:
+    """``ts`` in integer milliseconds, None when it has none (not finite, or absurdly large)."""
+    ms = ts * 1000
+    return round(ms) if math.isfinite(ms) and abs(ms) < 2.0**62 else None
 
 
 def fingerprint(event_id: str) -> str:
@@ -204,21 +275,31 @@ class InMemoryFeatureStore:
         state = self._states.get(cid, {})
         ring = self._rings.setdefault(cid, deque())
         applied = late = 0
-        for ev in events:
+        rejected: list[tuple[int, str]] = []
+        for pos, ev in enumerate(events):
+            refusal = event_refusal(ev.ts, ev.value)
+            if refusal is not None:
+                rejected.append((pos, refusal))
+                continue
             fp, ms = fingerprint(ev.event_id), ts_ms(ev.ts)
             floor = state.get("dfloor")
             if floor is not None and ms <= floor:
                 late += 1
             elif all(fp != seen for seen, _ in ring):
+                new = apply_event(state, ev.event_type, ev.ts, ev.value, spec)
+                if not all(map(math.isfinite, new.values())):
+                    rejected.append((pos, "overflow"))
+                    continue
                 ring.append((fp, ms))
                 applied += 1
                 if len(ring) > ring_size:
                     gone = ring.popleft()[1]
                     if floor is None or gone > floor:
-                        state = {**state, "dfloor": float(gone)}
-                state = apply_event(state, ev.event_type, ev.ts, ev.value, spec)
-        self._states[cid] = state
-        return AppliedState(dict(state), applied, late)
+                        new["dfloor"] = float(gone)
+                state = new
+        if state:
+            self._states[cid] = state
+        return AppliedState(dict(state), applied, late, tuple(rejected))
 
 
 class RedisFeatureStore:
@@ -264,7 +345,7 @@ class RedisFeatureStore:
         keys = [self.feature_key(cid) for cid in groups]
         request = dict(self._config)
         request["customers"] = [
-            [(e.event_type, e.ts, ts_ms(e.ts), False if e.value is None else e.value)
+            [(e.event_type, e.ts, wire_ms(e.ts), False if e.value is None else e.value)
              for e in evs]
             for evs in groups.values()
         ]
@@ -272,8 +353,9 @@ class RedisFeatureStore:
                                 for evs in groups.values() for e in evs)
         reply = orjson.loads(await self._eval(keys, orjson.dumps(request), fingerprints,
                                               due or {}))
-        return {cid: AppliedState(state, applied, late)
-                for cid, (applied, late, state) in zip(groups, reply, strict=True)}
+        return {cid: AppliedState(state or {}, applied, late,
+                                  tuple((i - 1, code) for i, code in rejected or ()))
+                for cid, (applied, late, state, rejected) in zip(groups, reply, strict=True)}
 
     async def due(self, partition: int, until: float, limit: int) -> list[DueCustomer]:
         key = self.due_key(partition)

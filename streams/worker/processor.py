@@ -33,11 +33,11 @@ from typing import Protocol, TypeVar
 
 from online_models.model import ModelHandle
 from online_models.observations import LabelPolicy
-from streams.contracts import CustomerEvent, decode_event, encode
+from streams.contracts import DEFAULT_LIMITS, CustomerEvent, InputLimits, decode_event, encode
 from streams.dead_letter import dead_letter_record
 from streams.errors import InvalidMessage, TransientError
 from streams.records import OutRecord, RawRecord, RecordSink, retry_transient
-from streams.redis.feature_store import AppliedState, FeatureStore
+from streams.redis.feature_store import REFUSALS, AppliedState, FeatureStore, rejected_positions
 from streams.redis.observation_store import ChurnedCustomers, ObservationStore
 from streams.settings import TopicSettings
 from streams.timefmt import format_ts
@@ -100,6 +100,7 @@ class Batch:
     records: Sequence[RawRecord]
     stats: BatchStats
     events: list[CustomerEvent] = field(default_factory=list)
+    sources: list[RawRecord] = field(default_factory=list)
     arrived: dict[str, int] = field(default_factory=dict)
     partition_of: dict[str, int] = field(default_factory=dict)
     newest: dict[int, float] = field(default_factory=dict)
@@ -134,8 +135,10 @@ class EventBatchProcessor:
         observations: ObservationStore | None = None,
         policy: LabelPolicy | None = None,
         churned: ChurnedCustomers | None = None,
+        limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
         self._store = store
+        self.limits = limits
         self.models = models
         self.sink = sink
         self.topics = topics
@@ -153,11 +156,12 @@ class EventBatchProcessor:
         batch = Batch(records, BatchStats(records=len(records)))
         arrived, events, partition_of, newest = (batch.arrived, batch.events,
                                                  batch.partition_of, batch.newest)
+        now = self.limits.clock()
         for record in records:
             try:
                 if record.value is None:
                     raise InvalidMessage("empty", "message has no value")
-                event = decode_event(record.value)
+                event = decode_event(record.value, record.key, self.limits, now)
             except InvalidMessage as exc:
                 batch.stats.dead_lettered += 1
                 reasons = self.totals.dead_letter_reasons
@@ -165,6 +169,7 @@ class EventBatchProcessor:
                 batch.out.append(self._dead_letter_record(record, exc))
                 continue
             events.append(event)
+            batch.sources.append(record)
             arrived_ms = record.timestamp_ms or 0
             if arrived_ms > arrived.get(event.customer_id, 0):
                 arrived[event.customer_id] = arrived_ms
@@ -180,11 +185,36 @@ class EventBatchProcessor:
             events, due = batch.events, self._due_updates(batch)
             batch.states = await self._retrying(lambda: self._store.apply(events, due),
                                                 batch.stats)
+            refused = rejected_positions(events, batch.states)
+            if refused:
+                self._refuse(batch, refused)
             if self.watermarks is not None:
                 wall = self._wall()
                 for partition, newest in batch.newest.items():
                     self.watermarks.observe(partition, newest, wall)
             batch.handle = await self._retrying(self.models.current, batch.stats)
+
+    def _refuse(self, batch: Batch, refused: dict[int, str]) -> None:
+        """Dead-letter the events the feature store refused (nothing of them was written);
+        the watermarks and the scores never see them."""
+        kept: list[CustomerEvent] = []
+        newest: dict[int, float] = {}
+        reasons = self.totals.dead_letter_reasons
+        for pos, (event, record) in enumerate(zip(batch.events, batch.sources, strict=True)):
+            code = refused.get(pos)
+            if code is not None:
+                batch.stats.dead_lettered += 1
+                reasons[code] = reasons.get(code, 0) + 1
+                error = InvalidMessage(code, REFUSALS.get(code, "refused by the feature store"))
+                batch.out.append(self._dead_letter_record(record, error))
+                continue
+            kept.append(event)
+            if event.ts > newest.get(record.partition, float("-inf")):
+                newest[record.partition] = event.ts
+        alive = {e.customer_id for e in kept}
+        batch.events, batch.newest = kept, newest
+        batch.states = {cid: s for cid, s in batch.states.items() if cid in alive}
+        batch.stats.valid = len(kept)
 
     def _due_updates(self, batch: Batch) -> dict[str, tuple[int, float]] | None:
         after = self._rescore_after_s

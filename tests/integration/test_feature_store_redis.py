@@ -92,3 +92,23 @@ async def test_script_is_reloaded_after_script_flush(aredis: aioredis.Redis,
     await aredis.script_flush()
     result = await store.apply([ev(2, ts=ev(1).ts + 1)])
     assert result["c1"].state["n"] == 2.0
+
+
+async def test_a_customer_with_unreadable_state_is_refused_alone(aredis: aioredis.Redis,
+                                                                key_prefix: str) -> None:
+    """Issue 12: infinity in a stored state made cjson fail the whole call, every batch after."""
+    from streams.redis.feature_store import rejected_positions
+
+    store = RedisFeatureStore(aredis, FeatureSettings(), key_prefix)
+    poisoned, garbage = store.feature_key("inf"), store.feature_key("junk")
+    await aredis.eval("redis.call('HSET', KEYS[1], 's', cmsgpack.pack({n = 1, r = 0, "
+                      "['n.login'] = 1, ['s1.login'] = 1 / 0})); "
+                      "redis.call('HSET', KEYS[2], 's', 'not a state')", 2, poisoned, garbage)
+    blobs = [await aredis.hget(k, "s") for k in (poisoned, garbage)]
+    batch = [ev(1, cid="inf", kind="session"), ev(2, cid="ok"), ev(3, cid="junk"),
+             ev(4, cid="inf", kind="login", value=1.0)]
+    result = await store.apply(batch)
+    assert rejected_positions(batch, result) == {0: "bad_state", 2: "bad_state", 3: "bad_state"}
+    assert result["ok"].applied == 1
+    assert (await store.get("ok"))["n"] == 1.0
+    assert [await aredis.hget(k, "s") for k in (poisoned, garbage)] == blobs  # untouched

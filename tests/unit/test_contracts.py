@@ -12,7 +12,8 @@ from streams.contracts import (
 )
 
 ids = st.text(min_size=1, max_size=40).filter(lambda s: s.strip() == s and s)
-times = st.floats(min_value=0, max_value=4_000_000_000).map(lambda t: round(t, 3))
+# between the decoder's floor (2000-01-01) and 2026-01-01 (never in the future of the clock)
+times = st.floats(min_value=946_684_800, max_value=1_767_225_600).map(lambda t: round(t, 3))
 
 
 @given(ids, ids, ids, times, st.one_of(st.none(), st.floats(-1e9, 1e9)))

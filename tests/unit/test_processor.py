@@ -28,7 +28,7 @@ class FixedModel:
 
 
 def raw(offset: int, value: bytes | None, ts_ms: int = 1000) -> RawRecord:
-    return RawRecord(TOPICS.events, 0, offset, b"k", value, ts_ms)
+    return RawRecord(TOPICS.events, 0, offset, None, value, ts_ms)  # no key: nothing to check
 
 
 def event_bytes(i: int, cid: str, ts: float = T0, **extra: object) -> bytes:

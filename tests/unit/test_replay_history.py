@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import orjson
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.contracts import decode_event, decode_label
+from streams.contracts import InputLimits, decode_event, decode_label
 from streams.kafka.chunk import EVENT, LABEL
 from streams.offline.history import (
     ColumnMap,
@@ -167,7 +168,10 @@ def test_every_normalised_event_passes_the_contract(customer: str, etype: str, m
     row = {"customer_id": customer, "event_type": etype, "ts": ms, "value": value,
            "properties": props}
     ts, key, data = event_norm(epoch_unit="ms").record(row)
-    event = decode_event(data)
+    # the shape passes; the consumers' bounds (time, value, size) are tested in test_input_bounds
+    unbounded = InputLimits(max_future_s=math.inf, min_ts=-math.inf, max_abs_value=math.inf,
+                            max_properties_bytes=2**30)
+    event = decode_event(data, key, unbounded)
     assert (ts, key.decode(), event.customer_id, event.event_type) == (
         ms, customer, customer, etype)
     assert event.ts == ms / 1000
