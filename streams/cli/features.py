@@ -3,7 +3,7 @@
 ::
 
     churnpulse features CUSTOMER_ID [--at TIME] [--json]   current features (table or JSON)
-    churnpulse forget CUSTOMER_ID                           erase the customer everywhere
+    churnpulse forget CUSTOMER_ID [--wait S]                erase the customer everywhere
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import redis.asyncio as aioredis
-
+from streams.redis.client import make_redis
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import Settings
 from streams.timefmt import format_ts, parse_ts
@@ -34,18 +33,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     features.add_argument("--json", action="store_true", help="machine-readable output")
     features.set_defaults(func=cmd_features)
 
-    forget = sub.add_parser("forget", help="erase a customer everywhere (right to erasure)")
+    forget = sub.add_parser("forget", help="erase a customer everywhere (right to erasure; "
+                                           "see docs/security.md for what is out of reach)")
     forget.add_argument("customer_id")
+    forget.add_argument("--wait", type=float, default=30.0,
+                        help="seconds to wait for a running learner to erase it (default 30)")
     forget.set_defaults(func=cmd_forget)
 
 
 def _with_store(settings: Settings, use: Callable[[RedisFeatureStore], Awaitable[T]]) -> T:
     async def run() -> T:
         cfg = settings.redis
-        password = cfg.password.get_secret_value() if cfg.password else None
-        client = aioredis.Redis.from_url(cfg.url, password=password,
-                                         socket_timeout=cfg.socket_timeout_s,
-                                         socket_connect_timeout=cfg.socket_timeout_s)
+        client = make_redis(cfg)
         try:
             return await use(RedisFeatureStore(client, settings.features, cfg.key_prefix))
         finally:
@@ -69,8 +68,23 @@ def cmd_features(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
-    removed = _with_store(settings, lambda store: store.forget(args.customer_id))
-    print(f"forgot customer {args.customer_id!r}: {removed} keys and index entries removed")
+    from streams.cli.erasure import forget_customer
+    from streams.signing import signer_from_settings
+
+    async def run() -> str:
+        client = make_redis(settings.redis)
+        try:
+            done = await forget_customer(settings, client, signer_from_settings(settings),
+                                         args.customer_id, args.wait)
+            return done.summary(args.customer_id)
+        finally:
+            await client.aclose()
+
+    try:
+        print(asyncio.run(run()))
+    except TimeoutError as exc:
+        print(f"churnpulse: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

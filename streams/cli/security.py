@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from streams.learner.service import STATE_PURPOSE
 from streams.pickle_audit import suspicious_globals
+from streams.redis.client import make_redis
 from streams.redis.model_registry import PURPOSE as MODEL_PURPOSE
 from streams.settings import Settings
 from streams.signing import SignatureError, StateSigner, is_signed, signer_from_settings
@@ -79,9 +80,7 @@ async def sign_state(client: aioredis.Redis, prefix: str, signer: StateSigner,
 def cmd_sign_state(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> list[tuple[str, str]]:
         cfg = settings.redis
-        password = cfg.password.get_secret_value() if cfg.password else None
-        client = aioredis.Redis.from_url(cfg.url, password=password,
-                                         socket_timeout=cfg.socket_timeout_s)
+        client = make_redis(cfg)
         try:
             return await sign_state(client, cfg.key_prefix, signer_from_settings(settings),
                                     args.dry_run)

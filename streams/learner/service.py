@@ -40,6 +40,7 @@ from online_models.observations import LabelPolicy, Observation
 from streams.contracts import ChurnLabel, decode_label, encode
 from streams.dead_letter import dead_letter_headers
 from streams.errors import ConfigurationError, InvalidMessage
+from streams.learner.erasure import serve_forget_requests
 from streams.learner.loop import LabelCounts, LearningLoop, RecentIds
 from streams.records import RawRecord
 from streams.redis.model_registry import RedisModelRegistry
@@ -221,6 +222,20 @@ class LearnerService:
         log.info("learner ready at version %d (%d resolved so far)", state.version,
                  state.learner.total)
 
+    async def serve_forgets(self) -> list[str]:
+        """Erase the customers ``churnpulse forget`` asked for (streams.learner.erasure)."""
+        state, loop = self.state, self.loop
+        assert state is not None
+        assert loop is not None
+
+        async def save() -> None:
+            loop.held = state.held
+            await self.states.save(state, self.token,
+                                   status_of(state, loop, await self.store.count()))
+
+        return await serve_forget_requests(self.client, self.settings.redis.key_prefix,
+                                           state, save)
+
     def model_version(self) -> str:
         assert self.state is not None
         return f"{self.state.version}-{self.state.learner.champion.name}"
@@ -325,6 +340,7 @@ class LearnerService:
                 fetched = await consumer.getmany(timeout_ms=1000, max_records=2000)
                 records = [m for msgs in fetched.values() for m in msgs]
                 caught_up = await self._caught_up(consumer, tps, ends, records)
+                await self.serve_forgets()
                 await self.step(records, producer, mark, caught_up)
                 if not await renew_lock(self.client, self.states.lock_key, self.token):
                     raise ConfigurationError("lost the learner lock")
