@@ -1,0 +1,271 @@
+"""The Prometheus metrics of every churnpulse process, and the one-line calls that feed them.
+
+Names follow the Prometheus conventions: the ``churnpulse_`` prefix, base units (seconds,
+records), ``_total`` on counters, and labels that stay bounded (consumer name, topic,
+partition, reason code, operation, target name, model name; never a customer id). The list,
+with the alerting rules built on them, is in docs/operations.md.
+
+Every call here is cheap and per batch, never per event (the worker's per-score latencies go
+into a :class:`~streams.observability.bulk.BulkHistogram` a batch at a time). After
+``configure(enabled=False)`` (``CHURN_METRICS__ENABLED=false``) every call returns at once:
+that is the "without metrics" of the overhead measurement.
+
+Counters a process already keeps (the worker's totals, the alerter's, the learner's status)
+are not counted twice: :mod:`streams.observability.sources` reads them when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from streams.observability.bulk import BulkHistogram
+
+_state = {"on": True}
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0)
+REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                 1.0, 2.5)
+SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+EVENT_TO_SCORE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                          60.0, 300.0)
+LABEL_LAG_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0, 7 * 86400.0,
+                     30 * 86400.0, 90 * 86400.0)
+WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   120.0)
+
+# -- consumers (the runner) and producers -----------------------------------------------------
+RECORDS_CONSUMED = Counter("churnpulse_records_consumed", "Records fetched from Kafka.",
+                           ["consumer", "topic"])
+RECORDS_PRODUCED = Counter("churnpulse_records_produced",
+                           "Records produced and acknowledged by the broker.", ["topic"])
+DEAD_LETTERED = Counter("churnpulse_records_dead_lettered",
+                        "Records sent to the dead-letter topic, by reason code.", ["reason"])
+BATCH_RECORDS = Histogram("churnpulse_batch_records", "Records per consumed batch.",
+                          ["consumer"], buckets=SIZE_BUCKETS)
+BATCH_SECONDS = Histogram("churnpulse_batch_duration_seconds",
+                          "From a batch's poll to its commit (processing, produce, commit).",
+                          ["consumer"], buckets=LATENCY_BUCKETS)
+BATCHES_FAILED = Counter("churnpulse_batches_failed",
+                         "Batches whose processing raised (dead-lettered or stopped the run).",
+                         ["consumer"])
+CONSUMER_LAG = Gauge("churnpulse_consumer_lag_records",
+                     "High watermark minus the next offset to read, at the last fetch.",
+                     ["consumer", "topic", "partition"])
+ASSIGNED = Gauge("churnpulse_consumer_assigned_partitions", "Partitions this consumer owns.",
+                 ["consumer"])
+LAST_POLL = Gauge("churnpulse_consumer_last_poll_timestamp_seconds",
+                  "Wall time of the consumer's last poll.", ["consumer"])
+RESTARTS = Counter("churnpulse_consumer_restarts", "Consumer loop restarts after an error.",
+                   ["consumer"])
+
+# -- worker -----------------------------------------------------------------------------------
+EVENT_TO_SCORE = BulkHistogram(
+    "churnpulse_event_to_score_seconds",
+    "From an event's Kafka timestamp (source_timestamp_ms) to its score acknowledged.",
+    EVENT_TO_SCORE_BUCKETS)
+REDIS_SECONDS = Histogram("churnpulse_redis_call_duration_seconds",
+                          "Redis calls (feature store, observations, checkpoints), retries "
+                          "included.", ["operation"], buckets=REDIS_BUCKETS)
+WATERMARK = Gauge("churnpulse_watermark_timestamp_seconds",
+                  "Sweep clock (event time) of each events partition this worker owns.",
+                  ["partition"])
+MODEL_SERVED_VERSION = Gauge("churnpulse_model_served_version",
+                             "Version number of the model the worker scores with.")
+MODEL_PUBLISHED = Gauge("churnpulse_model_published_timestamp_seconds",
+                        "When the model served (worker) or last published (learner) was "
+                        "published.")
+
+# -- learner ----------------------------------------------------------------------------------
+LABEL_LAG = BulkHistogram("churnpulse_label_lag_seconds",
+                          "From a churn label's event time to the learner reading it.",
+                          LABEL_LAG_BUCKETS)
+LEARNER_STEPS = Counter("churnpulse_learner_steps", "Learner steps (one per poll of labels).")
+LEARNER_LAST_STEP = Gauge("churnpulse_learner_last_step_timestamp_seconds",
+                          "Wall time of the learner's last completed step.")
+
+# -- dispatch ---------------------------------------------------------------------------------
+WEBHOOK_DELIVERIES = Counter("churnpulse_webhook_deliveries",
+                             "Alert deliveries per target, by outcome (delivered, skipped, "
+                             "dead, ...).", ["target", "status"])
+WEBHOOK_RETRIES = Counter("churnpulse_webhook_retries", "Attempts beyond the first, per target.",
+                          ["target"])
+WEBHOOK_SECONDS = Histogram("churnpulse_webhook_delivery_duration_seconds",
+                            "One alert's delivery to one target, retries included.",
+                            ["target"], buckets=WEBHOOK_BUCKETS)
+
+
+def configure(enabled: bool) -> None:
+    """Turn every call of this module on or off (process-wide)."""
+    _state["on"] = enabled
+
+
+def enabled() -> bool:
+    return _state["on"]
+
+
+# -- consumers ----------------------------------------------------------------------------------
+def polled(consumer: str, records: Sequence[Any], highwater: Mapping[Any, int | None],
+           next_offsets: Mapping[Any, int]) -> None:
+    """A poll returned ``records``; ``highwater``/``next_offsets`` per TopicPartition give the
+    lag (partitions without a known high watermark are left as they were)."""
+    if not _state["on"]:
+        return
+    LAST_POLL.labels(consumer).set(time.time())
+    if not records:
+        return
+    topics: dict[str, int] = {}
+    for r in records:
+        topics[r.topic] = topics.get(r.topic, 0) + 1
+    for topic, n in topics.items():
+        RECORDS_CONSUMED.labels(consumer, topic).inc(n)
+    BATCH_RECORDS.labels(consumer).observe(len(records))
+    for tp, nxt in next_offsets.items():
+        high = highwater.get(tp)
+        if high is not None:
+            CONSUMER_LAG.labels(consumer, tp.topic, str(tp.partition)).set(max(0, high - nxt))
+
+
+def assigned(consumer: str, partitions: Iterable[Any]) -> None:
+    """The consumer owns ``partitions`` now: forget the lag of the others."""
+    if not _state["on"]:
+        return
+    owned = {(tp.topic, str(tp.partition)) for tp in partitions}
+    ASSIGNED.labels(consumer).set(len(owned))
+    for labels in _lag_labels(consumer):
+        if (labels[1], labels[2]) not in owned:
+            CONSUMER_LAG.remove(*labels)
+
+
+def _lag_labels(consumer: str) -> list[tuple[str, str, str]]:
+    families = list(CONSUMER_LAG.collect())
+    found = []
+    for sample in families[0].samples if families else ():
+        labels = sample.labels
+        if labels.get("consumer") == consumer:
+            found.append((consumer, labels["topic"], labels["partition"]))
+    return found
+
+
+def committed(consumer: str, seconds: float) -> None:
+    """A batch was completed and committed ``seconds`` after its poll."""
+    if _state["on"]:
+        BATCH_SECONDS.labels(consumer).observe(seconds)
+
+
+def batch_failed(consumer: str) -> None:
+    if _state["on"]:
+        BATCHES_FAILED.labels(consumer).inc()
+
+
+def restarted(consumer: str) -> None:
+    if _state["on"]:
+        RESTARTS.labels(consumer).inc()
+
+
+def produced(records: Sequence[Any]) -> None:
+    """``records`` (:class:`~streams.records.OutRecord`) were acknowledged by the broker;
+    dead letters are counted by their ``churn.dlq.code`` header."""
+    if not _state["on"] or not records:
+        return
+    topics: dict[str, int] = {}
+    for r in records:
+        topics[r.topic] = topics.get(r.topic, 0) + 1
+        headers = r.headers
+        if headers and len(headers) > 1 and headers[1][0] == "churn.dlq.code":
+            DEAD_LETTERED.labels(headers[1][1].decode(errors="replace")[:40]).inc()
+    for topic, n in topics.items():
+        RECORDS_PRODUCED.labels(topic).inc(n)
+
+
+# -- worker -------------------------------------------------------------------------------------
+def scores_published(arrived_ms: Iterable[int], now: float | None = None) -> None:
+    """Scores of events that arrived (Kafka timestamp, ms) at ``arrived_ms`` were acknowledged."""
+    if not _state["on"]:
+        return
+    import numpy as np
+
+    arr = np.fromiter(arrived_ms, dtype=np.float64)
+    arr = arr[arr > 0]
+    if arr.size:
+        wall_ms = (time.time() if now is None else now) * 1000.0
+        EVENT_TO_SCORE.observe_many((wall_ms - arr) / 1000.0)
+
+
+@contextmanager
+def redis_timer(operation: str) -> Iterator[None]:
+    """Time a Redis call (``with redis_timer("feature_apply"): ...``)."""
+    if not _state["on"]:
+        yield
+        return
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        REDIS_SECONDS.labels(operation).observe(time.perf_counter() - began)
+
+
+def watermarks(marks: Mapping[int, float]) -> None:
+    """The sweep clocks of the partitions this worker owns now (others are forgotten)."""
+    if not _state["on"]:
+        return
+    WATERMARK.clear()
+    for partition, mark in marks.items():
+        WATERMARK.labels(str(partition)).set(mark)
+
+
+def model_served(version: str, published_at: float | None) -> None:
+    """The worker scores with ``version`` (``"<n>-<name>"``), published at ``published_at``."""
+    if not _state["on"]:
+        return
+    MODEL_SERVED_VERSION.set(version_number(version))
+    if published_at is not None:
+        MODEL_PUBLISHED.set(published_at)
+
+
+def version_number(version: str) -> float:
+    """``"12-logreg"`` → 12.0; an untrained or unparsable version → 0.0.
+
+    >>> version_number("12-logreg"), version_number("untrained")
+    (12.0, 0.0)
+    """
+    head = version.split("-", 1)[0]
+    return float(head) if head.isdigit() else 0.0
+
+
+# -- learner ------------------------------------------------------------------------------------
+def labels_read(label_times: Iterable[float], now: float | None = None) -> None:
+    """The learner read labels whose event times are ``label_times`` (seconds)."""
+    if not _state["on"]:
+        return
+    import numpy as np
+
+    arr = np.fromiter(label_times, dtype=np.float64)
+    if arr.size:
+        wall = time.time() if now is None else now
+        LABEL_LAG.observe_many(np.maximum(0.0, wall - arr))
+
+
+def learner_stepped(published_at: float | None = None) -> None:
+    if not _state["on"]:
+        return
+    LEARNER_STEPS.inc()
+    LEARNER_LAST_STEP.set(time.time())
+    if published_at is not None:
+        MODEL_PUBLISHED.set(published_at)
+
+
+# -- dispatch -----------------------------------------------------------------------------------
+def webhook_delivery(target: str, status: str, attempts: int, seconds: float) -> None:
+    if not _state["on"]:
+        return
+    WEBHOOK_DELIVERIES.labels(target, status).inc()
+    if attempts > 1:
+        WEBHOOK_RETRIES.labels(target).inc(attempts - 1)
+    if attempts > 0:
+        WEBHOOK_SECONDS.labels(target).observe(seconds)

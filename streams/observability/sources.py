@@ -1,0 +1,233 @@
+"""Metrics read when Prometheus scrapes, from counters and status the processes keep anyway.
+
+The worker's :class:`~streams.worker.processor.Totals`, the alerter's ``AlertTotals``, the
+learner's status dict (the one ``churnpulse model status`` prints) and the dashboard's client
+count are already kept for logs and the CLI; a process registers a getter with one ``watch_*``
+call and this module turns what it returns into metric families at scrape time. Nothing runs
+on the hot path, and nothing is counted twice.
+
+This module imports no process: getters return plain objects read by attribute or key.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streams.observability import metrics as m
+
+Source = Callable[[], Iterator[Metric]]
+
+# attribute of the worker's Totals -> (metric name without _total, help)
+WORKER_TOTALS = {
+    "applied": ("churnpulse_events_applied", "Events applied to the feature store."),
+    "late": ("churnpulse_events_late", "Events skipped as late or duplicate by the store."),
+    "scores": ("churnpulse_scores", "Scores published by the worker."),
+    "observed": ("churnpulse_snapshots_recorded", "Feature snapshots recorded for learning."),
+    "skipped_churned": ("churnpulse_scores_skipped_churned",
+                        "Scores not published because the customer had churned."),
+    "retries": ("churnpulse_worker_retries", "Retries of a transient Redis or Kafka error."),
+}
+SWEEPER_STATS = {
+    "passes": ("churnpulse_sweeper_passes", "Sweeps over the owned partitions."),
+    "rescored": ("churnpulse_sweeper_rescored", "Quiet customers re-scored by the sweeper."),
+}
+ALERTER_TOTALS = {
+    "scores": ("churnpulse_alerter_scores", "Scores read by the alerter."),
+    "replayed": ("churnpulse_alerter_replayed",
+                 "Scores already applied (a re-read batch), outbox re-emitted."),
+    "holdout": ("churnpulse_alerts_holdout", "Alerts of holdout customers (no action)."),
+    "conflicts": ("churnpulse_alerter_conflicts", "Optimistic-write conflicts, retried."),
+}
+# key of a model's delayed metrics -> (gauge name, help); counters handled apart
+MODEL_GAUGES = {
+    "roc_auc": ("churnpulse_model_roc_auc", "Delayed ROC AUC over the recent window."),
+    "log_loss": ("churnpulse_model_log_loss", "Delayed log loss over the recent window."),
+    "brier": ("churnpulse_model_brier_score", "Delayed Brier score over the recent window."),
+    "ece": ("churnpulse_model_calibration_error",
+            "Expected calibration error over the recent window."),
+    "calibration_error": ("churnpulse_model_calibration_error",
+                          "Expected calibration error over the recent window."),
+    "precision": ("churnpulse_model_precision", "Precision at the alert threshold."),
+    "recall": ("churnpulse_model_recall", "Recall at the alert threshold."),
+    "window": ("churnpulse_model_window_observations", "Resolved observations in the window."),
+}
+
+
+class _Sources(Collector):
+    def __init__(self) -> None:
+        self._sources: dict[str, Source] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, source: Source) -> None:
+        with self._lock:
+            self._sources[key] = source
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._sources.pop(key, None)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            sources = list(self._sources.values())
+        for source in sources:
+            yield from source()
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+SOURCES = _Sources()
+REGISTRY.register(SOURCES)
+SOURCES.add("clock", lambda: _clock_metrics())
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def _counters(obj: Any, fields: Mapping[str, tuple[str, str]]) -> Iterator[Metric]:
+    for attr, (name, doc) in fields.items():
+        value = _number(getattr(obj, attr, None))
+        if value is not None:
+            yield CounterMetricFamily(name, doc, value=value)
+
+
+def _clock_metrics() -> Iterator[Metric]:
+    """Ages computed at scrape time: watermark lag per partition, model age."""
+    now = time.time()
+    if not m.enabled():
+        return
+    lag = GaugeMetricFamily("churnpulse_watermark_lag_seconds",
+                            "Wall clock minus the partition's sweep clock (event time).",
+                            labels=["partition"])
+    for family in m.WATERMARK.collect():
+        for sample in family.samples:
+            lag.add_metric([sample.labels["partition"]], now - sample.value)
+    if lag.samples:
+        yield lag
+    published = next(iter(m.MODEL_PUBLISHED.collect())).samples[0].value
+    if published > 0:
+        yield GaugeMetricFamily("churnpulse_model_age_seconds",
+                                "Wall clock minus the publication time of the model.",
+                                value=now - published)
+
+
+def watch_worker(totals: Callable[[], Any], sweeper: Callable[[], Any]) -> None:
+    """Export the worker's processor totals and sweeper stats (getters may return None)."""
+
+    def source() -> Iterator[Metric]:
+        t = totals()
+        if t is not None:
+            yield from _counters(t, WORKER_TOTALS)
+        s = sweeper()
+        if s is not None:
+            yield from _counters(s, SWEEPER_STATS)
+
+    SOURCES.add("worker", source)
+
+
+def watch_alerter(totals: Callable[[], Any]) -> None:
+    """Export the alerter's totals: alerts by severity, holdout, scores read."""
+
+    def source() -> Iterator[Metric]:
+        t = totals()
+        if t is None:
+            return
+        yield from _counters(t, ALERTER_TOTALS)
+        by_severity = CounterMetricFamily("churnpulse_alerts", "Alerts raised, by severity.",
+                                          labels=["severity"])
+        for severity, n in sorted(dict(getattr(t, "by_severity", {}) or {}).items()):
+            by_severity.add_metric([str(severity)[:20]], float(n))
+        yield by_severity
+
+    SOURCES.add("alerter", source)
+
+
+def watch_learner(status: Callable[[], Mapping[str, Any] | None]) -> None:
+    """Export the learner's last status (labels, resolutions, pending, delayed metrics)."""
+
+    def source() -> Iterator[Metric]:
+        s = status()
+        if s is None:
+            return
+        yield from learner_metrics(s)
+
+    SOURCES.add("learner", source)
+
+
+def learner_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
+    """Metric families of a learner status dict.
+
+    >>> fams = list(learner_metrics({"version": 3, "champion": "logreg", "resolved": 10,
+    ...     "pending": 2, "labels": {"labels": 4, "positives": 1},
+    ...     "served": {"roc_auc": 0.8}, "models": {"logreg": {"roc_auc": 0.75, "drifts": 1}}}))
+    >>> sorted({f.name for f in fams})[:2]
+    ['churnpulse_learner_labels', 'churnpulse_learner_model_version']
+    """
+    version = _number(status.get("version"))
+    if version is not None:
+        yield GaugeMetricFamily("churnpulse_learner_model_version",
+                                "Version of the model the learner published last.", value=version)
+    pending = _number(status.get("pending"))
+    if pending is not None:
+        yield GaugeMetricFamily("churnpulse_learner_pending_snapshots",
+                                "Snapshots waiting for their label or horizon.", value=pending)
+    resolved = _number(status.get("resolved"))
+    if resolved is not None:
+        yield CounterMetricFamily("churnpulse_learner_resolved", "Snapshots resolved and learned.",
+                                  value=resolved)
+    labels = CounterMetricFamily("churnpulse_learner_labels",
+                                 "Labels read and what became of them.", labels=["outcome"])
+    for outcome, n in sorted((status.get("labels") or {}).items()):
+        if (v := _number(n)) is not None and outcome != "held":
+            labels.add_metric([outcome], v)
+    yield labels
+    held = _number((status.get("labels") or {}).get("held"))
+    if held is not None:
+        yield GaugeMetricFamily("churnpulse_learner_held_labels",
+                                "Labels held until the watermark reaches them.", value=held)
+    champion = status.get("champion")
+    gauges: dict[str, GaugeMetricFamily] = {}
+    drifts = CounterMetricFamily("churnpulse_model_drift_alarms", "Drift detector alarms.",
+                                 labels=["model", "role"])
+    rows = [("served", "served", status.get("served") or {})]
+    rows += [(name, "champion" if name == champion else "challenger", report or {})
+             for name, report in sorted((status.get("models") or {}).items())]
+    for model, role, report in rows:
+        for key, (name, doc) in MODEL_GAUGES.items():
+            value = _number(report.get(key))
+            if value is None:
+                continue
+            family = gauges.get(name)
+            if family is None:
+                family = gauges[name] = GaugeMetricFamily(name, doc, labels=["model", "role"])
+            family.add_metric([str(model)[:20], role], value)
+        if (d := _number(report.get("drifts"))) is not None:
+            drifts.add_metric([str(model)[:20], role], d)
+    yield from gauges.values()
+    yield drifts
+
+
+def watch_dashboard(stats: Callable[[], Mapping[str, Any]]) -> None:
+    """Export the dashboard's live sessions and board size (``{"clients": n, "board": n}``)."""
+
+    def source() -> Iterator[Metric]:
+        s = stats()
+        if (clients := _number(s.get("clients"))) is not None:
+            yield GaugeMetricFamily("churnpulse_dashboard_sessions",
+                                    "Browsers connected to the live feed.", value=clients)
+        if (board := _number(s.get("board"))) is not None:
+            yield GaugeMetricFamily("churnpulse_dashboard_open_alerts",
+                                    "Open alerts on the board.", value=board)
+
+    SOURCES.add("dashboard", source)
