@@ -38,6 +38,7 @@ from online_models.features import apply_event, feature_vector
 from online_models.observations import Observation
 from streams.contracts import ChurnLabel, encode
 from streams.learner.service import LearnerService
+from streams.redis.client import make_redis
 from streams.redis.observation_store import RedisObservationStore
 from streams.settings import load_settings
 
@@ -90,7 +91,7 @@ async def memory(client: aioredis.Redis, store: RedisObservationStore
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bl{int(time.time())}"
     settings = load_settings(redis={"key_prefix": prefix})
-    client = aioredis.Redis.from_url(settings.redis.url)
+    client = make_redis(settings.redis)
     service = LearnerService(settings, client)
     try:
         t = time.perf_counter()

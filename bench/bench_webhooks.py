@@ -24,7 +24,6 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient
@@ -38,6 +37,7 @@ from streams.delivery.dispatch import (
     RedisDeliveredStore,
     build_dispatchers,
 )
+from streams.redis.client import make_redis
 from streams.settings import load_settings
 
 SECRET = b"bench-secret"
@@ -99,7 +99,7 @@ async def run(n: int, customers: int, delay_ms: float, paced_rate: float) -> Non
         await producer.send(topic, alert(i, customers, time.time() * 1000),
                             key=f"c-{i % customers}".encode())
     await producer.flush()
-    client = aioredis.Redis.from_url(settings.redis.url)
+    client = make_redis(settings.redis)
     async with aiohttp.ClientSession() as http:
         service = AlertDispatchService(settings, build_dispatchers(settings,
                                                                    AiohttpTransport(http)),

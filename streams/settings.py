@@ -55,6 +55,7 @@ class TopicSettings(_Section):
 
 class RedisSettings(_Section):
     url: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL of the feature store.")
+    username: str | None = Field(None, description="ACL user (None: the URL's, else default).")
     password: SecretStr | None = None
     key_prefix: str = Field("cp", description="Prefix of every key the project writes.")
     socket_timeout_s: float = Field(5.0, gt=0)

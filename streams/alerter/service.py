@@ -41,6 +41,7 @@ from streams.errors import InvalidMessage, TransientError
 from streams.kafka.topics import ensure_topics
 from streams.records import RawRecord, retry_transient
 from streams.redis.alert_store import RedisAlertStore, RedisFeatureReader
+from streams.redis.client import make_redis
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import Settings
 from streams.worker.consumer import kafka_client_options, to_raw
@@ -189,15 +190,6 @@ class Alerter:
             log.info(summary_line(self.processor.totals))
 
 
-def make_redis(settings: Settings) -> aioredis.Redis:
-    cfg = settings.redis
-    password = cfg.password.get_secret_value() if cfg.password else None
-    return aioredis.Redis.from_url(cfg.url, password=password,
-                                   socket_timeout=cfg.socket_timeout_s,
-                                   socket_connect_timeout=cfg.socket_timeout_s,
-                                   health_check_interval=30)
-
-
 def build_alerter(settings: Settings, client: aioredis.Redis) -> Alerter:
     prefix = settings.redis.key_prefix
     store = RedisAlertStore(client, prefix, settings.alerts.state_ttl_days * 86400.0)
@@ -208,7 +200,7 @@ def build_alerter(settings: Settings, client: aioredis.Redis) -> Alerter:
 
 
 async def _main(settings: Settings) -> None:
-    client = make_redis(settings)
+    client = make_redis(settings.redis)
     alerter = build_alerter(settings, client)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()

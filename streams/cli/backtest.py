@@ -178,7 +178,7 @@ def _f(value: Any) -> str:
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from streams.offline.train import publish_warm_start
-    from streams.worker.app import make_redis
+    from streams.redis.client import make_redis
 
     run = _run(settings, args, baseline_rows=args.report is not None)
     print(_summary(run))
@@ -190,7 +190,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
         print(f"report: {write_report(report, args.report)[1]}")
 
     async def publish() -> Any:
-        client = make_redis(settings)
+        client = make_redis(settings.redis)
         try:
             return await publish_warm_start(settings, client, run, replace=args.replace)
         finally:

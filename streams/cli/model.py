@@ -21,12 +21,12 @@ METRIC_ROWS = ("roc_auc", "log_loss", "brier", "precision", "recall", "top_decil
 def cmd_learner(settings: Settings, args: argparse.Namespace) -> int:
     from streams.kafka.topics import ensure_topics
     from streams.learner.service import LearnerService
-    from streams.worker.app import make_redis
+    from streams.redis.client import make_redis
 
     ensure_topics(settings.kafka, settings.topics)
 
     async def main() -> None:
-        client = make_redis(settings)
+        client = make_redis(settings.redis)
         service = LearnerService(settings, client)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -106,10 +106,10 @@ def _fmt(value: Any) -> str:
 
 def cmd_model_status(settings: Settings, args: argparse.Namespace) -> int:
     from streams.learner.service import LearnerStateStore
-    from streams.worker.app import make_redis
+    from streams.redis.client import make_redis
 
     async def read() -> dict[str, Any] | None:
-        client = make_redis(settings)
+        client = make_redis(settings.redis)
         try:
             return await LearnerStateStore(client, settings.redis.key_prefix).status()
         finally:

@@ -53,6 +53,7 @@ from alerts.webhooks import RetryPolicy, TransportError, WebhookDispatcher, Webh
 from streams.dead_letter import dead_letter_record
 from streams.errors import InvalidMessage, TransientError
 from streams.records import OutRecord, RawRecord, retry_transient
+from streams.redis.client import make_redis
 from streams.settings import Settings
 from streams.worker.consumer import AIOKafkaSink, kafka_client_options, to_raw
 
@@ -282,10 +283,7 @@ def decode_alert(record: RawRecord) -> Alert:
 
 async def run_dispatch_async(settings: Settings) -> None:
     cfg = settings.redis
-    password = cfg.password.get_secret_value() if cfg.password else None
-    client = aioredis.Redis.from_url(cfg.url, password=password,
-                                     socket_timeout=cfg.socket_timeout_s,
-                                     socket_connect_timeout=cfg.socket_timeout_s)
+    client = make_redis(cfg)
     async with aiohttp.ClientSession(headers={"User-Agent": "churnpulse-webhooks/1"}) as http:
         store = RedisDeliveredStore(client, cfg.key_prefix, settings.webhook.delivered_ttl_s)
         service = AlertDispatchService(settings, build_dispatchers(settings,

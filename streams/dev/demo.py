@@ -37,6 +37,7 @@ from streams.kafka.chunk import EVENT, Chunk
 from streams.kafka.pacing import RatePacer
 from streams.kafka.publish import PumpStats, publish_chunks
 from streams.kafka.topics import ensure_topics
+from streams.redis.client import make_sync_redis
 from streams.settings import Settings
 from streams.simulator.config import SimulationConfig
 from streams.simulator.live import LiveSimulation
@@ -290,7 +291,7 @@ def learner_line(status: dict[str, object]) -> str:
 
 def status_loop(settings: Settings, summary: Summary, stop: threading.Event) -> None:
     """Follow the learner's status (written to Redis with every checkpoint)."""
-    client = redis.Redis.from_url(settings.redis.url)
+    client = make_sync_redis(settings.redis)
     key = f"{settings.redis.key_prefix}:learner:status"  # streams.learner.service.LearnerStateStore
     try:
         while not stop.wait(2.0):

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from streams.redis.client import make_sync_redis
 from streams.services.common import (
     ServiceError,
     ServiceStatus,
@@ -77,20 +78,12 @@ def server_args(binary: str, port: int, p: RedisPaths) -> list[str]:
     ]
 
 
-def _client(settings: Settings, timeout_s: float) -> redis.Redis:
-    pw = settings.redis.password
-    return redis.Redis.from_url(
-        settings.redis.url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-        password=pw.get_secret_value() if pw is not None else None,
-    )
-
-
 def probe(settings: Settings, timeout_s: float = 1.0) -> str | None:
     """'PONG' (or why it is a Redis anyway) when a Redis answers at ``redis.url``, else None."""
     host, port = url_host_port(settings.redis.url)
     if not port_open(host, port):
         return None
-    client = _client(settings, timeout_s)
+    client = make_sync_redis(settings.redis, timeout_s=timeout_s)
     try:
         return "PONG" if client.ping() else None
     except redis.AuthenticationError:
@@ -108,7 +101,7 @@ def server_pid(settings: Settings, timeout_s: float = 1.0) -> int | None:
     host, port = url_host_port(settings.redis.url)
     if not port_open(host, port):
         return None
-    client = _client(settings, timeout_s)
+    client = make_sync_redis(settings.redis, timeout_s=timeout_s)
     try:
         info = client.info("server")
         return int(info["process_id"])

@@ -17,11 +17,11 @@ import logging
 import time
 
 import faust
-import redis.asyncio as aioredis
 
 from streams.errors import TransientError
 from streams.learner.service import policy_of
 from streams.records import RecordSink
+from streams.redis.client import make_redis
 from streams.redis.feature_store import RedisFeatureStore
 from streams.redis.model_registry import ModelWatcher, RedisModelRegistry
 from streams.redis.observation_store import (
@@ -37,15 +37,6 @@ from streams.worker.sweeper import Sweeper
 from streams.worker.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
-
-
-def make_redis(settings: Settings) -> aioredis.Redis:
-    cfg = settings.redis
-    password = cfg.password.get_secret_value() if cfg.password else None
-    return aioredis.Redis.from_url(
-        cfg.url, password=password, socket_timeout=cfg.socket_timeout_s,
-        socket_connect_timeout=cfg.socket_timeout_s, health_check_interval=30,
-    )
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -84,7 +75,7 @@ def create_app(settings: Settings) -> faust.App:
     signer = signer_from_settings(settings)  # checkpoints are verified before unpickling
 
     def make_processor(sink: RecordSink) -> EventBatchProcessor:
-        client = make_redis(settings)
+        client = make_redis(settings.redis)
         store = RedisFeatureStore(client, settings.features, prefix)
         stores.append(store)
         boards.append(RedisWatermarkBoard(client, prefix))

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -36,6 +35,7 @@ from streams.delivery.dashboard.auth import SECURE_COOKIE_KEY, USER_KEY, auth_mi
 from streams.delivery.dashboard.board import ACTIONS, Board
 from streams.delivery.dashboard.feeds import BoardFeed, Hub
 from streams.errors import TransientError
+from streams.redis.client import make_redis
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import Settings
 from streams.timefmt import format_ts
@@ -67,10 +67,7 @@ class Dashboard:
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         settings = self.settings
         redis_cfg = settings.redis
-        password = redis_cfg.password.get_secret_value() if redis_cfg.password else None
-        client = aioredis.Redis.from_url(redis_cfg.url, password=password,
-                                         socket_timeout=redis_cfg.socket_timeout_s,
-                                         socket_connect_timeout=redis_cfg.socket_timeout_s)
+        client = make_redis(redis_cfg)
         self.store = RedisFeatureStore(client, settings.features, redis_cfg.key_prefix)
         self.producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all",
                                          enable_idempotence=True,

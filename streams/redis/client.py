@@ -1,0 +1,54 @@
+"""Redis clients, built from the ``redis`` section of the settings: the one place that turns
+URL, credentials and timeouts into a client, for every process, CLI command and local tool.
+
+``url`` may be ``redis://`` or ``rediss://`` (TLS) and may carry ``user:password@``;
+``username`` and ``password`` in the settings (``CHURN_REDIS__USERNAME``,
+``CHURN_REDIS__PASSWORD``) are used when the URL carries none (redis-py lets the URL win), so
+an ACL user's secret need not sit in a URL.
+
+>>> from streams.settings import RedisSettings
+>>> from pydantic import SecretStr
+>>> cfg = RedisSettings(url="redis://10.0.0.5:6379/1", password=SecretStr("s3"),
+...                     username="worker", socket_timeout_s=2.0)
+>>> sorted(client_options(cfg).items())  # doctest: +NORMALIZE_WHITESPACE
+[('password', 's3'), ('socket_connect_timeout', 2.0), ('socket_timeout', 2.0),
+ ('username', 'worker')]
+>>> client_options(RedisSettings(), timeout_s=0.5)
+{'socket_timeout': 0.5, 'socket_connect_timeout': 0.5}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from streams.settings import RedisSettings
+
+HEALTH_CHECK_S = 30  # PING a connection that sat idle this long before using it
+
+
+def client_options(cfg: RedisSettings, *, timeout_s: float | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``Redis.from_url`` (redis-py, sync or asyncio) for ``cfg``.
+
+    ``timeout_s`` replaces ``cfg.socket_timeout_s`` (probes want a short one).
+    """
+    timeout = cfg.socket_timeout_s if timeout_s is None else timeout_s
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if cfg.username is not None:
+        options["username"] = cfg.username
+    if cfg.password is not None:
+        options["password"] = cfg.password.get_secret_value()
+    return options
+
+
+def make_redis(cfg: RedisSettings) -> aioredis.Redis:
+    """An asyncio client (every process and async command); close it with ``aclose()``."""
+    return aioredis.Redis.from_url(cfg.url, health_check_interval=HEALTH_CHECK_S,
+                                   **client_options(cfg))
+
+
+def make_sync_redis(cfg: RedisSettings, *, timeout_s: float | None = None) -> redis.Redis:
+    """A blocking client (local service probes, the demo's summary); ``close()`` it."""
+    return redis.Redis.from_url(cfg.url, **client_options(cfg, timeout_s=timeout_s))
