@@ -33,6 +33,7 @@ from alerts.routing import DEFAULT_RULES, RoutingTable
 from online_models.features import FeatureSpec
 from streams.settings_input import InputSettings
 from streams.settings_kafka import KafkaSettings as KafkaSettings  # re-exported
+from streams.settings_ops import LogSettings, MetricsSettings
 from streams.settings_security import SecuritySettings, check_tokens, mask_urls
 
 
@@ -348,6 +349,8 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     input: InputSettings = InputSettings()
     security: SecuritySettings = SecuritySettings()
+    metrics: MetricsSettings = MetricsSettings()  # CHURN_METRICS__WORKER_PORT ...
+    log: LogSettings = LogSettings()  # CHURN_LOG__FORMAT=json
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("log_level", mode="before")
