@@ -30,6 +30,9 @@ class MetricsSettings(BaseModel):
     dispatch_port: int = Field(9413, ge=0, le=65535)
     dashboard_port: int = Field(9414, ge=0, le=65535)
     ready_timeout_s: float = Field(2.0, gt=0, description="Time each /readyz check may take.")
+    prometheus_port: int = Field(9090, ge=1, le=65535,
+                                 description="Port of `churnpulse services up prometheus`.")
+    scrape_interval_s: float = Field(5.0, gt=0, description="Its scrape and rule interval.")
 
     def port(self, process: str) -> int:
         """The port of ``process`` (one of :data:`PROCESSES`); 0 when disabled."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from streams.errors import ChurnpulseError
+from streams.observability.logs import configure_logging
 from streams.services.common import ServiceError
 from streams.settings import Settings, load_settings, masked_dump
 
@@ -46,17 +47,23 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     from streams.services import down, kafka, redis_server, status, up
     from streams.services.common import format_table
+    from streams.services.manager import OPTIONAL, optional
 
-    unknown = set(args.names) - {"kafka", "redis"}
+    unknown = set(args.names) - {"kafka", "redis", *OPTIONAL}
     if unknown:
         print(f"churnpulse: unknown service {', '.join(sorted(unknown))}; "
-              "known: kafka, redis", file=sys.stderr)
+              "known: kafka, redis, prometheus", file=sys.stderr)
         return 2
+    extra = [name for name in OPTIONAL if name in args.names]  # started only when named
+    core = [name for name in args.names if name not in OPTIONAL]
     if args.action == "down" and args.names:
         stoppers = {"kafka": kafka.down, "redis": redis_server.down}
-        rows = [stoppers[name](settings) for name in ("kafka", "redis") if name in args.names]
+        rows = [stoppers[name](settings) for name in ("kafka", "redis") if name in core]
+    elif extra and not core:
+        rows = []
     else:
         rows = {"up": up, "down": down, "status": status}[args.action](settings)
+    rows += [optional(args.action, name, settings) for name in extra]
     if args.json:
         print(json.dumps([{"name": r.name, "address": r.address, "state": r.state,
                            "pid": r.pid, "log": str(r.log) if r.log else None,
@@ -104,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     services = sub.add_parser("services", help="local Kafka and Redis (no Docker needed)")
     services.add_argument("action", choices=("up", "down", "status"))
-    services.add_argument("names", nargs="*", metavar="kafka|redis",
-                          help="with down: only these (default: every service we started)")
+    services.add_argument("names", nargs="*", metavar="kafka|redis|prometheus",
+                          help="with down: only these (default: every service we started);"
+                               " prometheus starts only when named")
     services.add_argument("--json", action="store_true", help="machine-readable output")
     services.set_defaults(func=cmd_services)
 
@@ -153,8 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log.format)  # CHURN_LOG__FORMAT=json
     for noisy in ("kafka", "aiokafka"):  # client chatter about connections and metadata
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.services import kafka, redis_server
+from streams.services import kafka, prometheus, redis_server
 from streams.services.common import ServiceStatus, file_lock
 from streams.settings import Settings
 
@@ -13,6 +13,10 @@ _Action = Callable[[Settings], ServiceStatus]
 UP_ORDER: tuple[_Action, ...] = (redis_server.up, kafka.up)
 DOWN_ORDER: tuple[_Action, ...] = (kafka.down, redis_server.down)
 STATUS_ORDER: tuple[_Action, ...] = (kafka.status, redis_server.status)
+# started only when named (`churnpulse services up prometheus`); `down` stops it when ours
+OPTIONAL: dict[str, dict[str, _Action]] = {
+    "prometheus": {"up": prometheus.up, "down": prometheus.down, "status": prometheus.status},
+}
 
 
 def _lock_file(settings: Settings) -> Path:
@@ -33,9 +37,16 @@ def up(settings: Settings) -> list[ServiceStatus]:
 def down(settings: Settings) -> list[ServiceStatus]:
     """Stop the services we started (recorded pid files only); leave others alone."""
     with file_lock(_lock_file(settings)):
-        return [action(settings) for action in DOWN_ORDER]
+        ours = [prometheus.down(settings)] if prometheus.paths(settings).pid.exists() else []
+        return ours + [action(settings) for action in DOWN_ORDER]
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
     """What runs where, without changing anything."""
     return [action(settings) for action in STATUS_ORDER]
+
+
+def optional(action: str, name: str, settings: Settings) -> ServiceStatus:
+    """``action`` (up, down, status) of the optional service ``name`` (see OPTIONAL)."""
+    with file_lock(_lock_file(settings)):
+        return OPTIONAL[name][action](settings)
