@@ -24,6 +24,14 @@ Errors::
 
 A response is *delivered* on 2xx, *retried* on 408, 425, 429 and 5xx, and *permanent* (dead
 letter at once, retrying cannot help) on any other status.
+
+Hostile or broken receivers (issue 12): a target must be ``https://`` with a secret of at least
+16 characters (:func:`target_problem`; clear-text ``http://`` only to a receiver on localhost
+and only with ``allow_insecure_http``). Targets are delivered to independently
+(:func:`deliver_independently`): a target that hangs or fails delays only its own deliveries,
+and after ``open_after`` alerts in a row that it gave up on, it is not tried for
+``open_for_s`` (its alerts are dead-lettered at once as ``webhook_unavailable``), so a dead
+receiver cannot hold a batch for minutes.
 """
 
 from __future__ import annotations
@@ -31,11 +39,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
-from alerts.dispatch import Alert, Delivery, severity_rank
+from alerts.dispatch import (
+    Alert,
+    DeliveredStore,
+    Delivery,
+    Dispatcher,
+    deliver_once,
+    severity_rank,
+)
 
 SIGNATURE_HEADER = "X-Churnpulse-Signature"
 TIMESTAMP_HEADER = "X-Churnpulse-Timestamp"
@@ -43,6 +60,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 ATTEMPT_HEADER = "X-Churnpulse-Attempt"
 SIGNATURE_VERSION = "v1"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+MIN_SECRET_LENGTH = 16
 
 Verdict = Literal["delivered", "retry", "permanent"]
 
@@ -162,6 +180,42 @@ def backoff_schedule(max_attempts: int, base_s: float, max_s: float) -> list[flo
     return [backoff_delay(n, base_s, max_s, 1.0) for n in range(1, max_attempts)]
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def target_problem(url: str, secret: str | bytes, allow_insecure_http: bool = False) -> str | None:
+    """Why a webhook target must not be used (None: it may).
+
+    >>> target_problem("https://crm.example/hook", "0123456789abcdef") is None
+    True
+    >>> target_problem("http://crm.example/hook", "0123456789abcdef")[:24]
+    'url must be https:// (ht'
+    >>> target_problem("https://crm.example/hook", "")[:40]
+    'secret must be at least 16 characters (a'
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "http":
+        if not allow_insecure_http:
+            return ("url must be https:// (http:// sends alerts in clear text; "
+                    "allow_insecure_http is for a receiver on localhost)")
+        if not _is_loopback(parts.hostname or ""):
+            return "allow_insecure_http is for a receiver on localhost only; use https://"
+    elif parts.scheme != "https":
+        return "url must be https://"
+    if not parts.hostname:
+        return "url has no host"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return (f"secret must be at least {MIN_SECRET_LENGTH} characters (an empty or short "
+                "secret makes signatures forgeable)")
+    return None
+
+
 def judge(status: int) -> Verdict:
     """What a response status means for the delivery.
 
@@ -224,9 +278,13 @@ class WebhookTarget:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """Attempts per alert, their backoff, and when a failing target is skipped for a while."""
+
     max_attempts: int = 6
     base_s: float = 0.5
     max_s: float = 30.0
+    open_after: int = 3
+    open_for_s: float = 60.0
 
 
 class WebhookDispatcher:
@@ -249,6 +307,8 @@ class WebhookDispatcher:
         self._clock = clock
         self._random = random
         self._sleep = sleep
+        self._failures = 0  # alerts in a row this target gave up on
+        self._open_until = float("-inf")
 
     def wants(self, alert: Alert) -> bool:
         if alert.holdout and not self.target.include_holdout:
@@ -256,6 +316,21 @@ class WebhookDispatcher:
         return severity_rank(alert.severity) >= severity_rank(self.target.min_severity)
 
     async def dispatch(self, alert: Alert) -> Delivery:
+        policy = self._policy
+        if self._clock() < self._open_until:
+            return Delivery("dead", 0, f"target unavailable: gave up on {self._failures} alerts"
+                                       f" in a row, not tried for {policy.open_for_s:g} s",
+                            code="webhook_unavailable")
+        delivery = await self._attempts(alert)
+        if delivery.code == "webhook_failed":
+            self._failures += 1
+            if self._failures >= policy.open_after:
+                self._open_until = self._clock() + policy.open_for_s
+        else:
+            self._failures = 0
+        return delivery
+
+    async def _attempts(self, alert: Alert) -> Delivery:
         target, policy = self.target, self._policy
         last = ""
         for attempt in range(1, policy.max_attempts + 1):
@@ -281,3 +356,37 @@ class WebhookDispatcher:
         return Delivery("dead", policy.max_attempts,
                         f"gave up after {policy.max_attempts} attempts, last: {last}",
                         code="webhook_failed")
+
+
+Outcome = tuple[int, int, str, Delivery]
+"""(queue, position in the queue, dispatcher name, what happened)."""
+
+
+async def deliver_independently(dispatchers: Sequence[Dispatcher], store: DeliveredStore,
+                                queues: Sequence[Sequence[Alert]],
+                                concurrency: int) -> list[Outcome]:
+    """Deliver every queue (one customer's alerts, in order) to every dispatcher.
+
+    Each dispatcher works through the queues on its own, up to ``concurrency`` queues at once:
+    a target that hangs or keeps failing delays only its own deliveries. Returns one outcome
+    per alert and dispatcher, ordered by queue, position, then dispatcher. An error (e.g. the
+    delivered-ids store is down) is raised once every delivery has finished.
+    """
+    async def run(d: Dispatcher, gate: asyncio.Semaphore, q: int) -> list[Outcome]:
+        out: list[Outcome] = []
+        async with gate:
+            for i, alert in enumerate(queues[q]):
+                out.append((q, i, d.name, await deliver_once(d, store, alert)))
+        return out
+
+    jobs = []
+    for d in dispatchers:
+        gate = asyncio.Semaphore(concurrency)
+        jobs += [run(d, gate, q) for q in range(len(queues))]
+    done = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    order = {d.name: n for n, d in enumerate(dispatchers)}
+    flat = [o for result in done if not isinstance(result, BaseException) for o in result]
+    return sorted(flat, key=lambda o: (o[0], o[1], order[o[2]]))

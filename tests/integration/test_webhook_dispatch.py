@@ -33,7 +33,7 @@ from streams.settings import Settings, load_settings
 from tests.integration.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
-SECRET = b"it-secret"
+SECRET = b"it-secret-0123456789"
 
 
 def alert(customer: str, n: int, severity: str = "high") -> dict[str, Any]:
@@ -77,7 +77,8 @@ def settings_for(bootstrap: str, redis_url: str, prefix: str, tag: str,
         kafka={"bootstrap_servers": bootstrap}, redis={"url": redis_url, "key_prefix": prefix},
         topics={"alerts": f"alerts-{tag}", "dead_letter": f"dlq-{tag}"},
         worker={"session_timeout_s": 6},
-        webhook={"targets": [{"name": f"hook{i}", "url": r.url, "secret": SECRET.decode()}
+        webhook={"targets": [{"name": f"hook{i}", "url": r.url, "secret": SECRET.decode(),
+                              "allow_insecure_http": True}  # receivers on 127.0.0.1
                              for i, r in enumerate(receivers)],
                  "consumer_group": group or f"dispatch-{tag}", "max_attempts": max_attempts,
                  "backoff_base_s": 0.05, "backoff_max_s": 0.2, "log_sink": False})
@@ -254,7 +255,8 @@ async def test_churnpulse_dispatch_command_delivers_and_logs(
         "CHURN_REDIS__KEY_PREFIX": key_prefix, "CHURN_KAFKA__PARTITIONS": "2",
         "CHURN_WEBHOOK__CONSUMER_GROUP": f"dispatch-{tag}",
         "CHURN_WEBHOOK__TARGETS": orjson.dumps([{"name": "crm", "url": receiver.url,
-                                                 "secret": SECRET.decode()}]).decode(),
+                                                 "secret": SECRET.decode(),
+                                                 "allow_insecure_http": True}]).decode(),
         "CHURN_WEBHOOK__LOG_FILE": str(journal)})
     log = tmp_path / "dispatch.log"
     proc = start_cli(["dispatch"], env, log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 
@@ -191,17 +192,17 @@ def test_targets_and_tokens_from_the_environment_print_masked(
     from streams.settings import load_settings
 
     monkeypatch.setenv("CHURN_WEBHOOK__TARGETS", json.dumps([
-        {"name": "crm", "url": "https://crm.example/hook", "secret": "whsec-1",
+        {"name": "crm", "url": "https://crm.example/hook", "secret": "whsec-1-0123456789",
          "min_severity": "high"}]))
     monkeypatch.setenv("CHURN_DASHBOARD__TOKENS", json.dumps({"alice": "tok-alice-0123456789"}))
     settings = load_settings()
     target = settings.webhook.targets[0]
     assert (target.name, target.min_severity) == ("crm", "high")
-    assert target.secret.get_secret_value() == "whsec-1"
+    assert target.secret.get_secret_value() == "whsec-1-0123456789"
     assert settings.dashboard.tokens["alice"].get_secret_value() == "tok-alice-0123456789"
     assert main(["config"]) == 0
     printed = capsys.readouterr().out
-    assert "whsec-1" not in printed and "tok-alice-0123456789" not in printed
+    assert "whsec-1-0123456789" not in printed and "tok-alice-0123456789" not in printed
     assert json.loads(printed)["webhook"]["targets"][0]["secret"] == "**********"
 
 
@@ -230,3 +231,104 @@ async def test_holdout_alerts_are_not_sent_unless_the_target_asks_but_are_logged
     lines: list[str] = []
     await deliver_once(LogSink(lines.append), store, held)
     assert lines[0].endswith("(holdout: no action)")
+
+
+# -- issue 12: insecure targets, dead targets ----------------------------------------------
+GOOD_SECRET = "whsec-0123456789abcdef"
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ({"url": "http://crm.example/hook"}, "https"),
+    ({"url": "http://crm.example/hook", "allow_insecure_http": True}, "localhost"),
+    ({"url": "https://crm.example/hook", "secret": ""}, "secret"),
+    ({"url": "https://crm.example/hook", "secret": "short"}, "secret"),
+    ({"url": "https:///hook"}, "host"),
+])
+def test_settings_refuse_clear_text_targets_and_weak_secrets(
+        monkeypatch: pytest.MonkeyPatch, target: dict[str, object], message: str) -> None:
+    import json
+
+    from pydantic import ValidationError
+
+    from streams.settings import load_settings
+
+    monkeypatch.setenv("CHURN_WEBHOOK__TARGETS", json.dumps(
+        [{"name": "crm", "secret": GOOD_SECRET, **target}]))
+    with pytest.raises(ValidationError, match=message):
+        load_settings()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/hook", "http://localhost/h",
+                                 "http://[::1]:9/h"])
+def test_clear_text_only_to_localhost_and_only_when_allowed(url: str) -> None:
+    from alerts.webhooks import target_problem
+
+    assert target_problem(url, GOOD_SECRET, allow_insecure_http=True) is None
+    assert "https" in (target_problem(url, GOOD_SECRET) or "")
+    assert target_problem("https://crm.example/hook", GOOD_SECRET) is None
+
+
+class Gate:
+    """A transport that blocks every POST until released (a receiver that hangs)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str],
+                   timeout_s: float) -> int:
+        self.calls += 1
+        await self.release.wait()
+        return 503
+
+
+async def test_a_hanging_target_does_not_delay_the_other_targets() -> None:
+    from alerts.webhooks import deliver_independently
+
+    hanging, good = Gate(), MemoryTransport()
+    dead = WebhookDispatcher(WebhookTarget("dead", "https://dead/h", SECRET), hanging,
+                             policy=RetryPolicy(1, 0.5, 4.0), clock=lambda: 0.0,
+                             random=lambda: 0.0, sleep=Sleeps())
+    crm = WebhookDispatcher(WebhookTarget("crm", "https://crm/h", SECRET), good,
+                            clock=lambda: 0.0, random=lambda: 0.0, sleep=Sleeps())
+    queues = [[make_alert(f"c-{c}:{i}:high") for i in range(3)] for c in range(4)]
+    store = MemoryDeliveredStore()
+    task = asyncio.create_task(deliver_independently([dead, crm], store, queues, 2))
+    for _ in range(500):  # every task gets the loop many times over (no timing involved)
+        if len(good.requests) == 12:
+            break
+        await asyncio.sleep(0)
+    assert len(good.requests) == 12  # every alert reached crm while dead still hangs
+    assert not task.done() and hanging.calls == 2  # dead: its own 2 customers at a time
+    hanging.release.set()
+    results = await asyncio.wait_for(task, 5.0)
+    by_target = {name: [d.status for _, _, n, d in results if n == name]
+                 for name in ("dead", "crm")}
+    assert by_target == {"dead": ["dead"] * 12, "crm": ["delivered"] * 12}
+    assert [(q, i) for q, i, n, _ in results if n == "crm"] == [
+        (q, i) for q in range(4) for i in range(3)]
+    # in order per customer: c-0's alerts reached crm as 0, 1, 2
+    ids = [r.headers["Idempotency-Key"] for r in good.requests]
+    assert [x for x in ids if x.startswith("c-0:")] == ["c-0:0:high", "c-0:1:high", "c-0:2:high"]
+
+
+async def test_a_target_that_keeps_failing_is_skipped_for_a_while() -> None:
+    now = [1000.0]
+    transport = MemoryTransport(default=503)
+    target = WebhookTarget("crm", "https://crm/h", SECRET)
+    hook = WebhookDispatcher(target, transport,
+                             policy=RetryPolicy(2, 0.5, 4.0, open_after=2, open_for_s=60.0),
+                             clock=lambda: now[0], random=lambda: 0.0, sleep=Sleeps())
+    first = [await hook.dispatch(make_alert(f"c-1:{i}:high")) for i in range(2)]
+    assert [d.code for d in first] == ["webhook_failed", "webhook_failed"]
+    assert len(transport.requests) == 4
+    skipped = await hook.dispatch(make_alert("c-1:9:high"))
+    assert (skipped.status, skipped.code, skipped.attempts) == ("dead", "webhook_unavailable", 0)
+    assert len(transport.requests) == 4  # no POST while the circuit is open
+    now[0] += 61.0
+    transport.default = 200
+    assert (await hook.dispatch(make_alert("c-1:10:high"))).status == "delivered"
+    transport.default = 503
+    assert (await hook.dispatch(make_alert("c-1:11:high"))).code == "webhook_failed"
+    assert (await hook.dispatch(make_alert("c-1:12:high"))).code == "webhook_failed"  # 2 again
+    assert (await hook.dispatch(make_alert("c-1:13:high"))).code == "webhook_unavailable"
