@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from alerts.enrich import AlertConfig
 from alerts.policy import PolicyParams
 from alerts.routing import DEFAULT_RULES, RoutingTable
+from alerts.webhooks import target_problem
 from online_models.features import FeatureSpec
 from streams.settings_input import InputSettings
 from streams.settings_kafka import KafkaSettings as KafkaSettings  # re-exported
@@ -279,6 +280,16 @@ class WebhookTarget(_Section):
     timeout_s: float = Field(5.0, gt=0, description="Timeout of one POST.")
     include_holdout: bool = Field(
         False, description="Also send alerts of holdout customers (who must get no action).")
+    allow_insecure_http: bool = Field(
+        False, description="Allow http:// to a receiver on localhost (tests); never otherwise.")
+
+    @model_validator(mode="after")
+    def _safe(self) -> WebhookTarget:
+        problem = target_problem(self.url, self.secret.get_secret_value(),
+                                 self.allow_insecure_http)
+        if problem:
+            raise ValueError(f"webhook target {self.name}: {problem}")
+        return self
 
 
 class WebhookSettings(_Section):
