@@ -46,10 +46,15 @@ from alerts.dispatch import (
     Delivery,
     Dispatcher,
     LogSink,
-    deliver_once,
     parse_alert,
 )
-from alerts.webhooks import RetryPolicy, TransportError, WebhookDispatcher, WebhookTarget
+from alerts.webhooks import (
+    RetryPolicy,
+    TransportError,
+    WebhookDispatcher,
+    WebhookTarget,
+    deliver_independently,
+)
 from streams.dead_letter import dead_letter_record
 from streams.errors import InvalidMessage, TransientError
 from streams.records import OutRecord, RawRecord, retry_transient
@@ -228,26 +233,21 @@ class AlertDispatchService:
                 dead.append(self._dead_letter(record, exc.code, exc.detail))
                 continue
             by_customer.setdefault(alert.customer_id, []).append((record, alert))
-        gate = asyncio.Semaphore(self._settings.webhook.concurrency)
-
-        async def one_customer(items: list[tuple[RawRecord, Alert]]) -> list[OutRecord]:
-            out: list[OutRecord] = []
-            async with gate:
-                for record, alert in items:
-                    for dispatcher in self._dispatchers:
-                        delivery = await deliver_once(dispatcher, self._store, alert)
-                        self._count(dispatcher.name, delivery)
-                        if delivery.status == "dead":
-                            log.warning("alert %s to %s dead-lettered: %s", alert.alert_id,
-                                        dispatcher.name, delivery.detail)
-                            out.append(self._dead_letter(
-                                record, delivery.code, delivery.detail,
-                                [("churn.dlq.target", dispatcher.name.encode()),
-                                 ("churn.dlq.attempts", str(delivery.attempts).encode())]))
-            return out
-
-        for part in await asyncio.gather(*(one_customer(v) for v in by_customer.values())):
-            dead.extend(part)
+        # each target on its own: a dead or slow receiver delays only its own deliveries
+        queues = list(by_customer.values())
+        outcomes = await deliver_independently(self._dispatchers, self._store,
+                                               [[a for _, a in q] for q in queues],
+                                               self._settings.webhook.concurrency)
+        for q, i, name, delivery in outcomes:
+            self._count(name, delivery)
+            if delivery.status == "dead":
+                record, alert = queues[q][i]
+                log.warning("alert %s to %s dead-lettered: %s", alert.alert_id, name,
+                            delivery.detail)
+                dead.append(self._dead_letter(
+                    record, delivery.code, delivery.detail,
+                    [("churn.dlq.target", name.encode()),
+                     ("churn.dlq.attempts", str(delivery.attempts).encode())]))
         if dead:
             await sink.publish(dead)
         self.batches += 1

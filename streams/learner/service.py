@@ -273,7 +273,8 @@ class LearnerService:
             state.offsets[msg.partition] = msg.offset + 1
             moved = True
             try:
-                labels.append(decode_label(msg.value or b""))
+                labels.append(decode_label(msg.value or b"", msg.key,
+                                           self.settings.input.limits))
             except InvalidMessage as exc:
                 self.invalid_labels += 1
                 if producer is not None:

@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> faust.App:
             observations=RedisObservationStore(client, prefix, policy),
             policy=policy,
             churned=RedisChurnedCustomers(client, prefix),
+            limits=settings.input.limits,
         )
 
     def make_sweeper(processor: EventBatchProcessor) -> Sweeper:
