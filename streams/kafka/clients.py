@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streams.errors import TransientError
+from streams.observability import metrics
 from streams.records import OutRecord, RawRecord
 from streams.settings_kafka import KafkaSettings
 
@@ -137,3 +138,4 @@ class AIOKafkaSink:
             await asyncio.gather(*acks)
         except KafkaError as exc:
             raise TransientError(f"kafka publish failed: {exc!r}") from exc
+        metrics.produced(records)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from streams.errors import TransientError
 from streams.kafka.clients import AIOKafkaSink, to_raw
 from streams.kafka.strategy import Batch, Consumer, Producer, Strategy
 from streams.kafka.transactions import Transactions
+from streams.observability import metrics
 from streams.records import OutRecord, retry_transient
 
 log = logging.getLogger(__name__)
@@ -186,6 +188,7 @@ class Runner(Generic[R]):
                 if self.polls > polls:
                     delay = restart.initial_s
                 self.restarts += 1
+                metrics.restarted(self.config.name)
                 log.warning("%s: consumer failed, restarting in %.1f s: %r", self.config.name,
                             delay, exc)
                 self.strategy.on_restart(exc, delay)
@@ -217,6 +220,7 @@ class Runner(Generic[R]):
                 fetched = await consumer.getmany(timeout_ms=int(cfg.poll_timeout_s * 1000),
                                                  max_records=cfg.batch_size)
                 self.polls += 1
+                metrics.poll_done(cfg.name, consumer, fetched)
                 async with self._lock:  # a revocation in progress finishes first
                     self._raise_fatal()
                     batches = self._batches(fetched, consumer.assignment())
@@ -299,11 +303,13 @@ class Runner(Generic[R]):
 
     # -- one step: process, then complete and deliver in order -------------------------------
     async def _step(self, batches: list[Batch], previous: asyncio.Task[None] | None) -> None:
+        began = time.perf_counter()
         results = await asyncio.gather(*(self._process(b) for b in batches))
         if previous is not None:
             await asyncio.shield(previous)  # complete and commit in poll order
         await asyncio.gather(*(self._finish(b, ok, result)
                                for b, (ok, result) in zip(batches, results, strict=True)))
+        metrics.committed(self.config.name, time.perf_counter() - began)
 
     async def _process(self, batch: Batch) -> tuple[bool, Any]:
         def on_retry(attempt: int, exc: TransientError) -> None:
@@ -329,6 +335,7 @@ class Runner(Generic[R]):
                 ok, result = False, exc
         if not ok:
             self.failed += 1
+            metrics.batch_failed(self.config.name)
             if self.strategy.dead_letter_topic is not None:
                 log.error("%s: batch of %d records failed (%r); dead-lettering it",
                           self.config.name, len(batch.records), result, exc_info=result)
@@ -337,6 +344,7 @@ class Runner(Generic[R]):
             assert self._txn is not None
             if not await self._txn.transact(batch, outputs, self._seek_back):
                 return
+            metrics.produced(outputs)
         else:
             if outputs:
                 await self._publish(outputs)

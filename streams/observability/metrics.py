@@ -110,25 +110,47 @@ def enabled() -> bool:
 
 
 # -- consumers ----------------------------------------------------------------------------------
-def polled(consumer: str, records: Sequence[Any], highwater: Mapping[Any, int | None],
+def polled(consumer: str, counts: Mapping[str, int], highwater: Mapping[Any, int | None],
            next_offsets: Mapping[Any, int]) -> None:
-    """A poll returned ``records``; ``highwater``/``next_offsets`` per TopicPartition give the
-    lag (partitions without a known high watermark are left as they were)."""
+    """A poll returned ``counts`` records per topic; ``highwater``/``next_offsets`` per
+    TopicPartition give the lag (a partition without a known high watermark keeps its last)."""
     if not _state["on"]:
         return
     LAST_POLL.labels(consumer).set(time.time())
-    if not records:
+    total = sum(counts.values())
+    if not total:
         return
-    topics: dict[str, int] = {}
-    for r in records:
-        topics[r.topic] = topics.get(r.topic, 0) + 1
-    for topic, n in topics.items():
+    for topic, n in counts.items():
         RECORDS_CONSUMED.labels(consumer, topic).inc(n)
-    BATCH_RECORDS.labels(consumer).observe(len(records))
+    BATCH_RECORDS.labels(consumer).observe(total)
     for tp, nxt in next_offsets.items():
         high = highwater.get(tp)
         if high is not None:
             CONSUMER_LAG.labels(consumer, tp.topic, str(tp.partition)).set(max(0, high - nxt))
+
+
+_owned: dict[str, frozenset[Any]] = {}
+
+
+def poll_done(name: str, consumer: Any, fetched: Mapping[Any, Sequence[Any]]) -> None:
+    """What the runner calls after each poll of ``consumer`` (aiokafka's, or one with the
+    same ``assignment``/``highwater``): records fetched, batch size, lag, assignment."""
+    if not _state["on"]:
+        return
+    owned = frozenset(consumer.assignment())
+    if _owned.get(name) != owned:
+        _owned[name] = owned
+        assigned(name, owned)
+    highwater = getattr(consumer, "highwater", None)
+    counts: dict[str, int] = {}
+    nexts: dict[Any, int] = {}
+    highs: dict[Any, int | None] = {}
+    for tp, msgs in fetched.items():
+        if msgs:
+            counts[tp.topic] = counts.get(tp.topic, 0) + len(msgs)
+            nexts[tp] = msgs[-1].offset + 1
+            highs[tp] = highwater(tp) if highwater is not None else None
+    polled(name, counts, highs, nexts)
 
 
 def assigned(consumer: str, partitions: Iterable[Any]) -> None:
