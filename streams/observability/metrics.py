@@ -72,14 +72,6 @@ EVENT_TO_SCORE = BulkHistogram(
 REDIS_SECONDS = Histogram("churnpulse_redis_call_duration_seconds",
                           "Redis calls (feature store, observations, checkpoints), retries "
                           "included.", ["operation"], buckets=REDIS_BUCKETS)
-WATERMARK = Gauge("churnpulse_watermark_timestamp_seconds",
-                  "Sweep clock (event time) of each events partition this worker owns.",
-                  ["partition"])
-MODEL_SERVED_VERSION = Gauge("churnpulse_model_served_version",
-                             "Version number of the model the worker scores with.")
-MODEL_PUBLISHED = Gauge("churnpulse_model_published_timestamp_seconds",
-                        "When the model served (worker) or last published (learner) was "
-                        "published.")
 
 # -- learner ----------------------------------------------------------------------------------
 LABEL_LAG = BulkHistogram("churnpulse_label_lag_seconds",
@@ -232,34 +224,6 @@ def redis_timer(operation: str) -> Iterator[None]:
         REDIS_SECONDS.labels(operation).observe(time.perf_counter() - began)
 
 
-def watermarks(marks: Mapping[int, float]) -> None:
-    """The sweep clocks of the partitions this worker owns now (others are forgotten)."""
-    if not _state["on"]:
-        return
-    WATERMARK.clear()
-    for partition, mark in marks.items():
-        WATERMARK.labels(str(partition)).set(mark)
-
-
-def model_served(version: str, published_at: float | None) -> None:
-    """The worker scores with ``version`` (``"<n>-<name>"``), published at ``published_at``."""
-    if not _state["on"]:
-        return
-    MODEL_SERVED_VERSION.set(version_number(version))
-    if published_at is not None:
-        MODEL_PUBLISHED.set(published_at)
-
-
-def version_number(version: str) -> float:
-    """``"12-logreg"`` → 12.0; an untrained or unparsable version → 0.0.
-
-    >>> version_number("12-logreg"), version_number("untrained")
-    (12.0, 0.0)
-    """
-    head = version.split("-", 1)[0]
-    return float(head) if head.isdigit() else 0.0
-
-
 # -- learner ------------------------------------------------------------------------------------
 def labels_read(label_times: Iterable[float], now: float | None = None) -> None:
     """The learner read labels whose event times are ``label_times`` (seconds)."""
@@ -273,13 +237,11 @@ def labels_read(label_times: Iterable[float], now: float | None = None) -> None:
         LABEL_LAG.observe_many(np.maximum(0.0, wall - arr))
 
 
-def learner_stepped(published_at: float | None = None) -> None:
+def learner_stepped() -> None:
     if not _state["on"]:
         return
     LEARNER_STEPS.inc()
     LEARNER_LAST_STEP.set(time.time())
-    if published_at is not None:
-        MODEL_PUBLISHED.set(published_at)
 
 
 # -- dispatch -----------------------------------------------------------------------------------

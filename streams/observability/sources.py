@@ -15,13 +15,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from streams.observability import metrics as m
 
 Source = Callable[[], Iterator[Metric]]
 
@@ -86,7 +85,6 @@ class _Sources(Collector):
 
 SOURCES = _Sources()
 REGISTRY.register(SOURCES)
-SOURCES.add("clock", lambda: _clock_metrics())
 
 
 def _number(value: Any) -> float | None:
@@ -102,36 +100,87 @@ def _counters(obj: Any, fields: Mapping[str, tuple[str, str]]) -> Iterator[Metri
             yield CounterMetricFamily(name, doc, value=value)
 
 
-def _clock_metrics() -> Iterator[Metric]:
-    """Ages computed at scrape time: watermark lag per partition, model age."""
-    now = time.time()
-    if not m.enabled():
-        return
+def watermark_metrics(marks: Mapping[int, float], now: float) -> Iterator[Metric]:
+    """Sweep clock per events partition, and its distance to the wall clock ``now``.
+
+    >>> [(f.name, f.samples[0].value) for f in watermark_metrics({3: 100.0}, 160.0)]
+    [('churnpulse_watermark_timestamp_seconds', 100.0), ('churnpulse_watermark_lag_seconds', 60.0)]
+    """
+    mark = GaugeMetricFamily("churnpulse_watermark_timestamp_seconds",
+                             "Sweep clock (event time) of each events partition owned.",
+                             labels=["partition"])
     lag = GaugeMetricFamily("churnpulse_watermark_lag_seconds",
-                            "Wall clock minus the partition's sweep clock (event time).",
-                            labels=["partition"])
-    for family in m.WATERMARK.collect():
-        for sample in family.samples:
-            lag.add_metric([sample.labels["partition"]], now - sample.value)
-    if lag.samples:
-        yield lag
-    published = next(iter(m.MODEL_PUBLISHED.collect())).samples[0].value
-    if published > 0:
+                            "Wall clock minus the partition's sweep clock.", labels=["partition"])
+    for partition, value in sorted(marks.items()):
+        mark.add_metric([str(partition)], value)
+        lag.add_metric([str(partition)], now - value)
+    yield mark
+    yield lag
+
+
+def model_metrics(version: str, published_at: Any, now: float,
+                  served: bool) -> Iterator[Metric]:
+    """The model a worker serves (``served``) or the learner published last: its version
+    number and publication time, and its age at ``now``."""
+    if served:
+        yield GaugeMetricFamily("churnpulse_model_served_version",
+                                "Version number of the model the worker scores with.",
+                                value=version_number(version))
+    published = published_time(published_at)
+    if published is not None:
+        yield GaugeMetricFamily("churnpulse_model_published_timestamp_seconds",
+                                "When that model was published.", value=published)
         yield GaugeMetricFamily("churnpulse_model_age_seconds",
-                                "Wall clock minus the publication time of the model.",
+                                "Wall clock minus the model's publication time.",
                                 value=now - published)
 
 
-def watch_worker(totals: Callable[[], Any], sweeper: Callable[[], Any]) -> None:
-    """Export the worker's processor totals and sweeper stats (getters may return None)."""
+def version_number(version: str) -> float:
+    """``"12-logreg"`` → 12.0; an untrained or unparsable version → 0.0.
+
+    >>> version_number("12-logreg"), version_number("untrained")
+    (12.0, 0.0)
+    """
+    head = version.split("-", 1)[0]
+    return float(head) if head.isdigit() else 0.0
+
+
+def published_time(raw: Any) -> float | None:
+    """An RFC 3339 time (as checkpoints carry it) in seconds; None when absent or unreadable.
+
+    >>> published_time("1970-01-01T00:01:00.000+00:00"), published_time(None)
+    (60.0, None)
+    """
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def watch_worker(totals: Callable[[], Any], sweeper: Callable[[], Any],
+                 marks: Callable[[float], Mapping[int, float]],
+                 model: Callable[[], Any]) -> None:
+    """Export the worker's processor totals, sweeper stats, watermarks (``marks(now)``) and
+    served model (a ``ModelHandle``: ``version``, ``meta["published_at"]``); getters may
+    return None."""
 
     def source() -> Iterator[Metric]:
+        now = time.time()
         t = totals()
         if t is not None:
             yield from _counters(t, WORKER_TOTALS)
         s = sweeper()
         if s is not None:
             yield from _counters(s, SWEEPER_STATS)
+        yield from watermark_metrics(marks(now), now)
+        handle = model()
+        if handle is not None:
+            yield from model_metrics(str(handle.version), handle.meta.get("published_at"), now,
+                                     served=True)
 
     SOURCES.add("worker", source)
 
@@ -153,14 +202,16 @@ def watch_alerter(totals: Callable[[], Any]) -> None:
     SOURCES.add("alerter", source)
 
 
-def watch_learner(status: Callable[[], Mapping[str, Any] | None]) -> None:
-    """Export the learner's last status (labels, resolutions, pending, delayed metrics)."""
+def watch_learner(status: Callable[[], Mapping[str, Any] | None],
+                  published: Callable[[], Any]) -> None:
+    """Export the learner's last status (labels, resolutions, pending, delayed metrics) and
+    when it published its last model (``published()``: RFC 3339 or seconds, None: never)."""
 
     def source() -> Iterator[Metric]:
         s = status()
-        if s is None:
-            return
-        yield from learner_metrics(s)
+        if s is not None:
+            yield from learner_metrics(s)
+        yield from model_metrics("", published(), time.time(), served=False)
 
     SOURCES.add("learner", source)
 

@@ -32,6 +32,7 @@ from streams.redis.observation_store import (
 from streams.settings import Settings
 from streams.signing import signer_from_settings
 from streams.worker.consumer import EventConsumer
+from streams.worker.health import serve_worker_health
 from streams.worker.processor import EventBatchProcessor
 from streams.worker.sweeper import Sweeper
 from streams.worker.watermarks import Watermarks
@@ -102,6 +103,12 @@ def create_app(settings: Settings) -> faust.App:
     @app.task  # type: ignore[untyped-decorator]
     async def consume_events() -> None:
         await events.run()
+
+    servers: list[object] = []
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def serve_health() -> None:  # /metrics, /healthz, /readyz (streams.worker.health)
+        servers.append(await serve_worker_health(settings, events))
 
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def log_totals() -> None:

@@ -36,6 +36,7 @@ from online_models.observations import LabelPolicy
 from streams.contracts import DEFAULT_LIMITS, CustomerEvent, InputLimits, decode_event, encode
 from streams.dead_letter import dead_letter_record
 from streams.errors import InvalidMessage, TransientError
+from streams.observability import metrics
 from streams.records import OutRecord, RawRecord, RecordSink, retry_transient
 from streams.redis.feature_store import REFUSALS, AppliedState, FeatureStore, rejected_positions
 from streams.redis.observation_store import ChurnedCustomers, ObservationStore
@@ -183,8 +184,9 @@ class EventBatchProcessor:
         """Apply the batch's events to the feature store (retried until Redis confirms)."""
         if batch.events:
             events, due = batch.events, self._due_updates(batch)
-            batch.states = await self._retrying(lambda: self._store.apply(events, due),
-                                                batch.stats)
+            with metrics.redis_timer("feature_apply"):
+                batch.states = await self._retrying(lambda: self._store.apply(events, due),
+                                                    batch.stats)
             refused = rejected_positions(events, batch.states)
             if refused:
                 self._refuse(batch, refused)
@@ -259,8 +261,9 @@ class EventBatchProcessor:
         if not batch.scored:
             return
         scored = batch.scored
-        kept, recorded = await self._retrying(lambda: self.observer.finish(scored),
-                                              batch.stats)
+        with metrics.redis_timer("observations_record"):
+            kept, recorded = await self._retrying(lambda: self.observer.finish(scored),
+                                                  batch.stats)
         stats = batch.stats
         stats.observed += recorded
         stats.skipped_churned += len(scored) - len(kept)
@@ -277,6 +280,8 @@ class EventBatchProcessor:
         if batch.out:
             out = batch.out
             await self._retrying(lambda: self.sink.publish(out), batch.stats)
+        if batch.stats.scores:
+            metrics.scores_published(batch.arrived.values())  # event -> score latency
         self.totals.add(batch.stats)
         return batch.stats
 
