@@ -19,13 +19,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from streams.observability.bulk import BulkHistogram
 
 _state = {"on": True}
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 30.0)
@@ -64,22 +66,29 @@ LAST_POLL = Gauge("churnpulse_consumer_last_poll_timestamp_seconds",
 RESTARTS = Counter("churnpulse_consumer_restarts", "Consumer loop restarts after an error.",
                    ["consumer"])
 
-# -- worker -----------------------------------------------------------------------------------
-EVENT_TO_SCORE = BulkHistogram(
-    "churnpulse_event_to_score_seconds",
-    "From an event's Kafka timestamp (source_timestamp_ms) to its score acknowledged.",
-    EVENT_TO_SCORE_BUCKETS)
+# -- worker and learner: registered on first use, so a process exports only its own --------
+@cache
+def event_to_score() -> BulkHistogram:
+    return BulkHistogram(
+        "churnpulse_event_to_score_seconds",
+        "From an event's Kafka timestamp (source_timestamp_ms) to its score acknowledged.",
+        EVENT_TO_SCORE_BUCKETS)
+
+
 REDIS_SECONDS = Histogram("churnpulse_redis_call_duration_seconds",
                           "Redis calls (feature store, observations, checkpoints), retries "
                           "included.", ["operation"], buckets=REDIS_BUCKETS)
 
-# -- learner ----------------------------------------------------------------------------------
-LABEL_LAG = BulkHistogram("churnpulse_label_lag_seconds",
+
+@cache
+def _learner() -> tuple[BulkHistogram, Counter, Gauge]:
+    return (BulkHistogram("churnpulse_label_lag_seconds",
                           "From a churn label's event time to the learner reading it.",
-                          LABEL_LAG_BUCKETS)
-LEARNER_STEPS = Counter("churnpulse_learner_steps", "Learner steps (one per poll of labels).")
-LEARNER_LAST_STEP = Gauge("churnpulse_learner_last_step_timestamp_seconds",
-                          "Wall time of the learner's last completed step.")
+                          LABEL_LAG_BUCKETS),
+            Counter("churnpulse_learner_steps", "Learner steps (one per poll of labels)."),
+            Gauge("churnpulse_learner_last_step_timestamp_seconds",
+                  "Wall time of the learner's last completed step."))
+
 
 # -- dispatch ---------------------------------------------------------------------------------
 WEBHOOK_DELIVERIES = Counter("churnpulse_webhook_deliveries",
@@ -208,7 +217,7 @@ def scores_published(arrived_ms: Iterable[int], now: float | None = None) -> Non
     arr = arr[arr > 0]
     if arr.size:
         wall_ms = (time.time() if now is None else now) * 1000.0
-        EVENT_TO_SCORE.observe_many((wall_ms - arr) / 1000.0)
+        event_to_score().observe_many((wall_ms - arr) / 1000.0)
 
 
 @contextmanager
@@ -234,14 +243,15 @@ def labels_read(label_times: Iterable[float], now: float | None = None) -> None:
     arr = np.fromiter(label_times, dtype=np.float64)
     if arr.size:
         wall = time.time() if now is None else now
-        LABEL_LAG.observe_many(np.maximum(0.0, wall - arr))
+        _learner()[0].observe_many(np.maximum(0.0, wall - arr))
 
 
 def learner_stepped() -> None:
     if not _state["on"]:
         return
-    LEARNER_STEPS.inc()
-    LEARNER_LAST_STEP.set(time.time())
+    _, steps, last = _learner()
+    steps.inc()
+    last.set(time.time())
 
 
 # -- dispatch -----------------------------------------------------------------------------------
