@@ -17,6 +17,8 @@ from typing import Any
 
 from river import drift
 
+from online_models.calibration import expected_calibration_error, reliability, reliability_json
+
 EPS = 1e-12
 
 
@@ -146,5 +148,8 @@ class DelayedMetrics:
             "precision": hits / len(flagged) if flagged else float("nan"),
             "recall": hits / actual if actual else float("nan"),
             "top_decile_lift": top_decile_lift(recent),
+            "ece": expected_calibration_error([p for p, _ in recent], [y for _, y in recent]),
+            "reliability": reliability_json(reliability([p for p, _ in recent],
+                                                        [y for _, y in recent])),
             "drifts": self.drifts,
         }

@@ -1,59 +1,52 @@
 """The learner's pure core: champion and challengers learning from resolved observations.
 
-Every resolution is learned exactly once by every model (the caller guarantees "once"). For each
-model the step is test-then-train: predict on the snapshot, record the delayed metrics, then
-``learn_one`` with a class weight that balances churners against the (many more) stayers.
-:meth:`Learner.learn_batch` predicts a whole batch before learning any of it: one churn label
-resolves several snapshots of the same customer at once, and predicting the second after
-learning the first would flatter the metrics (the snapshots are nearly the same). The
-champion is also evaluated on the score that was actually served when the snapshot was taken
-(``served``), which is what retention teams experienced.
+Every resolution is learned exactly once by every model (the caller guarantees "once"). A
+batch is first *tested*, then learned (test-then-train, the whole batch predicted before any of
+it is learned):
 
-A challenger replaces the champion when, over at least ``min_resolved`` resolutions, its rolling
-ROC AUC beats the champion's by ``margin``.
+* **served**: the score the worker actually served when the snapshot was taken (scores of the
+  untrained start, version ``0-untrained``, are no predictions and are left out, as in the
+  backtest report);
+* **shadow**, per model: the prediction that model would have served at the snapshot's time,
+  from its frozen copy of that time (:mod:`online_models.shadow`). These are the models'
+  delayed metrics (``model status`` columns), the input of each model's calibration and of the
+  promotion rule. Snapshots taken before a model's first copy are not scored (untrained).
+
+Then each model learns each resolution with a class weight that balances churners against the
+(many more) stayers, its prior correction is updated from those weights and its Platt
+calibration from the shadow log-odds (:mod:`online_models.calibration`). Expensive models
+(trees, forests) may learn and be scored on a deterministic sample: every churner and one
+stayer in ``sample``, weighted ``sample``.
+
+A challenger replaces the champion when, paired on the same snapshots, its log loss beats the
+champion's with ``z ≥ rule.z`` (cluster-robust, :class:`online_models.shadow.PairedLoss`),
+over at least ``rule.min_resolved`` pairs and ``rule.min_positives`` churners, and its shadow
+ROC AUC is at least the champion's plus ``rule.margin``. Checked once per batch: O(buckets).
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import math
+import zlib
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from river import base
-
-from online_models.evaluation import DelayedMetrics
-from online_models.model import make_model
+from online_models.calibration import prior_shift
+from online_models.evaluation import DelayedMetrics, log_loss
+from online_models.model import UNTRAINED_VERSION, make_model, model_config
 from online_models.observations import Resolution
+from online_models.served import CalibratedModel
+from online_models.shadow import PairedLoss, StateRing
 
 
 @dataclass
 class PromotionRule:
     min_resolved: int = 2000
-    margin: float = 0.02
-
-
-def _accepts_weight(model: base.Classifier) -> bool:
-    try:
-        params = inspect.signature(model.learn_one).parameters
-    except (TypeError, ValueError):
-        return False
-    return "w" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-@dataclass
-class ModelSlot:
-    """One model with its own delayed metrics."""
-
-    name: str
-    model: base.Classifier
-    metrics: DelayedMetrics = field(default_factory=DelayedMetrics)
-    learned: int = 0
-
-    def predict(self, x: dict[str, float]) -> float:
-        proba = self.model.predict_proba_one(cast(dict[Hashable, Any], x))
-        return float(proba.get(True, 0.0))
+    margin: float = 0.0
+    z: float = 3.0
+    min_positives: int = 50
 
 
 def balanced_weight(y: bool, positives: int, total: int, cap: float = 50.0) -> float:
@@ -72,6 +65,49 @@ def balanced_weight(y: bool, positives: int, total: int, cap: float = 50.0) -> f
     return min(cap, max(1.0 / cap, 0.5 / share))
 
 
+def _restore(obj: Any, saved: dict[str, Any]) -> None:
+    """Unpickle a dataclass written by an earlier churnpulse: new fields get defaults."""
+    for f in dataclasses.fields(obj):
+        if f.name not in saved:
+            if f.default_factory is not dataclasses.MISSING:
+                saved[f.name] = f.default_factory()
+            elif f.default is not dataclasses.MISSING:
+                saved[f.name] = f.default
+    obj.__dict__.update(saved)
+
+
+@dataclass
+class ModelSlot:
+    """One model with its calibration, frozen copies and shadow metrics."""
+
+    name: str
+    model: CalibratedModel
+    metrics: DelayedMetrics = field(default_factory=DelayedMetrics)
+    learned: int = 0
+    sample: int = 1
+    balanced: bool = True
+    ring: StateRing = field(default_factory=StateRing)
+    paired: PairedLoss = field(default_factory=PairedLoss)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, CalibratedModel):
+            self.model = CalibratedModel(self.model)
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        _restore(self, saved)
+        if not isinstance(self.model, CalibratedModel):  # a state from before calibration
+            self.model = CalibratedModel(self.model)
+
+    def predict(self, x: dict[str, float]) -> float:
+        """The calibrated probability of the model as it is now."""
+        return self.model.proba(x)
+
+    def takes(self, r: Resolution) -> bool:
+        """Whether this slot learns (and is scored on) ``r``: all of them unless sampled."""
+        return (self.sample <= 1 or r.churned
+                or zlib.crc32(r.observation.obs_id.encode()) % self.sample == 0)
+
+
 @dataclass
 class Learner:
     champion: ModelSlot
@@ -83,14 +119,20 @@ class Learner:
     learn_calls: int = 0
     promotions: list[str] = field(default_factory=list)
 
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        _restore(self, saved)
+
     @classmethod
     def create(cls, champion: str = "logreg", challengers: tuple[str, ...] = (),
                threshold: float = 0.5, window: int = 5000,
                rule: PromotionRule | None = None, learning_rate: float = 0.01,
                l2: float = 0.0) -> Learner:
         def slot(name: str) -> ModelSlot:
+            config = model_config(name)
             model = make_model(name, learning_rate=learning_rate, l2=l2)  # type: ignore[arg-type]
-            return ModelSlot(name, model, DelayedMetrics(window=window, threshold=threshold))
+            return ModelSlot(name, CalibratedModel(model),
+                             DelayedMetrics(window=window, threshold=threshold),
+                             sample=config.sample, balanced=config.balanced)
 
         return cls(slot(champion), [slot(n) for n in challengers], rule or PromotionRule(),
                    DelayedMetrics(window=window, threshold=threshold))
@@ -99,12 +141,34 @@ class Learner:
     def slots(self) -> list[ModelSlot]:
         return [self.champion, *self.challengers]
 
-    def learn(self, resolution: Resolution) -> list[str]:
-        """Test-then-train every model on one resolution; returns events (drift, promotion)."""
-        return self.learn_batch([resolution])
+    def serve(self, x: dict[str, float]) -> float:
+        """What the champion serves for ``x`` now (the calibrated probability)."""
+        return self.champion.predict(x)
 
-    def learn_batch(self, resolutions: list[Resolution]) -> list[str]:
+    def keep_copies(self, period_s: float, keep_s: float) -> None:
+        """Frozen copies every ``period_s`` of event time, for ``keep_s`` (the horizon and a
+        little more: a snapshot resolves a horizon after it was taken)."""
+        for slot in self.slots:
+            slot.ring.period_s, slot.ring.keep_s = period_s, keep_s
+
+    def learn(self, resolution: Resolution, now: float | None = None) -> list[str]:
+        """Test-then-train every model on one resolution; returns events (drift, promotion)."""
+        return self.learn_batch([resolution], now)
+
+    def _weights(self, resolutions: list[Resolution]) -> list[float]:
+        weights = []
+        for r in resolutions:
+            self.total += 1
+            self.positives += int(r.churned)
+            weights.append(balanced_weight(r.churned, self.positives, self.total))
+        return weights
+
+    def learn_batch(self, resolutions: list[Resolution], now: float | None = None) -> list[str]:
         """Test on every resolution of the batch, then train on each, once per model.
+
+        ``now``: the event time reached (the learner's watermark); a frozen copy of every
+        model is taken when a period passed. Without it (tests, one-off calls) the shadow
+        prediction is the model as it is now.
 
         >>> from online_models.observations import Observation
         >>> learner = Learner.create()
@@ -117,63 +181,120 @@ class Learner:
         events: list[str] = []
         if not resolutions:
             return events
-        xs = [dict(r.observation.x) for r in resolutions]
-        ys = [r.churned for r in resolutions]
         for r in resolutions:
-            if self.served.update(r.observation.score, r.churned):
+            if r.observation.model_version != UNTRAINED_VERSION and self.served.update(
+                    r.observation.score, r.churned):
                 events.append("drift:served")
+        champion_losses = self._test(self.champion, resolutions, now, None, events)
+        for slot in self.challengers:
+            self._test(slot, resolutions, now, champion_losses, events)
+        weights = self._weights(resolutions)
+        w_pos = balanced_weight(True, self.positives, self.total)
+        w_neg = balanced_weight(False, self.positives, self.total)
         for slot in self.slots:
-            drifted = False
-            for x, y in zip(xs, ys, strict=True):
-                drifted |= slot.metrics.update(slot.predict(x), y)
-            if drifted:
-                events.append(f"drift:{slot.name}")
-        weights = []
-        for y in ys:
-            self.total += 1
-            self.positives += int(y)
-            weights.append(balanced_weight(y, self.positives, self.total))
-        for slot in self.slots:
-            weighted = _accepts_weight(slot.model)
-            for x, y, w in zip(xs, ys, weights, strict=True):
-                params: dict[str, float] = {"w": w} if weighted else {}
-                slot.model.learn_one(cast(dict[Hashable, Any], x), y, **params)
+            model = slot.model
+            for r, w in zip(resolutions, weights, strict=True):
+                if not slot.takes(r):
+                    continue
+                weight = (w if slot.balanced else 1.0) * (
+                    slot.sample if slot.sample > 1 and not r.churned else 1.0)
+                model.learn_one(cast(dict[Hashable, Any], dict(r.observation.x)), r.churned,
+                                w=weight)
                 slot.learned += 1
                 self.learn_calls += 1
+            if slot.balanced:
+                model.shift = prior_shift(w_pos, w_neg)
+            cal = model.calibrator
+            cal.forget(len(resolutions))
+            cal.fit()
+            slot.paired.forget(len(resolutions))
+            if now is not None:
+                slot.ring.take(now, model)
         promoted = self.maybe_promote()
         if promoted:
             events.append(f"promoted:{promoted}")
         return events
 
+    def _test(self, slot: ModelSlot, resolutions: list[Resolution], now: float | None,
+              champion_losses: dict[str, float] | None, events: list[str]
+              ) -> dict[str, float]:
+        """Shadow-score the batch for ``slot``: metrics, calibration evidence, pairing."""
+        losses: dict[str, float] = {}
+        drifted = False
+        cal = slot.model.calibrator
+        for r in resolutions:
+            if not slot.takes(r):
+                continue
+            obs = r.observation
+            copy = slot.model if now is None else slot.ring.at(obs.t)
+            if copy is None:
+                continue
+            z = copy.log_odds(dict(obs.x))
+            p = copy.calibrator(z)
+            y = r.churned
+            drifted |= slot.metrics.update(p, y)
+            weight = float(slot.sample) if slot.sample > 1 and not y else 1.0
+            cal.update(z, y, weight)
+            loss = log_loss(p, y)
+            losses[obs.obs_id] = loss
+            if champion_losses is not None:
+                other = champion_losses.get(obs.obs_id)
+                if other is not None and math.isfinite(z):
+                    slot.paired.update(obs.customer_id, other, loss)
+        if drifted:
+            events.append(f"drift:{slot.name}")
+        return losses
+
     def maybe_promote(self) -> str | None:
-        """Swap in the best challenger if it beats the champion by the margin."""
-        best: ModelSlot | None = None
-        if not any(s.metrics.n >= self.rule.min_resolved for s in self.challengers):
-            return None  # report() is O(window): never call it per learn when no one is ready
-        champion_auc = self.champion.metrics.report()["roc_auc"]
+        """Swap in the challenger whose paired log-loss gain is significant (module docstring).
+
+        O(challengers × buckets): nothing here grows with the metrics window.
+        """
+        rule = self.rule
+        best: tuple[float, ModelSlot] | None = None
+        champion_auc = self.champion.metrics._auc.get()
         for slot in self.challengers:
-            if slot.metrics.n < self.rule.min_resolved:
+            paired = slot.paired
+            if paired.count < rule.min_resolved or slot.metrics.positives < rule.min_positives:
                 continue
-            auc = slot.metrics.report()["roc_auc"]
-            if math.isnan(auc):
+            z = paired.z()
+            if z < rule.z or paired.mean() <= 0:
                 continue
-            if (math.isnan(champion_auc) or auc >= champion_auc + self.rule.margin) and (
-                    best is None or auc > best.metrics.report()["roc_auc"]):
-                best = slot
+            auc = slot.metrics._auc.get()
+            if math.isnan(auc) or (not math.isnan(champion_auc)
+                                   and auc < champion_auc + rule.margin):
+                continue
+            if best is None or z > best[0]:
+                best = (z, slot)
         if best is None:
             return None
-        self.challengers.remove(best)
+        winner = best[1]
+        self.challengers.remove(winner)
         self.challengers.append(self.champion)
-        self.champion = best
-        self.promotions.append(best.name)
-        return best.name
+        self.champion = winner
+        for slot in self.challengers:
+            slot.paired = PairedLoss()
+        self.promotions.append(winner.name)
+        return winner.name
 
     def report(self) -> dict[str, Any]:
+        """Delayed metrics: ``served`` (what the worker served), per model the shadow
+        predictions (what it would have served), calibration and the paired comparison."""
+        models: dict[str, Any] = {}
+        for s in self.slots:
+            cal = s.model.calibrator
+            models[s.name] = {**s.metrics.report(), "learned": s.learned,
+                              "calibration": {"a": cal.a, "b": cal.b, "shift": s.model.shift},
+                              "paired_gain": s.paired.mean() if s is not self.champion
+                              else None,
+                              "paired_z": s.paired.z() if s is not self.champion else None,
+                              "paired_n": s.paired.count if s is not self.champion else None}
         return {
             "champion": self.champion.name,
             "served": self.served.report(),
-            "models": {s.name: {**s.metrics.report(), "learned": s.learned} for s in self.slots},
+            "models": models,
             "resolved": self.total,
             "positives": self.positives,
             "promotions": list(self.promotions),
         }
+

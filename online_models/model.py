@@ -13,23 +13,64 @@ from dataclasses import dataclass, field
 from importlib.metadata import version as _dist_version
 from typing import Any, Literal, cast
 
-from river import base, forest, linear_model, optim, preprocessing, tree
+from river import base, compose, forest, linear_model, optim, preprocessing, tree
+
+from online_models.bayes import BayesLogistic
+from online_models.transforms import robust
 
 UNTRAINED_VERSION = "0-untrained"
 RIVER_VERSION = _dist_version("river")
 
 
-ModelName = Literal["logreg", "hat", "arf"]
-MODEL_NAMES: tuple[str, ...] = ("logreg", "hat", "arf")
+ModelName = Literal["logreg", "logreg_robust", "logreg_sgd", "logreg_adagrad", "bayes", "svm",
+                    "hat", "arf"]
+MODEL_NAMES: tuple[str, ...] = ("logreg", "logreg_robust", "logreg_sgd", "logreg_adagrad",
+                                "bayes", "svm", "hat", "arf")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """How the learner trains a model: on a sample (expensive models), class-balanced or not."""
+
+    sample: int = 1
+    balanced: bool = True
+
+
+CONFIGS: dict[str, ModelConfig] = {"hat": ModelConfig(sample=4), "arf": ModelConfig(sample=8)}
+
+
+def model_config(name: str) -> ModelConfig:
+    """
+    >>> model_config("arf").sample, model_config("logreg").sample
+    (8, 1)
+    """
+    return CONFIGS.get(name, ModelConfig())
+
+
+def _logreg(optimizer: optim.base.Optimizer, l2: float, intercept_lr: float | None,
+            loss: optim.losses.BinaryLoss | None = None, transform: bool = True
+            ) -> base.Classifier:
+    linear = linear_model.LogisticRegression(
+        optimizer=optimizer, l2=l2, loss=loss,
+        intercept_lr=intercept_lr if intercept_lr is not None else 0.01)
+    scaled = preprocessing.StandardScaler() | linear
+    if transform:
+        return cast(base.Classifier, compose.FuncTransformer(robust) | scaled)
+    return cast(base.Classifier, scaled)
 
 
 def make_model(name: ModelName = "logreg", learning_rate: float = 0.01,
                l2: float = 0.0, seed: int = 42) -> base.Classifier:
-    """A fresh online classifier.
+    """A fresh online classifier (its raw, ranking part; the learner adds calibration).
 
-    ``logreg``: StandardScaler | LogisticRegression (the default; exact explanations), SGD with
-    ``learning_rate`` for the weights and the intercept alike;
-    ``hat``: Hoeffding adaptive tree; ``arf``: adaptive random forest of 10 trees.
+    ``logreg`` (the default): :func:`online_models.transforms.robust` | StandardScaler |
+    LogisticRegression with AdaGrad steps (per-feature step sizes: no learning rate to tune);
+    ``logreg_sgd``: the earlier default, StandardScaler | LogisticRegression with SGD steps of
+    ``learning_rate``; ``logreg_adagrad``: ``logreg`` without the transform;
+    ``bayes``: :class:`online_models.bayes.BayesLogistic` on the robust transform (second
+    order, no step size); ``svm``: a linear SVM (hinge loss) on the same inputs — its margin
+    becomes a probability by the learner's Platt calibration; ``hat``: Hoeffding adaptive
+    tree; ``arf``: adaptive random forest of 10 trees.
 
     >>> m = make_model()
     >>> m.predict_proba_one({"x": 1.0})[True]
@@ -37,13 +78,21 @@ def make_model(name: ModelName = "logreg", learning_rate: float = 0.01,
     >>> make_model("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown model 'nope'; known: logreg, hat, arf
+    ValueError: unknown model 'nope'; known: logreg, logreg_robust, logreg_sgd, logreg_adagrad, \
+bayes, svm, hat, arf
     """
     if name == "logreg":
-        pipeline = preprocessing.StandardScaler() | linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
-        )
-        return cast(base.Classifier, pipeline)
+        return _logreg(optim.SGD(learning_rate), l2, learning_rate, transform=False)
+    if name == "logreg_robust":
+        return _logreg(optim.AdaGrad(0.1), l2, 0.1)
+    if name == "logreg_sgd":
+        return _logreg(optim.SGD(learning_rate), l2, learning_rate, transform=False)
+    if name == "logreg_adagrad":
+        return _logreg(optim.AdaGrad(0.1), l2, 0.1, transform=False)
+    if name == "bayes":
+        return cast(base.Classifier, compose.FuncTransformer(robust) | BayesLogistic())
+    if name == "svm":
+        return _logreg(optim.AdaGrad(0.1), l2, 0.1, loss=optim.losses.Hinge())
     if name == "hat":
         return cast(base.Classifier, tree.HoeffdingAdaptiveTreeClassifier(seed=seed))
     if name == "arf":
@@ -60,13 +109,31 @@ class ModelHandle:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def score(self, x: dict[str, float]) -> float:
-        """Churn probability for one feature vector.
+        """Churn probability within the horizon: calibrated when the version carries its
+        calibration (every version published since), the model's own probability for a
+        checkpoint written before.
 
         >>> ModelHandle(UNTRAINED_VERSION, make_model()).score({"x": 2.0})
         0.5
         """
         proba = self.model.predict_proba_one(cast(dict[Hashable, Any], x))
         return float(proba.get(True, 0.0))
+
+    def raw_score(self, x: dict[str, float]) -> float:
+        """The ranking model's own probability (class weights included, not calibrated): what
+        drivers explain.
+
+        >>> ModelHandle(UNTRAINED_VERSION, make_model()).raw_score({"x": 2.0})
+        0.5
+        """
+        raw = getattr(self.model, "raw", self.model)
+        proba = raw.predict_proba_one(cast(dict[Hashable, Any], x))
+        return float(proba.get(True, 0.0))
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the version carries its calibration."""
+        return hasattr(self.model, "calibrator")
 
 
 def dump_checkpoint(handle: ModelHandle) -> bytes:

@@ -12,10 +12,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from online_models.calibration import reliability_text
 from streams.settings import Settings
 
-METRIC_ROWS = ("roc_auc", "log_loss", "brier", "precision", "recall", "top_decile_lift", "n",
-               "positives", "drifts")
+METRIC_ROWS = ("roc_auc", "log_loss", "brier", "ece", "precision", "recall", "top_decile_lift",
+               "n", "positives", "drifts")
+PAIRED_ROWS = ("paired_gain", "paired_z", "paired_n")
 
 
 def cmd_learner(settings: Settings, args: argparse.Namespace) -> int:
@@ -104,6 +106,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _bins(rows: list[dict[str, Any]]) -> list[Any]:
+    from online_models.calibration import ReliabilityBin
+
+    return [ReliabilityBin(float(r["lo"]), float(r["hi"]), int(r["n"]), float(r["predicted"]),
+                           float(r["observed"])) for r in rows]
+
+
 def cmd_model_status(settings: Settings, args: argparse.Namespace) -> int:
     from streams.learner.service import LearnerStateStore
     from streams.redis.client import make_redis
@@ -127,17 +136,30 @@ def cmd_model_status(settings: Settings, args: argparse.Namespace) -> int:
     console.print(f"[bold]model {status['version']}-{status['champion']}[/bold] · "
                   f"{status['resolved']:,} resolved · {status['pending']:,} pending · "
                   f"watermark {status.get('watermark') or '-'} · updated {status['updated_at']}")
-    table = Table(title="delayed metrics (rolling window of resolved observations)")
+    table = Table(title="delayed metrics (rolling window of resolved observations)",
+                  caption="served: the scores the workers served when each snapshot was taken "
+                          "(untrained start left out); each model: what it would have served "
+                          "then (shadow: its copy as of the snapshot's time). paired_*: "
+                          "challenger's log-loss gain over the champion on the same snapshots, "
+                          "its z and pairs (promotion: z >= 3)")
     table.add_column("metric")
     table.add_column("served", justify="right")
     models = status["models"]
     for name in models:
         table.add_column(name + (" (champion)" if name == status["champion"] else ""),
                          justify="right")
-    for row in METRIC_ROWS:
+    for row in METRIC_ROWS + PAIRED_ROWS:
         table.add_row(row, _fmt(status["served"].get(row)),
                       *(_fmt(models[n].get(row)) for n in models))
     console.print(table)
+    champion = models.get(status["champion"], {})
+    for title, metrics in (("served", status["served"]),
+                           (f"{status['champion']} (champion, shadow)", champion)):
+        bins = metrics.get("reliability") or []
+        if bins:
+            console.print(f"reliability, {title} · ECE {_fmt(metrics.get('ece'))}",
+                          markup=False)
+            console.print(reliability_text(_bins(bins)), markup=False, highlight=False)
     labels = status["labels"]
     console.print("labels: " + ", ".join(f"{k} {v:,}" for k, v in labels.items()))
     console.print(f"learn calls {status.get('learn_calls', 0):,} · promotions: "

@@ -99,6 +99,12 @@ class LearningLoop:
     churn_times: dict[str, list[float]] = field(default_factory=dict)
     _batch: list[Resolution] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # frozen model copies for shadow predictions: one per observation interval, for as
+        # long as a snapshot can stay pending (a horizon, plus slack for the watermark's lag)
+        self.learner.keep_copies(self.policy.interval_s,
+                                 self.policy.horizon_s + 2 * self.policy.interval_s)
+
     def _fresh(self, observations: Iterable[Observation]) -> list[Observation]:
         inflight = self.inflight
         return [o for o in observations if o.obs_id not in inflight]
@@ -206,9 +212,13 @@ class LearningLoop:
         if self.deferred:
             self._batch += resolutions
             return
-        for event in self.learner.learn_batch(resolutions):
+        for event in self.learner.learn_batch(resolutions, self._now()):
             log.info("learner: %s", event)
             self.events.append(event)
+
+    def _now(self) -> float | None:
+        """Event time reached: the watermark (None before the first one)."""
+        return self.watermark if self.watermark > float("-inf") else None
 
     def flush(self) -> int:
         """Learn what ``deferred`` collected, as one batch in a fixed shuffled order.
@@ -219,7 +229,7 @@ class LearningLoop:
         """
         batch, self._batch = self._batch, []
         batch.sort(key=lambda r: zlib.crc32(r.observation.obs_id.encode()))
-        for event in self.learner.learn_batch(batch):
+        for event in self.learner.learn_batch(batch, self._now()):
             log.info("learner: %s", event)
             self.events.append(event)
         return len(batch)

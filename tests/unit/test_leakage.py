@@ -114,9 +114,9 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[
     seen: list[Resolution] = []
     learn = backtest.loop.learner.learn_batch
 
-    def recording(resolutions: list[Resolution]) -> list[str]:
+    def recording(resolutions: list[Resolution], now: float | None = None) -> list[str]:
         seen.extend(resolutions)
-        return learn(resolutions)
+        return learn(resolutions, now)
 
     backtest.loop.learner.learn_batch = recording  # type: ignore[method-assign]
     history = load_history(out / "events.jsonl", out / "labels.jsonl")

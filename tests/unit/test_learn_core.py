@@ -72,13 +72,27 @@ def test_test_then_train_metrics_see_the_prediction_before_learning() -> None:
 
 
 def test_learn_calls_count_each_model_once_per_resolution() -> None:
-    learner = Learner.create("logreg", ("hat",))
+    learner = Learner.create("logreg", ("logreg_sgd",))
     for i in range(25):
         learner.learn(Resolution(obs(f"c{i}", float(i), {"a": float(i % 3)}), i % 4 == 0))
     assert learner.total == 25
     assert learner.learn_calls == 50
     assert [s.learned for s in learner.slots] == [25, 25]
     assert learner.positives == 7
+
+
+def test_an_expensive_challenger_learns_every_churner_and_a_sample_of_stayers() -> None:
+    learner = Learner.create("logreg", ("hat",))
+    resolutions = [Resolution(obs(f"c{i}", float(i), {"a": float(i % 3)}), i % 10 == 0)
+                   for i in range(2000)]
+    learner.learn_batch(resolutions)
+    hat = learner.challengers[0]
+    assert hat.sample == 4
+    taken = [r for r in resolutions if hat.takes(r)]
+    assert all(hat.takes(r) for r in resolutions if r.churned)
+    assert 0.2 < sum(not r.churned for r in taken) / 1800 < 0.3  # one stayer in four
+    assert hat.learned == len(taken) and learner.champion.learned == 2000
+    assert hat.metrics.n == len(taken)  # scored on its sample only
 
 
 def test_class_weight_is_passed_to_the_model() -> None:
@@ -115,7 +129,7 @@ class Fixed:
 def fixed_learner(challenger_good: bool, min_resolved: int = 50) -> Learner:
     return Learner(ModelSlot("flat", Fixed(False)),  # type: ignore[arg-type]
                    [ModelSlot("sharp", Fixed(challenger_good))],  # type: ignore[arg-type]
-                   PromotionRule(min_resolved=min_resolved, margin=0.02))
+                   PromotionRule(min_resolved=min_resolved, margin=0.02, min_positives=5))
 
 
 def feed(learner: Learner, n: int, seed: int = 1) -> list[str]:

@@ -1,0 +1,44 @@
+"""The default challenger grid and named learner configurations for comparisons.
+
+Self-tuning through the registry: the learner runs a small grid of challengers in shadow and
+the promotion rule (paired, statistically careful, :mod:`online_models.learner`) lets the
+delayed outcomes pick. The grid covers the choices that matter on customer bases we did not
+design: optimiser (AdaGrad / SGD / second-order Bayesian), input transform, a linear SVM, and an
+online tree (trained on a sample so that it does not stall the champion).
+
+:func:`config_learner` builds a one-model learner from a spec ``name[:option...]`` for offline
+comparisons (``bench/learning_stream.py``): options ``u`` (no class weights), ``lr=<float>``
+and ``l2=<float>``.
+"""
+
+from __future__ import annotations
+
+from online_models.learner import Learner, ModelSlot
+from online_models.model import make_model, model_config
+from online_models.served import CalibratedModel
+
+DEFAULT_CHALLENGERS: tuple[str, ...] = ("logreg_sgd", "bayes", "svm", "hat")
+
+
+def config_learner(spec: str, learning_rate: float = 0.001, l2: float = 0.0) -> Learner:
+    """A learner whose champion is ``spec`` (see the module docstring), no challengers.
+
+    >>> learner = config_learner("logreg_sgd:u:lr=0.01")
+    >>> learner.champion.name, learner.champion.balanced
+    ('logreg_sgd:u:lr=0.01', False)
+    """
+    name, *options = spec.split(":")
+    balanced = True
+    for option in options:
+        if option == "u":
+            balanced = False
+        elif option.startswith("lr="):
+            learning_rate = float(option[3:])
+        elif option.startswith("l2="):
+            l2 = float(option[3:])
+        else:
+            raise ValueError(f"unknown option {option!r} in {spec!r}")
+    config = model_config(name)
+    model = make_model(name, learning_rate=learning_rate, l2=l2)  # type: ignore[arg-type]
+    return Learner(ModelSlot(spec, CalibratedModel(model), sample=config.sample,
+                             balanced=balanced))
