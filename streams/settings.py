@@ -32,6 +32,7 @@ from alerts.policy import PolicyParams
 from alerts.routing import DEFAULT_RULES, RoutingTable
 from alerts.webhooks import target_problem
 from online_models.features import FeatureSpec
+from online_models.observations import LabelPolicy
 from streams.settings_input import InputSettings
 from streams.settings_kafka import KafkaSettings as KafkaSettings  # re-exported
 from streams.settings_ops import LogSettings, MetricsSettings
@@ -176,6 +177,10 @@ class ModelSettings(_Section):
     learner_metrics_port: int = Field(
         0, ge=0, le=65535, description="Prometheus /metrics of the learner (0 = off)."
     )
+
+    @property
+    def policy(self) -> LabelPolicy:  # the pure label semantics these settings describe
+        return LabelPolicy(self.horizon_days * 86400.0, self.observation_interval_hours * 3600.0)
 
 
 class PolicyRule(_Section):

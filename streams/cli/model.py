@@ -22,6 +22,7 @@ PAIRED_ROWS = ("paired_gain", "paired_z", "paired_n")
 
 def cmd_learner(settings: Settings, args: argparse.Namespace) -> int:
     from streams.kafka.topics import ensure_topics
+    from streams.learner.health import serve_learner_health
     from streams.learner.service import LearnerService
     from streams.redis.client import make_redis
 
@@ -34,63 +35,16 @@ def cmd_learner(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        runner = None
-        if settings.model.learner_metrics_port:
-            runner = await serve_metrics(service, settings.model.learner_metrics_port)
+        health = await serve_learner_health(settings, service)  # /metrics /healthz /readyz
         try:
             await service.run(stop)
         finally:
-            if runner is not None:
-                await runner.cleanup()
+            if health is not None:
+                await health.stop()
             await client.aclose()
 
     asyncio.run(main())
     return 0
-
-
-def prometheus_text(status: dict[str, Any]) -> str:
-    """Learner status as Prometheus exposition text.
-
-    >>> text = prometheus_text({"version": 3, "champion": "logreg", "resolved": 10,
-    ...     "pending": 2, "learn_calls": 10, "labels": {"labels": 4, "duplicates": 1},
-    ...     "served": {"roc_auc": 0.8}, "models": {"logreg": {"roc_auc": 0.75, "n": 10}}})
-    >>> 'churnpulse_model_roc_auc{model="logreg"} 0.75' in text
-    True
-    """
-    lines = []
-
-    def gauge(name: str, value: Any, labels: str = "") -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return
-        if isinstance(value, float) and math.isnan(value):
-            return
-        lines.append(f"churnpulse_{name}{labels} {value}")
-
-    for key in ("version", "resolved", "pending", "learn_calls"):
-        gauge(f"learner_{key}", status.get(key))
-    for key, value in status.get("labels", {}).items():
-        gauge(f"labels_{key}_total", value)
-    for key, value in status.get("served", {}).items():
-        gauge(f"served_{key}", value)
-    for model, metrics in status.get("models", {}).items():
-        for key, value in metrics.items():
-            gauge(f"model_{key}", value, f'{{model="{model}"}}')
-    return "\n".join(lines) + "\n"
-
-
-async def serve_metrics(service: Any, port: int) -> Any:
-    from aiohttp import web
-
-    async def metrics(_: web.Request) -> web.Response:
-        status = await service.states.status() or {}
-        return web.Response(text=prometheus_text(status), content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
 
 
 def _fmt(value: Any) -> str:

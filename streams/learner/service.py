@@ -42,6 +42,7 @@ from streams.dead_letter import dead_letter_headers
 from streams.errors import ConfigurationError, InvalidMessage
 from streams.learner.erasure import serve_forget_requests
 from streams.learner.loop import LabelCounts, LearningLoop, RecentIds
+from streams.observability import metrics
 from streams.records import RawRecord
 from streams.redis.model_registry import RedisModelRegistry
 from streams.redis.observation_store import (
@@ -202,6 +203,8 @@ class LearnerService:
         self.state: LearnerState | None = None
         self.loop: LearningLoop | None = None
         self.invalid_labels = 0
+        self.status: dict[str, Any] | None = None  # the last status saved (/metrics reads it)
+        self.published_at: float | None = None  # when this learner last published a model
 
     async def mark_churned(self, customer_id: str, ts: float) -> None:
         """Scorers skip a churned customer until it has an event after ``ts``."""
@@ -252,6 +255,7 @@ class LearnerService:
             "published_at": format_ts(time.time()),
         })
         await self.registry.publish(handle, keep=self.settings.model.keep_versions)
+        self.published_at = time.time()
 
     async def step(self, records: list[Any], producer: AIOKafkaProducer | None,
                    watermark: float | None = None, caught_up: bool = True) -> int:
@@ -265,6 +269,7 @@ class LearnerService:
         state, loop = self.state, self.loop
         assert state is not None
         assert loop is not None
+        metrics.learner_stepped()
         resolved: list[Observation] = []
         learned = 0
         moved = False
@@ -282,6 +287,7 @@ class LearnerService:
                     await producer.send_and_wait(
                         self.settings.topics.dead_letter, msg.value or b"", key=msg.key,
                         headers=dead_letter_headers(raw, exc, time.time()))
+        metrics.labels_read(label.ts for label in labels)
         held_before = len(loop.held)
         positives, dropped = await loop.on_labels(labels, watermark)
         resolved += [r.observation for r in positives] + dropped
@@ -299,7 +305,8 @@ class LearnerService:
         state.version += 1 if learned else 0
         state.tombstones = resolved
         pending = await self.store.count() - len({o.obs_id for o in resolved})
-        await self.states.save(state, self.token, status_of(state, loop, max(0, pending)))
+        self.status = status_of(state, loop, max(0, pending))
+        await self.states.save(state, self.token, self.status)
         if learned:
             await self.publish_model()
         await self.store.remove(resolved)

@@ -44,7 +44,7 @@ from streams.contracts import ChurnLabel, decode_label
 from streams.errors import InvalidMessage
 from streams.kafka.chunk import EVENT
 from streams.learner.loop import LearningLoop
-from streams.learner.service import new_learner, policy_of
+from streams.learner.service import new_learner
 from streams.offline.backtest_stores import IndexedObservationStore, InProcessModels, ScoreLog
 from streams.offline.history import History
 from streams.records import RawRecord
@@ -122,7 +122,7 @@ class Backtest:
         self.settings = settings
         self.options = options or BacktestOptions()
         self.batch_size = self.options.batch_size or settings.worker.batch_size
-        self.policy = policy_of(settings)
+        self.policy = settings.model.policy
         self.now = 0.0
         sweep = settings.sweep.model_copy(update={"clock": "event"})
         self.sweep_settings = sweep

@@ -19,7 +19,6 @@ import time
 import faust
 
 from streams.errors import TransientError
-from streams.learner.service import policy_of
 from streams.records import RecordSink
 from streams.redis.client import make_redis
 from streams.redis.feature_store import RedisFeatureStore
@@ -72,7 +71,7 @@ def create_app(settings: Settings) -> faust.App:
     stores: list[RedisFeatureStore] = []
     boards: list[RedisWatermarkBoard] = []
     prefix = settings.redis.key_prefix
-    policy = policy_of(settings)
+    policy = settings.model.policy
     signer = signer_from_settings(settings)  # checkpoints are verified before unpickling
 
     def make_processor(sink: RecordSink) -> EventBatchProcessor:

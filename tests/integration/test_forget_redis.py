@@ -18,7 +18,7 @@ from online_models.learner import Learner
 from online_models.observations import Observation
 from streams.cli.main import main
 from streams.contracts import ChurnLabel
-from streams.learner.service import LearnerService, LearnerState, LearnerStateStore, policy_of
+from streams.learner.service import LearnerService, LearnerState, LearnerStateStore
 from streams.redis.feature_store import RedisFeatureStore
 from streams.redis.observation_store import RedisChurnedCustomers, RedisObservationStore
 from streams.settings import FeatureSettings, load_settings
@@ -65,7 +65,7 @@ def learner_mentions(state: LearnerState, who: str) -> list[str]:
 async def seed(client: aioredis.Redis, prefix: str, ids: list[str], log: Path) -> None:
     settings = load_settings(redis={"key_prefix": prefix})
     features = RedisFeatureStore(client, FeatureSettings(), prefix)
-    observations = RedisObservationStore(client, prefix, policy_of(settings))
+    observations = RedisObservationStore(client, prefix, settings.model.policy)
     churned = RedisChurnedCustomers(client, prefix)
     state = LearnerState(Learner.create())
     lines = []
