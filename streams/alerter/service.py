@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from streams.alerter.health import serve_alerter_health
 from streams.alerter.processor import AlertBatchProcessor, BatchResult, summary_line
 from streams.dead_letter import dead_letter_record
 from streams.errors import InvalidMessage, TransientError
@@ -202,6 +203,7 @@ def build_alerter(settings: Settings, client: aioredis.Redis) -> Alerter:
 async def _main(settings: Settings) -> None:
     client = make_redis(settings.redis)
     alerter = build_alerter(settings, client)
+    health = await serve_alerter_health(settings, alerter, client)  # /metrics /readyz
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     assert task is not None
@@ -210,6 +212,8 @@ async def _main(settings: Settings) -> None:
     try:
         await alerter.run()
     finally:
+        if health is not None:
+            await health.stop()
         await client.aclose()
 
 
@@ -219,4 +223,3 @@ def run_alerter(settings: Settings) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(_main(settings))
     return 0
-

@@ -39,6 +39,7 @@ def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
 
     from streams.delivery.dashboard.app import create_app
     from streams.delivery.dashboard.auth import tokens_of
+    from streams.delivery.health import dashboard_stats, serve_dashboard_health
     from streams.kafka.topics import ensure_topics
 
     ensure_topics(settings.kafka, settings.topics)
@@ -47,8 +48,9 @@ def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
     by_token, generated = tokens_of(settings.dashboard)
 
     async def main() -> None:
-        runner = web.AppRunner(create_app(settings, by_token), access_log=None,
-                               shutdown_timeout=5)
+        app = create_app(settings, by_token)
+        health = await serve_dashboard_health(settings, dashboard_stats(app))  # /metrics
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -68,6 +70,8 @@ def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
             await stop.wait()
         finally:
             await runner.cleanup()
+            if health is not None:
+                await health.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -56,7 +56,9 @@ from alerts.webhooks import (
     deliver_independently,
 )
 from streams.dead_letter import dead_letter_record
+from streams.delivery.health import serve_dispatch_health
 from streams.errors import InvalidMessage, TransientError
+from streams.observability import metrics
 from streams.records import OutRecord, RawRecord, retry_transient
 from streams.redis.client import make_redis
 from streams.settings import Settings
@@ -75,6 +77,7 @@ class AiohttpTransport:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str],
                    timeout_s: float) -> int:
+        began = time.perf_counter()
         try:
             async with self._session.post(url, data=body, headers=dict(headers),
                                           timeout=aiohttp.ClientTimeout(total=timeout_s),
@@ -83,6 +86,8 @@ class AiohttpTransport:
                 return response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.webhook_request(url, time.perf_counter() - began)
 
 
 class RedisDeliveredStore:
@@ -255,6 +260,7 @@ class AlertDispatchService:
     def _count(self, name: str, delivery: Delivery) -> None:
         self.counts[f"{name}.{delivery.status}"] += 1
         self.counts[delivery.status] += 1
+        metrics.webhook_delivery(name, delivery.status, delivery.attempts)
 
     def _dead_letter(self, record: RawRecord, code: str, detail: str,
                      extra: list[tuple[str, bytes]] | None = None) -> OutRecord:
@@ -286,11 +292,14 @@ async def run_dispatch_async(settings: Settings) -> None:
     client = make_redis(cfg)
     async with aiohttp.ClientSession(headers={"User-Agent": "churnpulse-webhooks/1"}) as http:
         store = RedisDeliveredStore(client, cfg.key_prefix, settings.webhook.delivered_ttl_s)
+        health = await serve_dispatch_health(settings, client)  # /metrics /healthz /readyz
         service = AlertDispatchService(settings, build_dispatchers(settings,
                                                                    AiohttpTransport(http)), store)
         try:
             await service.run_forever()
         finally:
+            if health is not None:
+                await health.stop()
             await client.aclose()
             log.info("dispatch stopped: %s", dict(service.counts))
 

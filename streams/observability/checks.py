@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+from streams.observability import metrics
 from streams.observability.server import Check
 
 
@@ -36,3 +37,8 @@ def flag(ready: Callable[[], bool], why: str) -> Check:
         return None if ready() else why
 
     return check
+
+
+def consumer_assigned(name: str) -> Check:
+    """The runner named ``name`` owned partitions at its last poll (metrics must be on)."""
+    return partitions_assigned(lambda: metrics.assignment_of(name))

@@ -96,8 +96,8 @@ WEBHOOK_DELIVERIES = Counter("churnpulse_webhook_deliveries",
                              "dead, ...).", ["target", "status"])
 WEBHOOK_RETRIES = Counter("churnpulse_webhook_retries", "Attempts beyond the first, per target.",
                           ["target"])
-WEBHOOK_SECONDS = Histogram("churnpulse_webhook_delivery_duration_seconds",
-                            "One alert's delivery to one target, retries included.",
+WEBHOOK_SECONDS = Histogram("churnpulse_webhook_request_duration_seconds",
+                            "One POST to a webhook target (answered, refused or timed out).",
                             ["target"], buckets=WEBHOOK_BUCKETS)
 
 
@@ -152,6 +152,11 @@ def poll_done(name: str, consumer: Any, fetched: Mapping[Any, Sequence[Any]]) ->
             nexts[tp] = msgs[-1].offset + 1
             highs[tp] = highwater(tp) if highwater is not None else None
     polled(name, counts, highs, nexts)
+
+
+def assignment_of(consumer: str) -> frozenset[Any]:
+    """The partitions the runner named ``consumer`` owned at its last poll (empty before)."""
+    return _owned.get(consumer, frozenset())
 
 
 def assigned(consumer: str, partitions: Iterable[Any]) -> None:
@@ -255,11 +260,25 @@ def learner_stepped() -> None:
 
 
 # -- dispatch -----------------------------------------------------------------------------------
-def webhook_delivery(target: str, status: str, attempts: int, seconds: float) -> None:
+def webhook_delivery(target: str, status: str, attempts: int) -> None:
+    """One alert's delivery to ``target`` ended with ``status`` after ``attempts`` POSTs."""
     if not _state["on"]:
         return
     WEBHOOK_DELIVERIES.labels(target, status).inc()
     if attempts > 1:
         WEBHOOK_RETRIES.labels(target).inc(attempts - 1)
-    if attempts > 0:
-        WEBHOOK_SECONDS.labels(target).observe(seconds)
+
+
+_target_of_url: dict[str, str] = {}
+
+
+def webhook_targets(urls: Mapping[str, str]) -> None:
+    """Name the targets of webhook URLs (``url -> name``) for :func:`webhook_request`."""
+    _target_of_url.clear()
+    _target_of_url.update(urls)
+
+
+def webhook_request(url: str, seconds: float) -> None:
+    """One POST to ``url`` took ``seconds`` (answered or not); labelled by target name."""
+    if _state["on"]:
+        WEBHOOK_SECONDS.labels(_target_of_url.get(url, "other")).observe(seconds)
