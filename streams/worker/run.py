@@ -9,6 +9,7 @@ from __future__ import annotations
 import faust
 
 from streams.kafka.topics import ensure_topics
+from streams.observability.logs import dict_config
 from streams.settings import Settings
 from streams.worker.app import create_app
 
@@ -18,7 +19,10 @@ def run_worker(settings: Settings) -> int:
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings.kafka, settings.topics)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower())
+    logging_config = (dict_config(settings.log_level, "json")  # CHURN_LOG__FORMAT=json
+                      if settings.log.format == "json" else None)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(),
+                          logging_config=logging_config)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
