@@ -29,6 +29,9 @@ class SecuritySettings(BaseModel):
     accept_unsigned_state: bool = Field(
         False, description="Load state written before signing existed (unsafe: anyone who can "
                            "write Redis runs code). Prefer 'churnpulse security sign-state'.")
+    local: SecureServicesSettings = Field(
+        default_factory=lambda: SecureServicesSettings(),
+        description="Ports of the secure local services (CHURN_SECURITY__LOCAL__KAFKA_PORT...).")
 
 
 SECRET_QUERY_KEYS = frozenset({"api_key", "apikey", "key", "token", "access_token", "secret",
@@ -82,3 +85,15 @@ def check_tokens(tokens: dict[str, SecretStr]) -> dict[str, SecretStr]:
                          "characters (make one with: python -c 'import secrets; "
                          "print(secrets.token_urlsafe(24))')")
     return tokens
+
+
+class SecureServicesSettings(BaseModel):
+    """``churnpulse services up --secure``: a second, locked-down Kafka and Redis on their own
+    ports (the plain ones keep running); files under ``<services.state_dir>/secure``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kafka_port: int = Field(9192, ge=1, le=65535, description="SASL_SSL listener (SCRAM-SHA-512).")
+    kafka_controller_port: int = Field(9193, ge=1, le=65535, description="KRaft controller.")
+    redis_port: int = Field(6380, ge=1, le=65535, description="Redis with ACL users only.")
+    kafka_heap: str = Field("512m", description="Heap of the secure broker.")

@@ -56,7 +56,12 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     extra = [name for name in OPTIONAL if name in args.names]  # started only when named
     core = [name for name in args.names if name not in OPTIONAL]
-    if args.action == "down" and args.names:
+    if args.secure:
+        from streams.services import secure
+
+        rows = {"up": secure.up, "down": secure.down, "status": secure.status}[args.action](
+            settings)
+    elif args.action == "down" and args.names:
         stoppers = {"kafka": kafka.down, "redis": redis_server.down}
         rows = [stoppers[name](settings) for name in ("kafka", "redis") if name in core]
     elif extra and not core:
@@ -70,6 +75,11 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
                            "detail": r.detail} for r in rows]))
     else:
         print(format_table(rows))
+        if args.secure and args.action == "up":
+            from streams.services.secure import paths
+
+            print(f"environment of each process (user): {paths(settings).root / 'env'}/"
+                  "<worker|learner|alerter|dispatch|dashboard|admin>.env")
     return 0
 
 
@@ -115,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="with down: only these (default: every service we started);"
                                " prometheus starts only when named")
     services.add_argument("--json", action="store_true", help="machine-readable output")
+    services.add_argument("--secure", action="store_true",
+                          help="the SASL_SSL Kafka and ACL Redis on their own ports "
+                               "(docs/security.md); the plain services are left alone")
     services.set_defaults(func=cmd_services)
 
     sub.add_parser("worker", help="run the stream processor").set_defaults(func=cmd_worker)

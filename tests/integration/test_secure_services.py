@@ -1,0 +1,199 @@
+"""Security end to end: `services up --secure` starts a Kafka whose only listener is SASL_SSL
+(SCRAM-SHA-512, our own CA) and a Redis with one ACL user per process; the real worker,
+learner and alerter run on them, each as its own user, and scores, alerts and learned labels
+arrive. Wrong passwords, the default user and out-of-bounds commands are refused.
+
+The secure services run on free ports under a temporary state dir and are stopped at the end;
+the shared plain services are not touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+from kafka import KafkaProducer
+
+from alerts.policy import PolicyParams
+from streams.contracts import ChurnLabel, CustomerEvent
+from streams.kafka.clients import kafka_python_options
+from streams.kafka.topic_reader import read_topic_sync
+from streams.redis.model_registry import RedisModelRegistry
+from streams.services import secure
+from streams.settings import Settings, load_settings
+from streams.signing import StateSigner
+from tests.integration.alerter_proc import complaint_model, expected_alert_ids
+from tests.integration.worker_proc import stop_procs, wait_until
+
+pytestmark = pytest.mark.integration
+KEY = "secure-services-test-signing-key"
+CUSTOMERS, RISKY = 30, 15
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    state = tmp_path_factory.mktemp("secure-state")
+    ports = {"kafka_port": _free_port(), "kafka_controller_port": _free_port(),
+             "redis_port": _free_port()}
+    settings = load_settings(services={"state_dir": state, "start_timeout_s": 120.0},
+                             security={"local": ports},
+                             redis={"key_prefix": f"sec{uuid.uuid4().hex[:8]}"})
+    try:
+        rows = secure.up(settings)
+        assert [r.state for r in rows] == ["started", "started"]
+        yield settings
+    finally:
+        secure.down(settings)
+
+
+def as_user(settings: Settings, user: str) -> Settings:
+    """The settings a process running as ``user`` reads from its env file."""
+    env = secure.env_for(settings, user)
+    return load_settings(
+        kafka={"bootstrap_servers": env["CHURN_KAFKA__BOOTSTRAP_SERVERS"],
+               "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+               "sasl_username": user, "sasl_password": env["CHURN_KAFKA__SASL_PASSWORD"],
+               "ssl_cafile": env["CHURN_KAFKA__SSL_CAFILE"]},
+        redis={"url": env["CHURN_REDIS__URL"], "username": user,
+               "password": env["CHURN_REDIS__PASSWORD"],
+               "key_prefix": settings.redis.key_prefix})
+
+
+def test_wrong_passwords_the_default_user_and_forbidden_commands_are_refused(
+        secured: Settings) -> None:
+    assert secure.kafka_probe(secured, "worker") is not None
+    assert secure.kafka_probe(secured, "worker", password="wrong-password") is None
+    assert secure.kafka_probe(secured, "nobody", password="wrong-password") is None
+    port = secured.security.local.redis_port
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port, username="worker", password="wrong-password").ping()
+    with pytest.raises(redis.RedisError):  # no credentials: the default user is off
+        redis.Redis(port=port).ping()
+    creds = secure.credentials(secured)
+    p = secured.redis.key_prefix
+    worker = redis.Redis(port=port, username="worker", password=creds.redis["worker"])
+    worker.set(f"{p}:{{c:c1}}:f", b"ok")  # its own keys
+    with pytest.raises(redis.exceptions.NoPermissionError):  # cannot plant a checkpoint
+        worker.set(f"{p}:model:v:666", b"forged")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        worker.flushall()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        worker.keys("*")
+    dashboard = redis.Redis(port=port, username="dashboard", password=creds.redis["dashboard"])
+    assert dashboard.get(f"{p}:{{c:c1}}:f") == b"ok"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dashboard.set(f"{p}:{{c:c1}}:f", b"changed")
+    worker.delete(f"{p}:{{c:c1}}:f")
+    worker.close()
+    dashboard.close()
+
+
+def _start(cmd: str, user: str, secured: Settings, topics: dict[str, str], workdir: Path,
+           ready: bytes, procs: list[subprocess.Popen[bytes]]) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CHURN_") and k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    env.update(secure.env_for(secured, user))
+    env.update(topics)
+    env.update({"CHURN_SECURITY__SIGNING_KEY": KEY, "CHURN_LOG_LEVEL": "INFO",
+                "CHURN_WORKER__DATA_DIR": str(workdir / "faust"),
+                "CHURN_WORKER__SESSION_TIMEOUT_S": "6"})
+    path = workdir / f"{cmd}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", cmd], env=env,
+                            stdout=path.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    procs.append(proc)
+    wait_until(lambda: ready in path.read_bytes() or proc.poll() is not None, 90,
+               f"{cmd} ready")
+    assert proc.poll() is None, f"{cmd} exited:\n{path.read_text(errors='replace')[-3000:]}"
+
+
+def test_worker_learner_and_alerter_run_over_sasl_ssl_and_redis_acls(
+        secured: Settings, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    names = {"EVENTS": f"events-{tag}", "SCORES": f"scores-{tag}", "LABELS": f"labels-{tag}",
+             "ALERTS": f"alerts-{tag}", "DEAD_LETTER": f"dlq-{tag}",
+             "RETENTION_ACTIONS": f"actions-{tag}", "ALERT_OUTCOMES": f"outcomes-{tag}",
+             "MODEL_EVENTS": f"models-{tag}"}
+    topics = {f"CHURN_TOPICS__{k}": v for k, v in names.items()}
+    topics["CHURN_WORKER__APP_ID"] = f"sec-{tag}"
+    admin = as_user(secured, "admin")
+
+    async def publish_model() -> None:
+        client = aioredis.Redis(port=secured.security.local.redis_port, username="admin",
+                                password=secure.credentials(secured).redis["admin"])
+        await RedisModelRegistry(client, secured.redis.key_prefix,
+                                 StateSigner(KEY.encode())).publish(complaint_model())
+        await client.aclose()
+
+    asyncio.run(publish_model())
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        _start("worker", "worker", secured, topics, tmp_path, b"[^Worker]: Ready", procs)
+        _start("alerter", "alerter", secured, topics, tmp_path, b"alerter ready", procs)
+        _start("learner", "learner", secured, topics, tmp_path, b"learner ready", procs)
+        producer = KafkaProducer(**kafka_python_options(admin.kafka), acks="all")
+        t0 = __import__("time").time() - 6 * 3600
+        rounds = [["session"] * CUSTOMERS, ["session"] * CUSTOMERS,
+                  ["complaint"] * RISKY, ["complaint"] * RISKY, ["complaint"] * RISKY]
+        sent = 0
+        for r, kinds in enumerate(rounds):
+            for c, kind in enumerate(kinds):
+                cid = f"c-{c:02d}"
+                event = CustomerEvent(f"{cid}-e{r}", cid, kind, t0 + r * 3600 + c)
+                producer.send(names["EVENTS"], orjson.dumps(event.to_wire()), key=cid.encode())
+            producer.flush()
+            sent += len(kinds)
+            wait_until(lambda n=sent: len(_read(admin, names["SCORES"])) >= n,  # type: ignore[misc]
+                       90, f"scores of round {r}")
+        scores = _read(admin, names["SCORES"])
+        expected = expected_alert_ids([(str(s["customer_id"]), orjson.dumps(s)) for s in scores],
+                                      PolicyParams())
+        assert {i.split(":")[0] for i in expected} == {f"c-{c:02d}" for c in range(RISKY)}
+        wait_until(lambda: len(_read(admin, names["ALERTS"])) >= len(expected), 90, "alerts")
+        assert sorted(str(a["alert_id"]) for a in _read(admin, names["ALERTS"])) == sorted(
+            expected)
+        for c in range(3):  # labels reach the learner, which checkpoints under its ACL user
+            label = ChurnLabel(f"l-{c}", f"c-{c:02d}", t0 + 5 * 3600, True)
+            producer.send(names["LABELS"], orjson.dumps(label.to_wire()),
+                          key=label.customer_id.encode())
+        producer.flush()
+        producer.close()
+        status_key = f"{secured.redis.key_prefix}:learner:status"
+        learner_redis = redis.Redis(port=secured.security.local.redis_port, username="learner",
+                                    password=secure.credentials(secured).redis["learner"])
+        wait_until(lambda: _labels_seen(learner_redis.get(status_key)) >= 3, 60,
+                   "the learner's checkpoint of 3 labels")
+        learner_redis.close()
+        for proc in procs:
+            assert proc.poll() is None
+        logs = "".join((tmp_path / f"{n}.log").read_text(errors="replace")
+                       for n in ("worker", "alerter", "learner"))
+        assert "NOPERM" not in logs and "no permissions" not in logs
+    finally:
+        stop_procs(procs)
+
+
+def _labels_seen(raw: bytes | None) -> int:
+    if raw is None:
+        return 0
+    return int(orjson.loads(raw).get("labels", {}).get("labels", 0))
+
+
+def _read(settings: Settings, topic: str) -> list[dict[str, object]]:
+    return [orjson.loads(v) for _, v in read_topic_sync(settings, topic, 30.0) if v]
