@@ -46,9 +46,10 @@ SCHEMA_VERSION = 1
 MAX_ID_LENGTH = 256
 MAX_EVENT_TYPE_LENGTH = 64
 TS_PATTERN = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
-              r":[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+              r":[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])(?!\n)$")
 """What ``ts`` must look like: the ``pattern`` of ``ts`` in the JSON Schemas (``schemas/``);
-the calendar (30 February) and the bounds are checked after it."""
+the calendar (30 February) and the bounds are checked after it. ``(?!\n)$``: the end of the
+text in both ECMA-262 and Python regexes (Python's ``$`` also matches before a final newline)."""
 RFC3339 = re.compile(TS_PATTERN)
 
 
@@ -127,7 +128,7 @@ def _load_object(data: bytes | str, limits: InputLimits) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise InvalidMessage("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
     version = obj.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or isinstance(version, bool):
         raise InvalidMessage("unsupported_schema", f"schema_version {version!r} is not 1")
     return obj
 
@@ -136,6 +137,8 @@ def _identifier(obj: Mapping[str, Any], field: str, max_len: int = MAX_ID_LENGTH
     raw = obj.get(field)
     if raw is None:
         raise InvalidMessage("missing_field", f"{field} is required")
+    if isinstance(raw, float) and raw.is_integer() and -(2**63) <= raw <= 2**64 - 1:
+        raw = int(raw)  # 5.0 is the integer 5 in JSON (and in the schemas)
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)
     if not isinstance(raw, str) or not raw:

@@ -126,3 +126,9 @@ def test_record_key_must_be_the_customer_id() -> None:
 def test_bad_utf8_and_unknown_schema_are_refused() -> None:
     assert code_of(b'{"event_id":"e\xff","customer_id":"c1"}') == "bad_json"
     assert code_of(event(schema_version=2)) == "unsupported_schema"
+
+
+def test_found_by_the_schema_property_test() -> None:
+    """JSON has one number type: 5.0 is the integer 5; true is not the version 1."""
+    assert decode_event(event(customer_id=5.0), limits=LIMITS).customer_id == "5"
+    assert code_of(event(schema_version=True)) == "unsupported_schema"
