@@ -35,9 +35,10 @@ Either way the committed topic holds each alert id once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from alerts.budget import BudgetState, rank_value
 from alerts.policy import (
     AlertDecision,
     PolicyParams,
@@ -113,3 +114,43 @@ def finish(plan: Plan, produced: Mapping[int, OutboxEntry]) -> Stored:
     for offset, entry in produced.items():
         outbox.setdefault(offset, []).extend(entry)
     return Stored(plan.state, plan.applied, outbox)
+
+
+def plan_partition(stored: Mapping[str, Stored], scores: Sequence[tuple[int, ScoreInput]],
+                   first: int, params: PolicyParams, budget: BudgetState,
+                   now: float) -> dict[str, Plan]:
+    """Budget mode: the scores of one partition's batch in offset order, each judged by the
+    thresholds its team's budget gives at that point (:class:`~alerts.budget.BudgetState`,
+    updated in place). Scores already applied (offset <= the customer's stored offset) are
+    re-emitted from the outbox as in :func:`plan_customer`; the budget skips what it counted.
+
+    >>> from alerts.budget import Budget, BudgetParams
+    >>> b = BudgetState.initial(BudgetParams(budgets=(Budget(per_day=100),), min_window=1))
+    >>> xs = [(i, ScoreInput(f"c{i % 3}", f"s{i}", 0.1 * (i % 7), i * 600.0))
+    ...       for i in range(40)]
+    >>> plans = plan_partition({}, xs, 0, PolicyParams(min_scores=1, min_dwell_s=0), b, 0.0)
+    >>> sorted(d.alert_id for p in plans.values() for _, d, _ in p.decisions)[:2]
+    ['c0:1800000:critical', 'c1:600000:critical']
+    >>> b.applied
+    39
+    """
+    plans: dict[str, Plan] = {}
+    rank_by = budget.params.rank_by
+    for offset, score in sorted(scores, key=lambda o_s: o_s[0]):
+        cid = score.customer_id
+        plan = plans.get(cid)
+        if plan is None:
+            have = stored.get(cid, Stored())
+            outbox = {k: v for k, v in have.outbox.items() if k >= first}
+            plan = plans[cid] = Plan(have.state, have.applied, outbox, [], [],
+                                     len(outbox) != len(have.outbox))
+        if offset <= plan.applied:
+            if offset in plan.outbox:
+                plan.replayed.append((offset, plan.outbox[offset]))
+            continue
+        if rank_by != "probability":
+            score = replace(score, rank=rank_value(score, rank_by))
+        plan.state, out = budget.step(offset, plan.state, score, params, now)
+        plan.applied, plan.changed = offset, True
+        plan.decisions.extend((offset, d, plan.state) for d in out)
+    return plans

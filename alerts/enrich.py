@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerts.budget import BudgetParams
 from alerts.contracts import action_record, alert_record
 from alerts.drivers import DEFAULT_TYPE_CATEGORIES, main_category, summary, views
 from alerts.lifecycle import stage
@@ -40,6 +41,7 @@ class AlertConfig:
     returned_days: float = 30.0
     type_categories: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_TYPE_CATEGORIES))
+    budget: BudgetParams | None = None  # None: absolute thresholds (``policy``) only
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.holdout_share <= 1.0:

@@ -75,6 +75,8 @@ class ScoreInput:
     drivers: tuple[Driver, ...] = ()
     source_timestamp_ms: int = 0
     churned_at: float | None = None
+    value: float | None = None  # customer value per month (expected-loss ranking), if known
+    rank: float | None = None  # what thresholds compare (budget mode); None = ``score``
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +99,13 @@ class PolicyParams:
     critical_skips_dwell: bool = True
     critical_skips_cooldown: bool = True
     dedup_ids: int = 8
+    paused: bool = False  # budget mode: the cap is reached, episodes wait to alert
+    upper: float = 1.0  # largest threshold (budgets ranked by expected loss go past 1)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.exit < self.enter <= self.high <= self.critical <= 1.0:
+        if not 0.0 <= self.exit < self.enter <= self.high <= self.critical <= self.upper:
             raise ValueError(f"need 0 <= exit ({self.exit}) < enter ({self.enter}) <= high "
-                             f"({self.high}) <= critical ({self.critical}) <= 1")
+                             f"({self.high}) <= critical ({self.critical}) <= {self.upper:g}")
         if self.min_dwell_s < 0 or self.cooldown_s < 0 or self.min_scores < 1:
             raise ValueError("min_dwell_s and cooldown_s must be >= 0, min_scores >= 1")
         if self.dedup_ids < 1:
@@ -221,8 +225,9 @@ def update(state: RiskState, score: ScoreInput, params: PolicyParams,
     if seen.churned_at is not None and score.reason == "event" and score.ts > seen.churned_at:
         seen = replace(seen, churned_at=None, returned_at=score.ts)
 
+    key = score.score if score.rank is None else score.rank
     if not seen.in_episode:
-        if score.score < params.enter:
+        if key < params.enter:
             if score.drivers:  # a calm score: what "normal" looked like for the texts
                 base = dict(seen.baseline_values)
                 base.update((d.feature, d.value) for d in score.drivers)
@@ -231,13 +236,13 @@ def update(state: RiskState, score: ScoreInput, params: PolicyParams,
         seen = replace(seen, episode_start=score.ts, episode_scores=1, episode_peak=score.score,
                        alerted_tier=-1, pre_episode_score=state.last_score,
                        episodes=seen.episodes + 1)
-    elif score.score < params.exit:
+    elif key < params.exit:
         return _close(seen), []
     else:
         seen = replace(seen, episode_scores=seen.episode_scores + 1,
                        episode_peak=max(seen.episode_peak, score.score))
 
-    tier = params.tier(score.score)
+    tier = params.tier(key)
     assert seen.episode_start is not None
     if seen.alerted_tier < 0:
         critical = tier == 2
@@ -249,8 +254,10 @@ def update(state: RiskState, score: ScoreInput, params: PolicyParams,
             return seen, []
         if cooling and not (critical and params.critical_skips_cooldown):
             return seen, []
+        if params.paused:
+            return seen, []
         return _alert(seen, score, tier, "opened", seen.pre_episode_score, now)
-    if tier > seen.alerted_tier:
+    if tier > seen.alerted_tier and not params.paused:
         return _alert(seen, score, tier, "escalated", seen.last_alert_score, now)
     return seen, []
 

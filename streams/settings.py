@@ -33,6 +33,7 @@ from alerts.routing import DEFAULT_RULES, RoutingTable
 from alerts.webhooks import target_problem
 from online_models.features import FeatureSpec
 from online_models.observations import LabelPolicy
+from streams.settings_budget import AlertBudgetSettings
 from streams.settings_input import InputSettings
 from streams.settings_kafka import KafkaSettings as KafkaSettings  # re-exported
 from streams.settings_ops import LogSettings, MetricsSettings
@@ -234,6 +235,7 @@ class AlertSettings(_Section):
     segment_share: float = Field(0.02, ge=0, le=1, description="Share of scores whose "
                                  "customer's features the behaviour segments learn from.")
     state_ttl_days: float = Field(400.0, ge=0, description="Alert state expires (0 = never).")
+    budget: AlertBudgetSettings = AlertBudgetSettings()  # CHURN_ALERTS__BUDGET__MODE=budget ...
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertSettings:
@@ -254,7 +256,8 @@ class AlertSettings(_Section):
                            holdout_share=self.holdout_share, holdout_salt=self.holdout_salt,
                            value_mid_from=self.value_mid_from,
                            value_high_from=self.value_high_from, new_days=self.new_days,
-                           returned_days=self.returned_days)
+                           returned_days=self.returned_days,
+                           budget=self.budget.params(1))  # the alerter sets the partitions
 
 
 class ServicesSettings(_Section):

@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from alerts.batch import OutboxEntry, Plan, finish, plan_customer
+from alerts.batch import OutboxEntry, Plan, finish, plan_customer, plan_partition
+from alerts.budget import BudgetState
 from alerts.contracts import BadScore, decode_score
 from alerts.enrich import AlertConfig, enrich
 from alerts.policy import ScoreInput
@@ -66,10 +67,15 @@ class BatchResult:
 class AlertBatchProcessor:
     def __init__(self, store: AlertStore, features: FeatureReader | None, config: AlertConfig,
                  topics: TopicSettings, segment_share: float = 0.02,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, partitions: int = 1) -> None:
         self.store = store
         self.features = features
         self.config = config
+        # budget mode: one BudgetState per score partition, kept between batches while the
+        # version stored with it says nobody else wrote it (docs/alerts.md, "Budgets")
+        self.budget = (replace(config.budget, partitions=partitions)
+                       if config.budget is not None else None)
+        self._budgets: dict[str, tuple[BudgetState, int]] = {}
         self.topics = topics
         self.segment_share = segment_share
         self.segments = SegmentModel.initial()
@@ -103,7 +109,7 @@ class AlertBatchProcessor:
         if by_customer:
             await self._learn_segments(by_customer)
         for _ in range(MAX_CONFLICT_RETRIES):
-            result = await self._attempt(by_customer, first, now, dead)
+            result = await self._attempt(by_customer, first, now, dead, records[0].partition)
             if result is not None:
                 self.totals.batches += 1
                 return result
@@ -111,14 +117,27 @@ class AlertBatchProcessor:
         raise TransientError("alert state kept changing under this batch (another alerter?)")
 
     async def _attempt(self, by_customer: dict[str, list[tuple[int, ScoreInput]]], first: int,
-                       now: float, dead: dict[int, OutRecord]) -> BatchResult | None:
+                       now: float, dead: dict[int, OutRecord],
+                       partition: int = 0) -> BatchResult | None:
         stored, churned = await self.store.read(by_customer)
-        plans: dict[str, Plan] = {}
+        marked: dict[str, list[tuple[int, ScoreInput]]] = {}
         for cid, scores in by_customer.items():
             mark = churned.get(cid)
-            if mark is not None:
-                scores = [(o, replace(s, churned_at=mark)) for o, s in scores]
-            plans[cid] = plan_customer(stored[cid][0], scores, first, self.config.policy, now)
+            marked[cid] = ([(o, replace(s, churned_at=mark)) for o, s in scores]
+                           if mark is not None else scores)
+        plans: dict[str, Plan] = {}
+        budget: tuple[str, BudgetState, int] | None = None
+        if self.budget is not None:
+            name = f"{self.topics.scores}:{partition}"
+            live, version = await self._budget_state(name)
+            budget = (name, live, version)
+            plans = plan_partition({c: v[0] for c, v in stored.items()},
+                                   [x for xs in marked.values() for x in xs], first,
+                                   self.config.policy, live, now)
+        else:
+            for cid, scores in marked.items():
+                plans[cid] = plan_customer(stored[cid][0], scores, first, self.config.policy,
+                                           now)
         alerting = [cid for cid, p in plans.items() if p.decisions]
         features = await self._features(alerting, {cid: plans[cid].decisions[-1][1].ts
                                                    for cid in alerting})
@@ -141,8 +160,15 @@ class AlertBatchProcessor:
             emitted.extend(produced.items())
             if plan.changed or produced:
                 writes[cid] = (finish(plan, produced), stored[cid][1])
-        if await self.store.write(writes):
+        moved = (await self.store.write(writes) if budget is None else
+                 await self.store.write(writes, budget=(budget[0], budget[1].to_json(),
+                                                        budget[2])))
+        if moved:
+            if budget is not None:
+                self._budgets.pop(budget[0], None)
             return None
+        if budget is not None:
+            self._budgets[budget[0]] = (budget[1], budget[2] + 1)
         self.totals.alerts += alerts
         self.totals.replayed += replayed
         self.totals.holdout += holdout
@@ -162,6 +188,16 @@ class AlertBatchProcessor:
                     topic = self.topics.alerts if kind == "alert" else self.topics.retention_actions
                     out.append(OutRecord(topic, str(rec["customer_id"]).encode(), encode(rec)))
         return BatchResult(out, alerts, replayed)
+
+    async def _budget_state(self, name: str) -> tuple[BudgetState, int]:
+        """The partition's budget state: the one kept from its last batch while the stored
+        version still matches, else rebuilt from the store (restart, another alerter)."""
+        assert self.budget is not None
+        cached = self._budgets.pop(name, None)
+        data, version = await self.store.read_budget(name, cached[1] if cached else None)
+        if cached is not None and data is None and version == cached[1]:
+            return cached[0], version
+        return BudgetState.from_json(data, self.budget), version
 
     async def _features(self, customers: Sequence[str],
                         at: dict[str, float]) -> dict[str, dict[str, float]]:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -97,6 +98,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bt.add_argument("--threshold", type=float, default=None,
                     help="alert threshold of the report (default: CHURN_MODEL__ALERT_THRESHOLD)")
     bt.add_argument("--title", default="churnpulse backtest")
+    bt.add_argument("--alert-budget", type=float, default=None, metavar="SHARE",
+                    help="measure the alerts of a budget of SHARE of the active customers per "
+                         "week (default: the CHURN_ALERTS__BUDGET__ settings)")
+    bt.add_argument("--alert-per-day", type=float, default=None, metavar="N",
+                    help="measure the alerts of a budget of N alerts per day")
+    bt.add_argument("--alert-thresholds", action="store_true",
+                    help="measure the absolute thresholds (CHURN_ALERTS__ENTER...) instead")
     bt.add_argument("--baseline-l2", type=float, default=1.0,
                     help="L2 penalty of the monthly logistic regression baseline")
     bt.set_defaults(func=cmd_backtest)
@@ -161,15 +169,43 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
         raise ChurnpulseError("--threshold must be between 0 and 1")
     run = _run(settings, args)
     print(_summary(run))
+    config = alert_config(settings, args)
     report = build_report(run, threshold, title=args.title, l2=args.baseline_l2,
-                          inputs={"events": str(args.events), "labels": str(args.labels)})
+                          inputs={"events": str(args.events), "labels": str(args.labels)},
+                          alert_policy=config.policy, alert_budget=config.budget)
     json_path, html_path = write_report(report, args.out)
     same = report["same_rows"]
     print(f"online AUC {_f(report['online']['roc_auc'])} (served snapshots), "
           f"{_f(same['online']['roc_auc'])} vs batch baseline "
           f"{_f(same['baseline']['roc_auc'])} at the monthly dates")
+    print(alert_line(report["alerts"]))
     print(f"report: {html_path} ({html_path.stat().st_size:,} bytes), {json_path}")
     return 0
+
+
+def alert_config(settings: Settings, args: argparse.Namespace) -> Any:
+    """The alert policy the report measures: the settings', or the flags' budget."""
+    alerts = settings.alerts
+    if args.alert_thresholds:
+        return replace(alerts.config, budget=None)
+    if args.alert_budget is not None or args.alert_per_day is not None:
+        budget = alerts.budget.model_copy(update={
+            "mode": "budget", "per_day": args.alert_per_day,
+            "share_per_week": args.alert_budget if args.alert_per_day is None else None})
+        return replace(alerts.config, budget=budget.params(1))
+    return alerts.config
+
+
+def alert_line(section: dict[str, Any]) -> str:
+    """One line of the alert figures (after the first month)."""
+    total, later = section["online"]["total"], section["after_first_month"]
+    days = total["warned_churner_days"]["median"]
+    return (f"alerts ({section['mode']}): {total['alerts']:,} sent, "
+            f"{_f(total['per_1000_active'])} per 1,000 active customers per week; "
+            f"after the first month precision {_f(later['precision'])} "
+            f"({_f(later['precision_over_base'])} x the base rate {_f(later['base_rate'])}), "
+            f"weekly volume {_f(later['volume_ratio_min'])}-{_f(later['volume_ratio_max'])} "
+            f"x budget; recall {_f(total['recall'])}, median warning {_f(days)} days")
 
 
 def _f(value: Any) -> str:

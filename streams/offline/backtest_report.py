@@ -30,10 +30,13 @@ from typing import Any
 import numpy as np
 import orjson
 
+from alerts.budget import BudgetParams
+from alerts.policy import PolicyParams
 from online_models.baseline import run_baseline
 from online_models.model import UNTRAINED_VERSION
 from online_models.report_metrics import summarize, warning_days, warning_summary
 from streams.offline.backtest import BacktestRun, outcomes
+from streams.offline.backtest_alerts import alert_section
 from streams.timefmt import format_ts
 
 DAY_S = 86400.0
@@ -51,8 +54,12 @@ def _clean(obj: Any) -> Any:
 
 
 def build_report(run: BacktestRun, threshold: float, *, title: str = "churnpulse backtest",
-                 inputs: dict[str, Any] | None = None, l2: float = 1.0) -> dict[str, Any]:
-    """Every figure of the report (see the module docstring)."""
+                 inputs: dict[str, Any] | None = None, l2: float = 1.0,
+                 alert_policy: PolicyParams | None = None,
+                 alert_budget: BudgetParams | None = None) -> dict[str, Any]:
+    """Every figure of the report (see the module docstring). With ``alert_policy`` the
+    report also runs the alert policy (and ``alert_budget``, if any) over the served scores
+    (:mod:`streams.offline.backtest_alerts`)."""
     horizon = run.policy.horizon_s
     period = 30 * DAY_S
     origin = run.first_ts
@@ -126,6 +133,11 @@ def build_report(run: BacktestRun, threshold: float, *, title: str = "churnpulse
         },
         "learner": _clean(learner.report()),
     }
+    if alert_policy is not None:
+        report["alerts"] = alert_section(
+            run.scores, run.churns, horizon_s=horizon, origin=run.first_ts,
+            clock=run.last_ts, policy=alert_policy, budget=alert_budget,
+            baseline=[(row.customer_id, row.t, p) for row, p in base.scored])
     return dict(_clean(report))
 
 

@@ -11,6 +11,8 @@ Redis layout (the customer's hash tag, as the feature store's keys)::
     <prefix>:{c:<id>}:alert    hash: "r" the record as JSON, "v" its version; TTL = state_ttl
     <prefix>:churned           hash: customer -> churn time (epoch s), written by the learner
     <prefix>:alerts:segments   the behaviour segments' centroids (JSON)
+    <prefix>:alerts:budget:<scores topic>:<partition>   budget mode: hash "r" the partition's
+                               budget state (JSON, sketch window as float32), "v" version
 
 The write is one Lua call over the batch's keys. Like the feature store's batch script it
 assumes one Redis node; on Redis Cluster a batch would have to be split by slot.
@@ -38,6 +40,8 @@ from streams.redis.packed_state import unpack_state
 LUA_WRITE = Path(__file__).with_name("lua") / "alert_write.lua"
 LUA_READ = Path(__file__).with_name("lua") / "alert_read.lua"
 Versioned = tuple[Stored, int]
+BudgetRecord = tuple[str, dict[str, Any], int]
+"""A partition's budget state to write with a batch: (name, JSON-ready record, version read)."""
 
 
 class AlertStore(Protocol):
@@ -46,9 +50,17 @@ class AlertStore(Protocol):
         """Stored records (version 0 = none yet) and churn marks of these customers."""
         ...
 
-    async def write(self, records: Mapping[str, Versioned]) -> list[str]:
-        """Write ``customer -> (record, version read)`` if no version moved; else write
-        nothing and return the customers whose version moved."""
+    async def write(self, records: Mapping[str, Versioned],
+                    budget: BudgetRecord | None = None) -> list[str]:
+        """Write ``customer -> (record, version read)`` (and the partition's budget state) if
+        no version moved; else write nothing and return the customers whose version moved
+        (``budget:<name>`` for the budget state)."""
+        ...
+
+    async def read_budget(self, name: str, known: int | None = None
+                          ) -> tuple[dict[str, Any] | None, int]:
+        """A partition's budget state and its version (0 = none); the record is None (not
+        read) when the version is ``known``."""
         ...
 
     async def load_segments(self) -> SegmentModel | None: ...
@@ -63,6 +75,12 @@ class InMemoryAlertStore:
         self.records: dict[str, Versioned] = {}
         self.churned: dict[str, float] = {}
         self.segments: SegmentModel | None = None
+        self.budgets: dict[str, tuple[dict[str, Any], int]] = {}
+
+    async def read_budget(self, name: str, known: int | None = None
+                          ) -> tuple[dict[str, Any] | None, int]:
+        data, version = self.budgets.get(name, (None, 0))
+        return (None if version == known else data), version
 
     async def read(self, customers: Iterable[str]) -> tuple[dict[str, Versioned],
                                                             dict[str, float]]:
@@ -70,12 +88,17 @@ class InMemoryAlertStore:
         return ({c: self.records.get(c, (Stored(), 0)) for c in cids},
                 {c: self.churned[c] for c in cids if c in self.churned})
 
-    async def write(self, records: Mapping[str, Versioned]) -> list[str]:
+    async def write(self, records: Mapping[str, Versioned],
+                    budget: BudgetRecord | None = None) -> list[str]:
         moved = [c for c, (_, v) in records.items() if self.records.get(c, (None, 0))[1] != v]
+        if budget is not None and self.budgets.get(budget[0], (None, 0))[1] != budget[2]:
+            moved.append(f"budget:{budget[0]}")
         if not moved:
             for c, (record, v) in records.items():
                 self.records[c] = (Stored.from_json(orjson.loads(orjson.dumps(
                     record.to_json()))), v + 1)
+            if budget is not None:
+                self.budgets[budget[0]] = (orjson.loads(orjson.dumps(budget[1])), budget[2] + 1)
         return moved
 
     async def load_segments(self) -> SegmentModel | None:
@@ -106,6 +129,19 @@ class RedisAlertStore:
     def segments_key(self) -> str:
         return f"{self.prefix}:alerts:segments"
 
+    def budget_key(self, name: str) -> str:
+        return f"{self.prefix}:alerts:budget:{name}"
+
+    async def read_budget(self, name: str, known: int | None = None
+                          ) -> tuple[dict[str, Any] | None, int]:
+        key = self.budget_key(name)
+        version = await _call(self._client.hget(key, "v"))
+        v = int(version) if version else 0
+        if v == known:
+            return None, v
+        raw, version = await _call(self._client.hmget(key, "r", "v"))
+        return (orjson.loads(raw) if raw else None), int(version) if version else 0
+
     async def read(self, customers: Iterable[str]) -> tuple[dict[str, Versioned],
                                                             dict[str, float]]:
         cids = list(customers)
@@ -122,15 +158,22 @@ class RedisAlertStore:
         churned = {c: float(v) for c, v in zip(cids, reply[2 * n:], strict=True) if v}
         return out, churned
 
-    async def write(self, records: Mapping[str, Versioned]) -> list[str]:
-        if not records:
+    async def write(self, records: Mapping[str, Versioned],
+                    budget: BudgetRecord | None = None) -> list[str]:
+        if not records and budget is None:
             return []
         cids = list(records)
         keys = [self.key(c) for c in cids]
-        args: list[Any] = [self._ttl_ms, *(records[c][1] for c in cids),
-                           *(orjson.dumps(records[c][0].to_json()) for c in cids)]
-        moved = await self._script("write", keys, args)
-        return [cids[int(i) - 1] for i in moved]
+        versions: list[Any] = [records[c][1] for c in cids]
+        values: list[Any] = [orjson.dumps(records[c][0].to_json()) for c in cids]
+        names = list(cids)
+        if budget is not None:  # one more record of the same all-or-nothing write
+            keys.append(self.budget_key(budget[0]))
+            versions.append(budget[2])
+            values.append(orjson.dumps(budget[1]))
+            names.append(f"budget:{budget[0]}")
+        moved = await self._script("write", keys, [self._ttl_ms, *versions, *values])
+        return [names[int(i) - 1] for i in moved]
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         sha = self._shas.get(name)

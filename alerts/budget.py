@@ -1,0 +1,423 @@
+"""Alert budgets: a team's capacity turned into live thresholds (pure, in event time).
+
+A team states what it can work: ``per_day`` alerts (over all score partitions), or
+``share_per_week`` of the active customers. Per score partition and team, :class:`BudgetState`
+keeps
+
+* a **streaming quantile sketch** of the rank values (probability, or probability x customer
+  value) of the customers it sees, one value per customer per event-time day (their first score
+  of the day): River's :class:`~river.stats.RollingQuantile` at a ladder of levels
+  (top 1/2, 1/4, ... 1/4096), read between the rungs by interpolation in log share;
+* a **level**: the share ``q`` of customer-days that should sit above the *enter* threshold.
+  The thresholds of the state machine are the sketch's values at ``q`` (enter; also the
+  *medium* tier), ``q x high_share`` (high), ``q x critical_share`` (critical) and
+  ``q x exit_factor`` (exit, the hysteresis): tiers are ranks inside the budget, critical is
+  the top of the queue;
+* a **controller**: at every event-time day boundary the level moves by
+  ``gain x log2(aimed / sent)`` over the last 7 days (aimed = ``aim`` x the budget of those
+  days), so the alert volume follows the budget whatever the score distribution does;
+* a **cap**: no alert while the last 7 days (today included) already hold the week's budget, or
+  today holds ``day_cap`` days' worth. Held episodes stay open and alert at a later score when
+  there is room again (``PolicyParams.paused``);
+* the **active customers** of the last 7 days, counted exactly from each customer's previous
+  score time (the risk state has it): a share budget is a share of them.
+
+Everything moves with the scores' event time and offset order, so a replay of the same
+partition decides the same alerts, and the state is plain data (:meth:`BudgetState.to_json`,
+the sketch window as float32): the alerter stores it beside the customers' records, in the same
+all-or-nothing write, with the offset of the last score it counted.
+
+>>> b = BudgetParams(budgets=(Budget(share_per_week=0.05),), min_window=10)
+>>> st = BudgetState.initial(b)
+>>> for i in range(50):
+...     _ = st.policy_for(ScoreInput(f"c{i}", f"s{i}", i / 50, 0.0), PolicyParams())
+...     st.record(i, ScoreInput(f"c{i}", f"s{i}", i / 50, 0.0), None, 0.0)
+>>> p = st.policy_for(ScoreInput("x", "sx", 0.5, 0.0), PolicyParams())
+>>> 0.9 < p.enter < p.high < p.critical <= 1.0, p.exit < p.enter
+(True, True)
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from array import array
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from river import stats
+
+from alerts.drivers import DEFAULT_TYPE_CATEGORIES, category
+from alerts.policy import AlertDecision, PolicyParams, RiskState, ScoreInput, update
+
+DAY_S = 86400.0
+LEVELS: tuple[float, ...] = tuple(2.0 ** -j for j in range(1, 13))  # share above: 1/2..1/4096
+RankBy = Literal["probability", "expected_loss"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One team's capacity, and which scores its queue takes (driver categories, ``*`` all).
+
+    >>> Budget(per_day=10).weekly(active=500, partitions=2)
+    35.0
+    >>> Budget(share_per_week=0.02).weekly(active=500, partitions=2)
+    10.0
+    >>> Budget()
+    Traceback (most recent call last):
+    ...
+    ValueError: a budget needs exactly one of per_day > 0 or share_per_week in (0, 1]
+    """
+
+    team: str = "all"
+    categories: tuple[str, ...] = ("*",)
+    per_day: float | None = None
+    share_per_week: float | None = None
+
+    def __post_init__(self) -> None:
+        day = self.per_day is not None and self.per_day > 0
+        share = self.share_per_week is not None and 0 < self.share_per_week <= 1
+        if day == share or (self.per_day is not None and self.share_per_week is not None):
+            raise ValueError("a budget needs exactly one of per_day > 0 or "
+                             "share_per_week in (0, 1]")
+
+    def takes(self, cat: str) -> bool:
+        return "*" in self.categories or cat in self.categories
+
+    def weekly(self, active: int, partitions: int) -> float:
+        """This partition's alerts for a week: its share of a per-day budget, or the share of
+        its active customers."""
+        if self.per_day is not None:
+            return self.per_day * 7.0 / partitions
+        assert self.share_per_week is not None
+        return self.share_per_week * active
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetParams:
+    """How budgets become thresholds (see the module docstring)."""
+
+    budgets: tuple[Budget, ...] = (Budget(share_per_week=0.02),)
+    partitions: int = 1
+    window: int = 2000
+    min_window: int = 200
+    initial_share: float = 0.02
+    high_share: float = 1 / 3
+    critical_share: float = 0.1
+    exit_factor: float = 2.0
+    gain: float = 0.3
+    aim: float = 1.5
+    day_cap: float = 2.0
+    rank_by: RankBy = "probability"
+    refresh: int = 50  # thresholds are re-read from the sketch every this many values
+    smoothing: float = 0.3  # weight of the newest day in the smoothed daily demand
+    max_step: float = 0.15  # largest level move per day (log2 share)
+    type_categories: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_TYPE_CATEGORIES))
+
+    def __post_init__(self) -> None:
+        if not self.budgets:
+            raise ValueError("budget mode needs at least one team budget")
+        if len({b.team for b in self.budgets}) != len(self.budgets):
+            raise ValueError("team names of the budgets must differ")
+        if self.partitions < 1 or self.window < 10 or not 1 <= self.min_window <= self.window:
+            raise ValueError("need partitions >= 1, window >= 10, 1 <= min_window <= window")
+        if not (0 < self.critical_share <= self.high_share <= 1 <= self.exit_factor
+                and 0 < self.initial_share < 1 and 0 < self.aim <= 3 and self.gain >= 0
+                and self.day_cap >= 1):
+            raise ValueError("need 0 < critical_share <= high_share <= 1 <= exit_factor, "
+                             "0 < initial_share < 1, 0 < aim <= 3, gain >= 0, day_cap >= 1")
+
+    def team_of(self, score: ScoreInput) -> str:
+        """The team whose queue a score goes to: the first budget taking the category of the
+        driver that pushes hardest towards churn (``unknown`` without drivers)."""
+        if len(self.budgets) == 1:
+            return self.budgets[0].team
+        top = max(score.drivers, key=lambda d: d.contribution, default=None)
+        cat = ("unknown" if top is None or top.contribution <= 0
+               else category(top.feature, self.type_categories))
+        return next((b.team for b in self.budgets if b.takes(cat)), self.budgets[-1].team)
+
+
+def rank_value(score: ScoreInput, rank_by: RankBy) -> float:
+    """What the queue is ordered by: the probability, or the expected loss (probability x the
+    customer's value per month, ``score.value``; 1 when unknown).
+
+    >>> s = ScoreInput("c", "s", 0.2, 0.0, value=50.0)
+    >>> rank_value(s, "probability"), rank_value(s, "expected_loss")
+    (0.2, 10.0)
+    """
+    if rank_by == "expected_loss":
+        return score.score * (score.value if score.value is not None else 1.0)
+    return score.score
+
+
+def _f32(x: float) -> float:
+    return array("f", [x])[0]
+
+
+class ScoreSketch:
+    """A rolling window of rank values and River rolling quantiles at the :data:`LEVELS`.
+
+    >>> sk = ScoreSketch(1000)
+    >>> for i in range(1000):
+    ...     sk.update(i / 1000)
+    >>> round(sk.value_at(0.5), 2), round(sk.value_at(0.01), 2), round(sk.value_at(0.75), 2)
+    (0.5, 0.99, 0.5)
+    >>> ScoreSketch.from_json(sk.to_json(), 1000).value_at(0.1) == sk.value_at(0.1)
+    True
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.values: deque[float] = deque(maxlen=window)
+        self._sketches = [stats.RollingQuantile(1.0 - lv, window) for lv in LEVELS]
+
+    def update(self, x: float) -> None:
+        x = _f32(x)
+        self.values.append(x)
+        for s in self._sketches:
+            s.update(x)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def value_at(self, share: float) -> float:
+        """The value with ``share`` of the window above it (clamped to the ladder's ends)."""
+        if not self.values:
+            return math.inf
+        j = min(max(-math.log2(share), 1.0), float(len(LEVELS)))
+        lo = math.floor(j)
+        a = self._sketches[lo - 1].get()
+        if lo >= len(LEVELS) or j == lo:
+            return float(a or 0.0)
+        b = self._sketches[lo].get()
+        frac = j - lo
+        return float((a or 0.0) * (1 - frac) + (b or 0.0) * frac)
+
+    def to_json(self) -> str:
+        return base64.b64encode(array("f", self.values).tobytes()).decode()
+
+    @staticmethod
+    def from_json(data: str, window: int) -> ScoreSketch:
+        sk = ScoreSketch(window)
+        values = array("f")
+        values.frombytes(base64.b64decode(data))
+        for x in values[-window:]:
+            sk.update(x)
+        return sk
+
+
+@dataclass
+class TeamState:
+    """One team's sketch, level (log2 share above enter) and alerts sent per event-time day."""
+
+    sketch: ScoreSketch
+    level: float
+    sent: dict[int, int] = field(default_factory=dict)
+    fed: int = 0  # values the sketch has taken (thresholds refresh every ``refresh``)
+    thresholds: tuple[float, float, float, float, float] | None = None  # stored with the state
+    waiting: dict[str, int] = field(default_factory=dict)  # episodes the cap held -> day
+    rate: float | None = None  # smoothed alerts wanted per day (sent + held)
+    cached: PolicyParams | None = None
+    paused: PolicyParams | None = None  # ``cached``, paused (the cap is reached)
+
+    def invalidate(self) -> None:
+        self.thresholds = self.cached = self.paused = None
+
+    def demand_since(self, day: int) -> int:
+        """Alerts sent since ``day``, plus episodes the cap held back since then."""
+        return self.sent_since(day) + sum(1 for d in self.waiting.values() if d >= day)
+
+    def sent_since(self, day: int) -> int:
+        return sum(n for d, n in self.sent.items() if d >= day)
+
+
+@dataclass
+class BudgetState:
+    """The budget side of one score partition (see the module docstring)."""
+
+    params: BudgetParams
+    teams: dict[str, TeamState]
+    active: dict[int, int] = field(default_factory=dict)  # day of last score -> customers
+    day: int | None = None
+    first_day: int | None = None
+    applied: int = -1
+
+    @staticmethod
+    def initial(params: BudgetParams) -> BudgetState:
+        level = math.log2(params.initial_share)
+        return BudgetState(params, {b.team: TeamState(ScoreSketch(params.window), level)
+                                    for b in params.budgets})
+
+    # -- reading: the thresholds a score is judged by --------------------------------------
+    def active_customers(self) -> int:
+        if self.day is None:
+            return 0
+        return sum(n for d, n in self.active.items() if d > self.day - 7)
+
+    def weekly_budget(self, team: str) -> float:
+        budget = next(b for b in self.params.budgets if b.team == team)
+        return budget.weekly(self.active_customers(), self.params.partitions)
+
+    def policy_for(self, score: ScoreInput, base: PolicyParams) -> PolicyParams:
+        """The state machine's parameters for this score: ``base`` (dwell, cooldown, ...) with
+        the team's live thresholds, paused while the sketch warms up or the cap is reached."""
+        return self._params(score, base)[0]
+
+    def step(self, offset: int, before: RiskState, score: ScoreInput, base: PolicyParams,
+             now: float) -> tuple[RiskState, list[AlertDecision]]:
+        """One score of the partition (offset order) through the state machine under the
+        budget; the budget counts it (see :meth:`record`)."""
+        params, open_params = self._params(score, base)
+        new, out = update(before, score, params, now)
+        applied = new.scores_applied > before.scores_applied
+        waiting = None
+        if open_params is not None and applied and not out and new.in_episode:
+            _, would = update(before, score, open_params, now)  # what the cap held back
+            waiting = would[0].episode_id if would else None
+        self.record(offset, score, before.last_ts, score.ts, out, applied=applied,
+                    waiting=waiting)
+        return new, out
+
+    def _params(self, score: ScoreInput, base: PolicyParams
+                ) -> tuple[PolicyParams, PolicyParams | None]:
+        """(parameters, the unpaused ones when the cap paused them)."""
+        self._advance(math.floor(score.ts / DAY_S))
+        name = self.params.team_of(score)
+        team = self.teams[name]
+        if team.cached is None:
+            if team.thresholds is None:
+                team.thresholds = self._thresholds(team)
+            enter, exit_, high, critical, upper = team.thresholds
+            team.cached = replace(base, enter=enter, exit=exit_, high=high, critical=critical,
+                                  upper=upper)
+            team.paused = replace(team.cached, paused=True)
+        assert team.paused is not None
+        if len(team.sketch) < self.params.min_window:
+            return team.paused, None
+        week = self.weekly_budget(name)
+        day = self.day if self.day is not None else 0
+        if (team.sent_since(day - 6) >= week
+                or team.sent.get(day, 0) >= self.params.day_cap * week / 7.0):
+            return team.paused, team.cached
+        return team.cached, None
+
+    def _thresholds(self, team: TeamState) -> tuple[float, float, float, float, float]:
+        p, sk = self.params, team.sketch
+        q = 2.0 ** team.level
+        enter = max(sk.value_at(q), 1e-9)
+        ceiling = max(enter, 1.0) if p.rank_by == "expected_loss" else 1.0
+        enter = min(enter, ceiling)
+        high = min(max(sk.value_at(q * p.high_share), enter), ceiling)
+        critical = min(max(sk.value_at(q * p.critical_share), high), ceiling)
+        exit_ = min(sk.value_at(min(q * p.exit_factor, 0.5)), enter * (1 - 1e-9))
+        return enter, max(exit_, 0.0), high, critical, ceiling
+
+    # -- writing: what a score did ----------------------------------------------------------
+    def record(self, offset: int, score: ScoreInput, previous_ts: float | None, new_ts: float,
+               alerts: Sequence[AlertDecision] = (), applied: bool = True,
+               waiting: str | None = None) -> None:
+        """Count one score of the partition (offset order): its customer's activity, its value
+        in the sketch (first score of the customer's day), the alerts it raised, the episode
+        the cap held back (``waiting``): the controller steers by alerts sent plus held."""
+        if offset <= self.applied:
+            return
+        self.applied = offset
+        if not applied:
+            return
+        day = math.floor(new_ts / DAY_S)
+        self._advance(day)
+        old = math.floor(previous_ts / DAY_S) if previous_ts is not None else None
+        if old != day:
+            if old is not None and old in self.active:
+                self.active[old] -= 1
+            self.active[day] = self.active.get(day, 0) + 1
+        team = self.teams[self.params.team_of(score)]
+        if old != day:
+            team.sketch.update(rank_value(score, self.params.rank_by))
+            team.fed += 1
+            if team.fed % self.params.refresh == 0 or len(team.sketch) <= self.params.min_window:
+                team.invalidate()
+        today = self.day if self.day is not None else day
+        if alerts:
+            team.sent[today] = team.sent.get(today, 0) + len(alerts)
+            for d in alerts:
+                team.waiting.pop(d.episode_id, None)
+        if waiting is not None and waiting not in team.waiting:
+            team.waiting[waiting] = today
+
+    def _advance(self, day: int) -> None:
+        """Move the partition's clock to ``day``; each day boundary passed is one control step."""
+        if self.day is None:
+            self.day = self.first_day = day
+            return
+        if day <= self.day:
+            return
+        steps = 0
+        while self.day < day:
+            self._control(self.day)
+            self.day += 1
+            steps += 1
+            if steps >= 8:  # a long gap: nothing more to learn from empty days
+                self.day = day
+        horizon = self.day - 7
+        self.active = {d: n for d, n in self.active.items() if d > horizon and n > 0}
+        for team in self.teams.values():
+            team.sent = {d: n for d, n in team.sent.items() if d > horizon}
+            team.waiting = {e: d for e, d in team.waiting.items() if d > horizon}
+
+    def _control(self, day: int) -> None:
+        """End of ``day``: move each team's level towards its budget of the last 7 days."""
+        p = self.params
+        active = sum(n for d, n in self.active.items() if d > day - 7)
+        for b in p.budgets:
+            team = self.teams[b.team]
+            if len(team.sketch) < p.min_window:
+                continue
+            aimed = p.aim * b.weekly(active, p.partitions) / 7.0
+            demand = team.demand_since(day) - team.demand_since(day + 1)
+            rate = aimed if team.rate is None else team.rate
+            team.rate = rate = rate + p.smoothing * (demand - rate)
+            eps = 0.1 * aimed + 0.05
+            step = p.gain * math.log2((aimed + eps) / (rate + eps))
+            step = min(max(step, -p.max_step), p.max_step)
+            team.level = min(max(team.level + step, -float(len(LEVELS))), -1.0)
+            team.invalidate()
+
+    # -- storage ----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"v": 1, "o": self.applied, "d": self.day, "f": self.first_day,
+                "a": [[d, n] for d, n in sorted(self.active.items())],
+                "t": {name: {"l": t.level, "s": [[d, n] for d, n in sorted(t.sent.items())],
+                             "n": t.fed, "h": list(t.thresholds) if t.thresholds else None,
+                             "w": sorted(t.waiting.items()), "r": t.rate,
+                             "k": t.sketch.to_json()} for name, t in self.teams.items()}}
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any] | None, params: BudgetParams) -> BudgetState:
+        """The stored state (teams not stored start fresh; teams no longer budgeted go)."""
+        state = BudgetState.initial(params)
+        if not data:
+            return state
+        state.applied = int(data.get("o", -1))
+        state.day = data.get("d")
+        state.first_day = data.get("f")
+        state.active = {int(d): int(n) for d, n in data.get("a", [])}
+        for name, t in data.get("t", {}).items():
+            if name in state.teams:
+                h = t.get("h")
+                state.teams[name] = TeamState(
+                    ScoreSketch.from_json(t["k"], params.window), float(t["l"]),
+                    {int(d): int(n) for d, n in t.get("s", [])}, int(t.get("n", 0)),
+                    (float(h[0]), float(h[1]), float(h[2]), float(h[3]), float(h[4]))
+                    if h else None, {str(e): int(d) for e, d in t.get("w", [])},
+                    None if t.get("r") is None else float(t["r"]))
+        return state
+
+
+def ordered(scores: Sequence[tuple[int, ScoreInput]]) -> list[tuple[int, ScoreInput]]:
+    """Scores of one partition in offset order (the order every replay reads them in)."""
+    return sorted(scores, key=lambda o_s: o_s[0])
