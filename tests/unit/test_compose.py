@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def test_every_service_has_a_healthcheck_and_the_worker_waits_for_them(
 
 def test_redis_persists(compose: dict[str, Any]) -> None:
     redis = compose["services"]["redis"]
-    assert "--appendonly" in redis["command"]
+    assert "--appendonly yes" in " ".join(redis["command"])
     assert any(v.endswith(":/data") for v in redis["volumes"])
 
 
@@ -112,8 +113,60 @@ def test_the_whole_pipeline_runs_real_commands_with_the_same_settings(
             assert service["depends_on"][dependency]["condition"] == "service_healthy"
 
 
-def test_dashboard_is_reachable_from_the_host(compose: dict[str, Any]) -> None:
+def test_dashboard_is_reachable_from_this_host_only(compose: dict[str, Any]) -> None:
     dashboard = compose["services"]["dashboard"]
     port = str(Settings().dashboard.port)
-    assert f"{port}:{port}" in dashboard["ports"]
+    assert f"127.0.0.1:{port}:{port}" in dashboard["ports"]
     assert dashboard["command"][dashboard["command"].index("--host") + 1] == "0.0.0.0"
+
+
+def test_every_published_port_listens_on_loopback_only(compose: dict[str, Any]) -> None:
+    published = {name: svc.get("ports", []) for name, svc in compose["services"].items()}
+    assert published["kafka"] and published["redis"] and published["dashboard"]
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} to the network"
+
+
+SECRET_WORDS = ("PASSWORD", "SECRET", "SIGNING_KEY", "TOKEN")
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return [str(node)]
+
+
+def test_no_secret_is_committed_and_each_is_required_from_the_environment(
+        compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        for key, value in (svc.get("environment") or {}).items():
+            if any(word in key for word in SECRET_WORDS):
+                assert re.fullmatch(r"\$\{CHURN_[A-Z_]+:\?[^}]+\}", str(value)), (
+                    f"{name}.{key} must come from the environment (${{VAR:?...}}), not a value")
+    for text in _strings(compose):
+        for found in re.findall(r'password="([^"]*)"', text):
+            assert found == "%s" or (found.startswith("${CHURN_") and ":?" in found), text
+    required = set(re.findall(r"\$\{(CHURN_[A-Z_]+):\?", "\n".join(_strings(compose))))
+    assert required == {"CHURN_KAFKA_PASSWORD", "CHURN_KAFKA_ADMIN_PASSWORD",
+                        "CHURN_REDIS_PASSWORD", "CHURN_SIGNING_KEY"}
+
+
+def test_redis_and_kafka_require_credentials(compose: dict[str, Any],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    services = compose["services"]
+    assert "--requirepass" in " ".join(services["redis"]["command"])
+    assert "REDISCLI_AUTH" in services["redis"]["healthcheck"]["test"][1]
+    kafka = services["kafka"]["environment"]
+    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["INTERNAL"] == protocols["EXTERNAL"] == "SASL_PLAINTEXT"
+    assert "--command-config" in services["kafka"]["healthcheck"]["test"][1]
+    for name, value in services["worker"]["environment"].items():
+        monkeypatch.setenv(name, str(value))
+    settings = load_settings()  # the Kafka section's own checks: SASL needs user and password
+    assert settings.kafka.security_protocol == "SASL_PLAINTEXT"
+    assert settings.kafka.sasl_username == "churnpulse"
+    assert settings.redis.password is not None
+    assert settings.security.signing_key is not None

@@ -1,0 +1,76 @@
+"""The secure local services' configuration (pure): no plaintext listener, no plaintext
+password in the ACL file, least privilege per process, private credential files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from streams.services.secure_config import (
+    USERS,
+    Credentials,
+    client_env,
+    redis_permissions,
+    render_acl_file,
+    render_secure_server_properties,
+)
+from streams.settings import load_settings
+
+
+def _props(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if not line.startswith("#"))
+
+
+def test_the_broker_has_no_plaintext_client_listener(tmp_path: Path) -> None:
+    props = _props(render_secure_server_properties(
+        9192, 9193, tmp_path / "data", tmp_path / "broker.pem", tmp_path / "ca.crt", "s3cret"))
+    assert props["listeners"] == "SASL_SSL://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193"
+    assert props["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["inter.broker.listener.name"] == "SASL_SSL"
+    assert props["ssl.keystore.type"] == "PEM" and props["ssl.truststore.type"] == "PEM"
+    assert "PLAINTEXT://" not in props["listeners"] + props["advertised.listeners"]
+
+
+def test_acl_file_stores_hashes_and_turns_the_default_user_off() -> None:
+    creds = Credentials.generate()
+    text = render_acl_file(creds, "cp")
+    assert text.splitlines()[0] == "user default off nopass resetkeys -@all"
+    for user in USERS:
+        assert creds.redis[user] not in text
+        assert f"#{hashlib.sha256(creds.redis[user].encode()).hexdigest()}" in text
+
+
+def test_each_process_gets_only_its_keys_and_no_dangerous_command() -> None:
+    rules = {user: r.split() for user, r in redis_permissions("cp").items()}
+    for user in ("worker", "learner", "alerter", "dispatch", "dashboard"):
+        assert "-@dangerous" in rules[user] and "-@admin" in rules[user], user
+        assert "~*" not in rules[user] and "+@all" not in rules[user], user
+    assert "%R~cp:model:*" in rules["worker"]  # scorers cannot plant a checkpoint
+    assert "~cp:model:*" in rules["learner"]  # the single writer of the model
+    assert rules["dispatch"][0] == "~cp:delivered:*" and "+@scripting" not in rules["dispatch"]
+    assert [r for r in rules["dashboard"] if "~" in r] == ["%R~cp:{c:*}:f"]
+    assert "+@write" not in rules["dashboard"]
+
+
+def test_credentials_are_created_once_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "secure" / "credentials.json"
+    first = Credentials.load_or_create(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert Credentials.load_or_create(path) == first
+    assert len({*first.kafka.values(), *first.redis.values()}) == 2 * len(USERS)
+
+
+def test_a_process_env_file_is_valid_settings(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    env = client_env("worker", Credentials.generate(), 9192, 6380, tmp_path / "ca.crt", "cp")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    settings = load_settings()
+    assert settings.kafka.security_protocol == "SASL_SSL"
+    assert settings.kafka.sasl_username == "worker" and settings.redis.username == "worker"
+    assert settings.kafka.ssl_cafile == tmp_path / "ca.crt"
