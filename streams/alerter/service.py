@@ -28,24 +28,24 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from streams.alerter.health import serve_alerter_health
 from streams.alerter.processor import AlertBatchProcessor, BatchResult, summary_line
-from streams.dead_letter import dead_letter_record
-from streams.errors import InvalidMessage, TransientError
+from streams.errors import TransientError
+from streams.kafka.clients import new_consumer, new_producer
+from streams.kafka.runner import Runner, RunnerConfig
+from streams.kafka.strategy import Batch, Strategy
 from streams.kafka.topics import ensure_topics
-from streams.records import RawRecord, retry_transient
+from streams.records import OutRecord
 from streams.redis.alert_store import RedisAlertStore, RedisFeatureReader
 from streams.redis.client import make_redis
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import Settings
-from streams.worker.consumer import kafka_client_options, to_raw
 
 log = logging.getLogger(__name__)
 READY = "alerter ready"
@@ -55,29 +55,23 @@ def app_id(settings: Settings) -> str:
     return settings.alerts.app_id or settings.worker.app_id
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, alerter: Alerter) -> None:
-        self._alerter = alerter
+class Alerter(Strategy[BatchResult]):
+    """Consumes scores and publishes alerts and actions transactionally (see module doc).
 
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        async with self._alerter.lock:  # the batch in flight commits first
-            for tp in revoked:
-                await self._alerter.drop_producer(tp.partition)
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("scores partitions assigned: %s",
-                 sorted(tp.partition for tp in assigned) or "none")
-
-
-class Alerter:
-    """Consumes scores and publishes alerts and actions transactionally (see module doc)."""
+    The strategy of a consumer runner (:mod:`streams.kafka.runner`) in transaction mode: one
+    batch per fetched partition, the partitions of a fetch processed concurrently, each
+    batch's outputs and next offset committed in one transaction of that partition's
+    producer; an aborted transaction re-reads the batch after 0.5 s.
+    """
 
     def __init__(self, settings: Settings, processor: AlertBatchProcessor) -> None:
         self.settings = settings
         self.processor = processor
-        self.lock = asyncio.Lock()
-        self._producers: dict[int, AIOKafkaProducer] = {}
+        self.dead_letter_topic = settings.topics.dead_letter
         self.committed_batches = 0
+        self._began: dict[int, float] = {}
+        self._processed: dict[int, float] = {}
+        self._reporting: asyncio.Task[None] | None = None
 
     @property
     def group_id(self) -> str:
@@ -86,104 +80,79 @@ class Alerter:
     def transactional_id(self, partition: int) -> str:
         return f"{app_id(self.settings)}.alerts.{self.settings.topics.scores}.{partition}"
 
-    async def producer(self, partition: int) -> AIOKafkaProducer:
-        producer = self._producers.get(partition)
-        if producer is None:
-            producer = AIOKafkaProducer(
-                **kafka_client_options(self.settings), acks="all", enable_idempotence=True,
-                transactional_id=self.transactional_id(partition), linger_ms=2,
-                max_batch_size=512 * 1024, client_id=f"churnpulse-alerts-{partition}")
-            await producer.start()
-            self._producers[partition] = producer
-        return producer
+    def runner(self) -> Runner[BatchResult]:
+        cfg, worker = self.settings.alerts, self.settings.worker
+        config = RunnerConfig(name="alerter", topics=(self.settings.topics.scores,),
+                              batch_size=cfg.batch_size, poll_timeout_s=cfg.batch_within_s,
+                              commit="transaction", group_id=self.group_id,
+                              per_partition=True, retry_backoff_s=0.5)
+        kafka = self.settings.kafka
 
-    async def drop_producer(self, partition: int) -> None:
-        producer = self._producers.pop(partition, None)
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+        def consumer() -> Any:
+            return new_consumer(
+                kafka, group_id=self.group_id, client_id="churnpulse-alerter",
+                enable_auto_commit=False, auto_offset_reset="earliest",
+                isolation_level="read_committed", max_poll_records=cfg.batch_size,
+                fetch_max_wait_ms=int(cfg.batch_within_s * 1000),
+                session_timeout_ms=int(worker.session_timeout_s * 1000),
+                heartbeat_interval_ms=int(min(3.0, worker.session_timeout_s / 3) * 1000))
+
+        def producer(transactional_id: str | None) -> Any:
+            partition = (transactional_id or "").rsplit(".", 1)[-1]
+            return new_producer(kafka, acks="all", enable_idempotence=True,
+                                transactional_id=transactional_id, linger_ms=2,
+                                max_batch_size=512 * 1024,
+                                client_id=f"churnpulse-alerts-{partition}")
+
+        return Runner(config, self, consumer, producer,
+                      transactional_id=lambda tp: self.transactional_id(tp.partition))
 
     async def run(self) -> None:
-        cfg = self.settings.alerts
-        consumer = AIOKafkaConsumer(
-            **kafka_client_options(self.settings), group_id=self.group_id,
-            client_id="churnpulse-alerter", enable_auto_commit=False,
-            auto_offset_reset="earliest", isolation_level="read_committed",
-            max_poll_records=cfg.batch_size, fetch_max_wait_ms=int(cfg.batch_within_s * 1000),
-            session_timeout_ms=int(self.settings.worker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, self.settings.worker.session_timeout_s / 3)
-                                      * 1000))
         await self.processor.start()
-        consumer.subscribe([self.settings.topics.scores], listener=_Rebalance(self))
-        await consumer.start()
+        await self.runner().run()
+
+    async def on_start(self, runner: Runner[BatchResult]) -> None:
         log.info("%s: consuming %s as group %s", READY, self.settings.topics.scores,
                  self.group_id)
-        reporting = asyncio.create_task(self._report())
-        try:
-            while True:
-                fetched = await consumer.getmany(timeout_ms=int(cfg.batch_within_s * 1000),
-                                                 max_records=cfg.batch_size)
-                if not fetched:
-                    continue
-                async with self.lock:
-                    owned = consumer.assignment()  # current: revocations wait for the lock
-                    await asyncio.gather(*(self._partition(consumer, tp, msgs)
-                                           for tp, msgs in fetched.items()
-                                           if msgs and tp in owned))
-        finally:
-            reporting.cancel()
-            for partition in list(self._producers):
-                await self.drop_producer(partition)
-            await consumer.stop()
-            with contextlib.suppress(Exception):
-                await self.processor.store.save_segments(self.processor.segments)
-            log.info(summary_line(self.processor.totals))
+        self._reporting = asyncio.create_task(self._report())
 
-    async def _partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
-                         msgs: list[Any]) -> None:
-        records = [to_raw(m) for m in msgs]
-        began = time.perf_counter()
-        result = await self._process(records)
-        processed = time.perf_counter()
-        try:
-            producer = await self.producer(tp.partition)
-            async with producer.transaction():
-                for r in result.out:
-                    await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
-                await producer.send_offsets_to_transaction({tp: records[-1].offset + 1},
-                                                           self.group_id)
-        except asyncio.CancelledError:
-            raise
-        except KafkaError as exc:
-            # aborted: re-read the batch (its state is in Redis, the outbox re-emits it)
-            log.warning("transaction of %s failed, re-reading from offset %d: %r",
-                        tp, records[0].offset, exc)
-            await self.drop_producer(tp.partition)
-            consumer.seek(tp, records[0].offset)
-            await asyncio.sleep(0.5)  # back off before the partition is fetched again
-            return
+    async def process(self, batch: Batch) -> BatchResult:
+        self._began.setdefault(batch.number, time.perf_counter())
+        return await self.processor.process(batch.records)
+
+    async def complete(self, batch: Batch, result: BatchResult) -> Sequence[OutRecord]:
+        self._processed[batch.number] = time.perf_counter()
+        return result.out
+
+    async def failed(self, batch: Batch, error: Exception) -> Sequence[OutRecord]:
+        # a bug: keep the records, move on (dead letters, committed)
+        self._processed[batch.number] = time.perf_counter()
+        return await super().failed(batch, error)
+
+    async def committed(self, batch: Batch) -> None:
         self.committed_batches += 1
+        now = time.perf_counter()
+        began = self._began.pop(batch.number, now)
+        processed = self._processed.pop(batch.number, now)
         totals = self.processor.totals
         totals.process_s += processed - began
-        totals.commit_s += time.perf_counter() - processed
+        totals.commit_s += now - processed
         if self.committed_batches % 50 == 0:
             with contextlib.suppress(TransientError):
                 await self.processor.store.save_segments(self.processor.segments)
 
-    async def _process(self, records: list[RawRecord]) -> BatchResult:
-        def on_retry(attempt: int, exc: TransientError) -> None:
-            log.warning("dependency unavailable (attempt %d), retrying: %s", attempt, exc)
+    async def on_assigned(self, partitions: frozenset[TopicPartition]) -> None:
+        log.info("scores partitions assigned: %s",
+                 sorted(tp.partition for tp in partitions) or "none")
+        self._began.clear()  # batches of an aborted transaction are read again
+        self._processed.clear()
 
-        try:
-            return await retry_transient(lambda: self.processor.process(records),
-                                         on_retry=on_retry)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug: keep the records, move on (dead letter, committed)
-            log.exception("alert batch of %d records failed; dead-lettering it", len(records))
-            error = InvalidMessage("processing_failed", f"{type(exc).__name__}: {exc}")
-            topic, now = self.settings.topics.dead_letter, time.time()
-            return BatchResult([dead_letter_record(topic, r, error, now) for r in records], 0, 0)
+    async def on_stop(self) -> None:
+        if self._reporting is not None:
+            self._reporting.cancel()
+        with contextlib.suppress(Exception):
+            await self.processor.store.save_segments(self.processor.segments)
+        log.info(summary_line(self.processor.totals))
 
     async def _report(self) -> None:
         while True:

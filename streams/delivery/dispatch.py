@@ -13,6 +13,9 @@ so an alerter's aborted transactions are never sent):
    ``churn.dlq.attempts``, and wait for the broker's acknowledgement;
 4. only then commit the batch's offsets.
 
+It runs on the consumer runner (:mod:`streams.kafka.runner`), which restarts it with backoff
+when the consumer fails (``run_forever``).
+
 A Redis outage is retried with backoff (the batch is re-run; ids delivered before the outage
 are skipped, a POST whose bookkeeping failed is repeated and the receiver deduplicates it on
 ``Idempotency-Key``). Nothing escapes the loop.
@@ -34,9 +37,6 @@ from typing import Any
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, KafkaError
-from aiokafka.structs import TopicPartition
 from redis.exceptions import RedisError
 
 from alerts.dispatch import (
@@ -58,11 +58,13 @@ from alerts.webhooks import (
 from streams.dead_letter import dead_letter_record
 from streams.delivery.health import serve_dispatch_health
 from streams.errors import InvalidMessage, TransientError
+from streams.kafka.clients import new_consumer, new_producer
+from streams.kafka.runner import Backoff, Runner, RunnerConfig
+from streams.kafka.strategy import Batch, Strategy
 from streams.observability import metrics
-from streams.records import OutRecord, RawRecord, retry_transient
+from streams.records import OutRecord, RawRecord, RecordSink
 from streams.redis.client import make_redis
 from streams.settings import Settings
-from streams.worker.consumer import AIOKafkaSink, kafka_client_options, to_raw
 
 log = logging.getLogger(__name__)
 BATCH = 100  # alerts per batch: bounds the time a batch can spend in retries
@@ -160,71 +162,36 @@ class AlertDispatchService:
 
         Uncommitted alerts are read again after a restart; delivered ones are skipped.
         """
-        delay = 0.5
-        while True:
-            try:
-                await self.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.counts["restarts"] += 1
-                log.warning("dispatch consumer failed, restarting in %.1f s: %r", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await self._runner(Backoff(0.5, 30.0)).run()
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled (an error of the consumer propagates)."""
+        await self._runner(None).run()
+
+    def _runner(self, restart: Backoff | None) -> Runner[None]:
         settings = self._settings
-        consumer = AIOKafkaConsumer(
-            settings.topics.alerts, **kafka_client_options(settings),
-            group_id=settings.webhook.consumer_group, client_id="churnpulse-dispatch",
-            isolation_level="read_committed", enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=BATCH,
-            # a batch may wait out retries against a dead receiver (see docs/webhooks.md)
-            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-            session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, settings.worker.session_timeout_s / 3) * 1000),
-        )
-        producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all",
-                                    enable_idempotence=True, client_id="churnpulse-dispatch")
-        await producer.start()
-        try:
-            await consumer.start()
-            log.info("dispatching %s as group %s to %s", settings.topics.alerts,
-                     settings.webhook.consumer_group,
-                     ", ".join(d.name for d in self._dispatchers) or "nothing")
-            sink = AIOKafkaSink(producer)
-            while True:
-                fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH)
-                records = [to_raw(m) for msgs in fetched.values() for m in msgs]
-                if not records:
-                    continue
-                offsets = {tp: msgs[-1].offset + 1 for tp, msgs in fetched.items() if msgs}
-                await self._process_safely(records, sink)
-                await self._commit(consumer, offsets)
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            await producer.stop()
+        config = RunnerConfig(name="dispatch", topics=(settings.topics.alerts,),
+                              batch_size=BATCH, poll_timeout_s=0.5, commit="offsets",
+                              restart=restart)
 
-    async def _process_safely(self, records: Sequence[RawRecord], sink: AIOKafkaSink) -> None:
-        def on_retry(attempt: int, exc: TransientError) -> None:
-            log.warning("dispatch batch failed (attempt %d), retrying: %s", attempt, exc)
+        def consumer() -> Any:
+            return new_consumer(
+                settings.kafka, group_id=settings.webhook.consumer_group,
+                client_id="churnpulse-dispatch", isolation_level="read_committed",
+                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=BATCH,
+                # a batch may wait out retries against a dead receiver (see docs/webhooks.md)
+                max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+                session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
+                heartbeat_interval_ms=int(min(3.0, settings.worker.session_timeout_s / 3)
+                                          * 1000))
 
-        try:
-            await retry_transient(lambda: self.process(records, sink), on_retry=on_retry)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug: keep the records, move on
-            log.exception("dispatching a batch of %d alerts failed; dead-lettering it",
-                          len(records))
-            error = InvalidMessage("processing_failed", f"{type(exc).__name__}: {exc}")
-            topic, now = self._settings.topics.dead_letter, time.time()
-            await retry_transient(lambda: sink.publish([
-                dead_letter_record(topic, r, error, now) for r in records]),
-                on_retry=on_retry)
+        def producer(transactional_id: str | None) -> Any:
+            return new_producer(settings.kafka, acks="all", enable_idempotence=True,
+                                client_id="churnpulse-dispatch")
 
-    async def process(self, records: Sequence[RawRecord], sink: AIOKafkaSink) -> None:
+        return Runner(config, _DispatchStrategy(self), consumer, producer)
+
+    async def process(self, records: Sequence[RawRecord], sink: RecordSink) -> None:
         """Deliver one batch; publish its dead letters; raise TransientError to be re-run."""
         dead: list[OutRecord] = []
         by_customer: dict[str, list[tuple[RawRecord, Alert]]] = {}
@@ -267,13 +234,30 @@ class AlertDispatchService:
         return dead_letter_record(self._settings.topics.dead_letter, record,
                                   InvalidMessage(code, detail), time.time(), extra)
 
-    @staticmethod
-    async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            log.warning("offset commit failed, the batch will be re-read (deduplicated): %s",
-                        exc)
+
+class _DispatchStrategy(Strategy[None]):
+    """The dispatcher on the consumer runner: a batch is delivered (a
+    :class:`~streams.errors.TransientError` re-runs it with backoff), its dead letters
+    acknowledged, then committed; a batch that fails otherwise is dead-lettered whole."""
+
+    def __init__(self, service: AlertDispatchService) -> None:
+        self._service = service
+        self._sink: RecordSink | None = None
+        self.dead_letter_topic = service._settings.topics.dead_letter
+
+    async def on_start(self, runner: Runner[None]) -> None:
+        self._sink = runner.sink
+        service = self._service
+        log.info("dispatching %s as group %s to %s", service._settings.topics.alerts,
+                 service._settings.webhook.consumer_group,
+                 ", ".join(d.name for d in service._dispatchers) or "nothing")
+
+    async def process(self, batch: Batch) -> None:
+        assert self._sink is not None
+        await self._service.process(batch.records, self._sink)
+
+    def on_restart(self, error: Exception, delay_s: float) -> None:
+        self._service.counts["restarts"] += 1
 
 
 def decode_alert(record: RawRecord) -> Alert:

@@ -99,8 +99,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._runner.revoke(frozenset(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("%s: partitions assigned: %s", self._runner.config.name,
-                 sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "none")
         await self._runner.strategy.on_assigned(frozenset(assigned))
 
 

@@ -31,15 +31,17 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from online_models.learner import Learner, PromotionRule
 from online_models.model import RIVER_VERSION, ModelHandle
-from online_models.observations import LabelPolicy, Observation
+from online_models.observations import Observation
 from streams.contracts import ChurnLabel, decode_label, encode
 from streams.dead_letter import dead_letter_headers
 from streams.errors import ConfigurationError, InvalidMessage
+from streams.kafka.clients import new_consumer, new_producer
+from streams.kafka.runner import Runner, RunnerConfig
+from streams.learner.consumer import LabelStrategy
 from streams.learner.erasure import serve_forget_requests
 from streams.learner.loop import LabelCounts, LearningLoop, RecentIds
 from streams.observability import metrics
@@ -53,11 +55,9 @@ from streams.redis.observation_store import (
 from streams.settings import Settings
 from streams.signing import StateSigner, default_signer, signer_from_settings
 from streams.timefmt import format_ts
-from streams.worker.consumer import kafka_client_options
 
 log = logging.getLogger(__name__)
 STATE_PURPOSE = "learner-state"
-DAY_S = 86400.0
 LOCK_TTL_MS = 15_000
 # KEYS[1] lock, ARGV[1] our token, ARGV[2] ttl ms. A step that ran longer than the TTL (a big
 # batch for slow challengers) finds the lock expired: it may take it back unless another
@@ -100,12 +100,6 @@ class LearnerState:
                 ids.append(str(label_id))
             saved["recent_labels"] = ids
         self.__dict__.update(saved)
-
-
-def policy_of(settings: Settings) -> LabelPolicy:
-    m = settings.model
-    return LabelPolicy(horizon_s=m.horizon_days * DAY_S,
-                       interval_s=m.observation_interval_hours * 3600.0)
 
 
 def new_learner(settings: Settings) -> Learner:
@@ -192,7 +186,7 @@ class LearnerService:
         self.settings = settings
         self.client = client
         prefix = settings.redis.key_prefix
-        self.policy = policy_of(settings)
+        self.policy = settings.model.policy
         self.store = RedisObservationStore(client, prefix, self.policy)
         signer = signer_from_settings(settings)
         self.states = LearnerStateStore(client, prefix, signer)
@@ -320,60 +314,30 @@ class LearnerService:
         return learned
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
+        """Learn until ``stop`` is set (see :mod:`streams.learner.consumer`)."""
         await self.start()
-        topic = self.settings.topics.labels
-        consumer = AIOKafkaConsumer(**kafka_client_options(self.settings), group_id=None,
-                                    enable_auto_commit=False, client_id="churnpulse-learner")
-        producer = AIOKafkaProducer(**kafka_client_options(self.settings), acks="all")
-        await consumer.start()
-        await producer.start()
+        config = RunnerConfig(name="learner", batch_size=2000, poll_timeout_s=1.0,
+                              commit="none", empty_batches=True)
+        kafka = self.settings.kafka
+
+        def consumer() -> Any:
+            return new_consumer(kafka, group_id=None, enable_auto_commit=False,
+                                client_id="churnpulse-learner")
+
+        def producer(transactional_id: str | None) -> Any:
+            return new_producer(kafka, acks="all")
+
+        async def renew() -> bool:
+            return await renew_lock(self.client, self.states.lock_key, self.token)
+
+        strategy = LabelStrategy(self, stop or asyncio.Event(), renew)
         try:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                partitions = await _wait_partitions(consumer, topic)
-            assert self.state is not None
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            for tp in tps:
-                if tp.partition in self.state.offsets:
-                    consumer.seek(tp, self.state.offsets[tp.partition])
-                else:
-                    await consumer.seek_to_beginning(tp)
-            while not stop.is_set():
-                # the watermark first, then the labels' end: once every label published before
-                # the watermark was read, nothing can still turn its snapshots positive
-                mark = await self.board.slowest()
-                ends = await consumer.end_offsets(tps)
-                fetched = await consumer.getmany(timeout_ms=1000, max_records=2000)
-                records = [m for msgs in fetched.values() for m in msgs]
-                caught_up = await self._caught_up(consumer, tps, ends, records)
-                await self.serve_forgets()
-                await self.step(records, producer, mark, caught_up)
-                if not await renew_lock(self.client, self.states.lock_key, self.token):
-                    raise ConfigurationError("lost the learner lock")
+            await Runner(config, strategy, consumer, producer).run()
         finally:
-            await consumer.stop()
-            await producer.stop()
             await self.client.eval(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                 "return redis.call('DEL', KEYS[1]) end return 0", 1, self.states.lock_key,
                 self.token)
-
-
-    async def _caught_up(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition],
-                         ends: dict[TopicPartition, int], records: list[Any]) -> bool:
-        assert self.state is not None
-        read = dict(self.state.offsets)
-        for msg in records:
-            read[msg.partition] = msg.offset + 1
-        for tp in tps:
-            position = read.get(tp.partition)
-            if position is None:
-                position = await consumer.position(tp)
-            if position < ends.get(tp, 0):
-                return False
-        return True
 
 
 def feature_schema(settings: Settings, learner: Learner) -> dict[str, Any]:
@@ -385,14 +349,3 @@ def feature_schema(settings: Settings, learner: Learner) -> dict[str, Any]:
         first = next(iter(steps.values()))
         seen = sorted(str(k) for k in getattr(first, "means", {}))
     return {"features": settings.features.model_dump(mode="json"), "seen": seen}
-
-
-async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(60):
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        await asyncio.sleep(0.5)
-    raise ConfigurationError(f"topic {topic} does not exist (run `churnpulse worker` first or "
-                             "create it)")

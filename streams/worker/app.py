@@ -19,6 +19,7 @@ import time
 import faust
 
 from streams.errors import TransientError
+from streams.kafka.clients import faust_credentials
 from streams.records import RecordSink
 from streams.redis.client import make_redis
 from streams.redis.feature_store import RedisFeatureStore
@@ -42,17 +43,10 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> faust.App:
     """Build the worker's Faust app from the settings."""
     kafka, worker = settings.kafka, settings.worker
-    credentials = None
-    if kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password:
-        credentials = faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=kafka.sasl_password.get_secret_value(),
-            mechanism=kafka.sasl_mechanism,
-        )
     app = faust.App(
         worker.app_id,
         broker=kafka.faust_broker_urls,
-        broker_credentials=credentials,
+        broker_credentials=faust_credentials(kafka),  # TLS/SASL as every other client
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=kafka.partitions,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from online_models.model import UNTRAINED_VERSION, ModelHandle, make_model
+from streams.kafka.strategy import Batch as RunnerBatch
 from streams.records import MemorySink, RawRecord
 from streams.redis.feature_store import InMemoryFeatureStore
 from streams.settings import FeatureSettings, Settings, TopicSettings
-from streams.worker.consumer import EventConsumer
+from streams.worker.consumer import EventConsumer, EventStrategy
 from streams.worker.processor import Batch, EventBatchProcessor
 
 TOPICS = TopicSettings()
@@ -36,20 +38,51 @@ async def test_a_failing_batch_is_dead_lettered_whole_and_the_next_batch_still_r
     sink = MemorySink()
     broken = ExplodingProcessor(InMemoryFeatureStore(FeatureSettings()), FixedModel(), sink,
                                 TOPICS)
-    runner = EventConsumer(Settings(), lambda s: broken)
-    loop = asyncio.get_running_loop()
-    first_applied: asyncio.Future[None] = loop.create_future()
-    batch = broken.prepare([record(0), record(1)])
-    await runner._complete(broken, batch, {}, None, first_applied, None)
+    strategy = EventStrategy(broken)
+    first = RunnerBatch([record(0), record(1)], number=0)
+    with pytest.raises(ZeroDivisionError) as failure:
+        await strategy.process(first)
+    assert await strategy.failed(first, failure.value) == ()  # published by the processor
     dead = sink.on(TOPICS.dead_letter)
     assert [d.value for d in dead] == [record(0).value, record(1).value]
     assert dict(dead[0].headers or [])["churn.dlq.code"] == b"processing_failed"
     assert b"a bug in scoring" in dict(dead[0].headers or [])["churn.dlq.reason"]
-    assert first_applied.done()
 
-    healthy_sink = MemorySink()
-    healthy = EventBatchProcessor(InMemoryFeatureStore(FeatureSettings()), FixedModel(),
-                                  healthy_sink, TOPICS)
-    second = healthy.prepare([record(2)])
-    await runner._complete(healthy, second, {}, first_applied, loop.create_future(), None)
-    assert len(healthy_sink.on(TOPICS.scores)) == 1
+    # the failed batch released its turn: the next batch applies and publishes
+    strategy.processor = EventBatchProcessor(InMemoryFeatureStore(FeatureSettings()),
+                                             FixedModel(), sink, TOPICS)
+    second = RunnerBatch([record(2)], number=1)
+    prepared = await asyncio.wait_for(strategy.process(second), 5)
+    await strategy.complete(second, prepared)
+    assert len(sink.on(TOPICS.scores)) == 1
+
+
+async def test_batches_apply_in_poll_order_even_when_a_later_one_is_ready_first() -> None:
+    steps: list[str] = []
+    gate = asyncio.Event()
+
+    class SlowFirst(EventBatchProcessor):
+        async def apply(self, batch: Batch) -> None:
+            steps.append(f"start {len(batch.records)}")
+            if len(batch.records) == 1:
+                await gate.wait()  # the first batch's Redis call is slow
+            await super().apply(batch)
+            steps.append(f"end {len(batch.records)}")
+
+    strategy = EventStrategy(SlowFirst(InMemoryFeatureStore(FeatureSettings()), FixedModel(),
+                                       MemorySink(), TOPICS))
+    first = asyncio.create_task(strategy.process(RunnerBatch([record(0)], number=0)))
+    second = asyncio.create_task(strategy.process(RunnerBatch([record(1), record(2)],
+                                                              number=1)))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert steps == ["start 1"]  # the second waits for its turn
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert steps == ["start 1", "end 1", "start 2", "end 2"]
+
+
+def test_the_consumer_runs_on_the_runner_with_two_batches_in_flight() -> None:
+    consumer = EventConsumer(Settings(), lambda s: None)  # type: ignore[arg-type, return-value]
+    assert consumer.runner.config.pipeline_depth == 2
+    assert consumer.runner.config.commit == "offsets"

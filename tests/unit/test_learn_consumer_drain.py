@@ -20,9 +20,9 @@ def test_drain_returns_when_a_finished_task_was_not_forgotten_yet() -> None:
 
         finished = asyncio.create_task(batch())
         await finished  # done; its _forget callback was never attached (as if still queued)
-        consumer._inflight.append(finished)
+        consumer.runner._inflight.append(finished)
         await consumer.drain()
-        assert not consumer._inflight
+        assert not consumer.runner._inflight
         done.set()
 
     # in a thread: before the fix drain() spun forever without yielding

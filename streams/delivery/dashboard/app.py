@@ -35,11 +35,11 @@ from streams.delivery.dashboard.auth import SECURE_COOKIE_KEY, USER_KEY, auth_mi
 from streams.delivery.dashboard.board import ACTIONS, Board
 from streams.delivery.dashboard.feeds import BoardFeed, Hub
 from streams.errors import TransientError
+from streams.kafka.clients import new_producer
 from streams.redis.client import make_redis
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import Settings
 from streams.timefmt import format_ts
-from streams.worker.consumer import kafka_client_options
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
@@ -69,9 +69,8 @@ class Dashboard:
         redis_cfg = settings.redis
         client = make_redis(redis_cfg)
         self.store = RedisFeatureStore(client, settings.features, redis_cfg.key_prefix)
-        self.producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all",
-                                         enable_idempotence=True,
-                                         client_id="churnpulse-dashboard")
+        self.producer = new_producer(settings.kafka, acks="all", enable_idempotence=True,
+                                     client_id="churnpulse-dashboard")
         await self.producer.start()
         task = asyncio.create_task(self.feed.run_forever())
         task.add_done_callback(_log_crash)

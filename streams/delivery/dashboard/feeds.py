@@ -6,6 +6,9 @@ dashboard process holds the whole read model, so several can run behind a load b
 start it seeks to ``dashboard.lookback_s`` ago (``scores_lookback_s`` for scores, a much busier
 topic) and reports *caught up* once it reached the end offsets it saw at start.
 
+It runs on the consumer runner (:mod:`streams.kafka.runner`): no commits, every poll applied,
+restarted with backoff (0.5 s doubling to 30 s) when the broker goes away.
+
 A record that cannot be read is counted and skipped, not dead-lettered: every dashboard reads
 every record, so dead letters from here would be repeated by each instance (the dispatcher's
 consumer group dead-letters malformed alerts once).
@@ -17,7 +20,6 @@ behind is disconnected (its browser reconnects and reloads the list) instead of 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -25,12 +27,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from streams.delivery.dashboard.board import Board
+from streams.kafka.clients import new_consumer
+from streams.kafka.runner import Backoff, Runner, RunnerConfig
+from streams.kafka.strategy import Batch, Consumer, Strategy
 from streams.settings import Settings
-from streams.worker.consumer import kafka_client_options
 
 log = logging.getLogger(__name__)
 
@@ -84,44 +87,23 @@ class BoardFeed:
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)  # newest alerts first
 
     async def run_forever(self) -> None:
-        """:meth:`run`, restarted with backoff when it fails (the broker went away, ...).
+        """Read the topics until cancelled, restarted with backoff when the feed fails (the
+        broker went away, ...).
 
         A restart reads the lookback again; the board drops what it already has (alerts and
         outcomes by id, repeated score points when drawn) and pushes only what is new.
         """
-        delay = 0.5
-        while True:
-            try:
-                await self.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.counts["restarts"] += 1
-                log.warning("the dashboard's Kafka feed failed, restarting in %.1f s: %r",
-                            delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        config = RunnerConfig(name="dashboard feed", batch_size=2000, poll_timeout_s=0.2,
+                              commit="none", empty_batches=True, restart=Backoff(0.5, 30.0))
 
-    async def run(self) -> None:
-        topics = self._settings.topics
-        consumer = AIOKafkaConsumer(**kafka_client_options(self._settings), group_id=None,
-                                    enable_auto_commit=False, client_id="churnpulse-dashboard",
-                                    isolation_level="read_committed", max_poll_records=2000)
-        await consumer.start()
-        try:
-            await self._assign(consumer, [topics.alerts, topics.alert_outcomes, topics.scores])
-            while True:
-                fetched = await consumer.getmany(timeout_ms=200, max_records=2000)
-                for msgs in fetched.values():
-                    for msg in msgs:
-                        self._apply(msg.topic, msg.value)
-                if not self.caught_up.is_set():
-                    await self._check_caught_up(consumer)
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+        def consumer() -> Any:
+            return new_consumer(self._settings.kafka, group_id=None, enable_auto_commit=False,
+                                client_id="churnpulse-dashboard",
+                                isolation_level="read_committed", max_poll_records=2000)
 
-    async def _assign(self, consumer: AIOKafkaConsumer, names: list[str]) -> None:
+        await Runner(config, _FeedStrategy(self), consumer).run()
+
+    async def _assign(self, consumer: Consumer, names: list[str]) -> None:
         cfg = self._settings.dashboard
         parts: list[TopicPartition] = []
         for name in names:
@@ -143,7 +125,7 @@ class BoardFeed:
         log.info("dashboard reading %s from %.0f s back (scores %.0f s)", ", ".join(names),
                  cfg.lookback_s, cfg.scores_lookback_s)
 
-    async def _check_caught_up(self, consumer: AIOKafkaConsumer) -> None:
+    async def _check_caught_up(self, consumer: Consumer) -> None:
         for tp, end in list(self._targets.items()):
             if await consumer.position(tp) >= end:
                 del self._targets[tp]
@@ -178,3 +160,27 @@ class BoardFeed:
         except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
             self.counts["unreadable"] += 1
             log.warning("skipped an unreadable record on %s: %s", topic, exc)
+
+
+class _FeedStrategy(Strategy[None]):
+    """The feed on the consumer runner: assign and seek at start, apply every poll."""
+
+    def __init__(self, feed: BoardFeed) -> None:
+        self._feed = feed
+        self._consumer: Consumer | None = None
+
+    async def on_start(self, runner: Runner[None]) -> None:
+        topics = self._feed._settings.topics
+        self._consumer = runner.consumer
+        await self._feed._assign(runner.consumer,
+                                 [topics.alerts, topics.alert_outcomes, topics.scores])
+
+    async def process(self, batch: Batch) -> None:
+        feed = self._feed
+        for record in batch.records:
+            feed._apply(record.topic, record.value)
+        if not feed.caught_up.is_set() and self._consumer is not None:
+            await feed._check_caught_up(self._consumer)
+
+    def on_restart(self, error: Exception, delay_s: float) -> None:
+        self._feed.counts["restarts"] += 1
