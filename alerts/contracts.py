@@ -29,6 +29,10 @@ from alerts.routing import HOLDOUT_ACTION, Route
 from alerts.timefmt import format_ts
 
 SCHEMA_VERSION = 1
+MAX_ID_LENGTH = 256
+MAX_DRIVERS = 50
+MIN_TS = 946_684_800.0  # 2000-01-01, as the event decoder's default floor
+MAX_FUTURE_S = 3600.0
 
 
 class BadScore(ValueError):
@@ -51,6 +55,8 @@ def _text(obj: Mapping[str, Any], name: str) -> str:
         raise BadScore("missing_field", f"{name} is required")
     if not isinstance(raw, str) or not raw:
         raise BadScore("bad_field", f"{name} must be a non-empty string")
+    if len(raw) > MAX_ID_LENGTH:
+        raise BadScore("bad_field", f"{name} is longer than {MAX_ID_LENGTH} characters")
     return raw
 
 
@@ -59,6 +65,8 @@ def _drivers(raw: object) -> tuple[Driver, ...]:
         return ()
     if not isinstance(raw, list):
         raise BadScore("bad_field", "drivers must be a list")
+    if len(raw) > MAX_DRIVERS:
+        raise BadScore("bad_field", f"more than {MAX_DRIVERS} drivers")
     out = []
     for d in raw:
         if not isinstance(d, dict) or not isinstance(d.get("feature"), str):
@@ -67,12 +75,20 @@ def _drivers(raw: object) -> tuple[Driver, ...]:
             value, contribution = float(d.get("value", 0.0)), float(d.get("contribution", 0.0))
         except (TypeError, ValueError):
             raise BadScore("bad_field", "driver value and contribution must be numbers") from None
+        if not (math.isfinite(value) and math.isfinite(contribution)):
+            raise BadScore("bad_field", "driver value and contribution must be finite")
         out.append(Driver(d["feature"], value, contribution))
     return tuple(out)
 
 
-def decode_score(data: bytes | str) -> ScoreInput:
-    """Decode and validate one ``churn-scores`` record (a missing ``drivers`` is ``[]``)."""
+def decode_score(data: bytes | str, now: float | None = None,
+                 max_future_s: float = MAX_FUTURE_S) -> ScoreInput:
+    """Decode and validate one ``churn-scores`` record (a missing ``drivers`` is ``[]``).
+
+    ``ts`` before 2000-01-01 is refused (``ts_too_old``), and, given the wall clock ``now``,
+    later than ``now + max_future_s`` (``ts_in_future``): a score from the future would move
+    its customer's alert episode (dwell, cooldown) for good.
+    """
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -92,8 +108,14 @@ def decode_score(data: bytes | str) -> ScoreInput:
     if reason not in ("event", "sweep"):
         raise BadScore("bad_field", f"reason {reason!r} is not event or sweep")
     source = obj.get("source_timestamp_ms") or 0
+    ts = parse_ts(obj["ts"])
+    if ts < MIN_TS:
+        raise BadScore("ts_too_old", f"ts {obj['ts']!r} is before 2000-01-01")
+    if now is not None and ts > now + max_future_s:
+        raise BadScore("ts_in_future", f"ts {obj['ts']!r} is more than {max_future_s:g} s after "
+                                       "the wall clock")
     return ScoreInput(customer_id=customer_id, score_id=score_id, score=float(score),
-                      ts=parse_ts(obj["ts"]), reason=reason,
+                      ts=ts, reason=reason,
                       model_version=str(obj.get("model_version") or ""),
                       drivers=_drivers(obj.get("drivers")),
                       source_timestamp_ms=int(source) if isinstance(source, int | float) else 0)

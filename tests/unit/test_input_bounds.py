@@ -132,3 +132,28 @@ def test_found_by_the_schema_property_test() -> None:
     """JSON has one number type: 5.0 is the integer 5; true is not the version 1."""
     assert decode_event(event(customer_id=5.0), limits=LIMITS).customer_id == "5"
     assert code_of(event(schema_version=True)) == "unsupported_schema"
+
+
+def score_code(**fields: object) -> str:
+    from alerts.contracts import BadScore, decode_score
+
+    base: dict[str, object] = {"score_id": "c1:e1:v", "customer_id": "c1", "score": 0.5,
+                               "ts": "2025-12-31T23:00:00Z", "model_version": "v"}
+    base.update(fields)
+    with pytest.raises(BadScore) as info:
+        decode_score(orjson.dumps(base), now=NOW)
+    return info.value.code
+
+
+def test_scores_are_bounded_like_events() -> None:
+    """A score from the future would move a customer's alert episode (dwell, cooldown)."""
+    from alerts.contracts import decode_score
+
+    assert score_code(ts="9000-01-01T00:00:00Z") == "ts_in_future"
+    assert score_code(ts="1999-01-01T00:00:00Z") == "ts_too_old"
+    assert score_code(customer_id="c" * 300) == "bad_field"
+    assert score_code(drivers=[{"feature": "f", "value": "nan"}]) == "bad_field"
+    assert score_code(drivers=[{"feature": "f", "value": 1.0}] * 1000) == "bad_field"
+    ok = {"score_id": "s", "customer_id": "c1", "score": 0.5, "ts": "2026-01-01T00:59:00Z"}
+    assert decode_score(orjson.dumps(ok), now=NOW).ts == NOW + 3540
+    assert decode_score(orjson.dumps(ok)).score == 0.5  # no clock given: no future bound
