@@ -99,7 +99,7 @@ class AlertBatchProcessor:
             try:
                 if r.value is None:
                     raise BadScore("empty", "message has no value")
-                score = decode_score(r.value)
+                score = decode_score(r.value, now=now)
             except BadScore as exc:
                 dead[r.offset] = self._dead_letter(r, exc, now)
                 continue
