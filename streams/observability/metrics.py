@@ -276,6 +276,11 @@ def webhook_targets(urls: Mapping[str, str]) -> None:
     """Name the targets of webhook URLs (``url -> name``) for :func:`webhook_request`."""
     _target_of_url.clear()
     _target_of_url.update(urls)
+    if _state["on"]:  # series start at 0, so increase() sees the first failure
+        for name in urls.values():
+            for status in ("delivered", "duplicate", "dead", "skipped"):
+                WEBHOOK_DELIVERIES.labels(name, status)
+            WEBHOOK_RETRIES.labels(name)
 
 
 def webhook_request(url: str, seconds: float) -> None:

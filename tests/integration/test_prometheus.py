@@ -1,0 +1,230 @@
+"""A real Prometheus (Debian's package) scraping a running pipeline: worker, learner, alerter,
+dispatch and dashboard as processes on the real broker and Redis, fed by the simulator.
+
+Prometheus runs on a free port with its own data directory, scraping every second, with the
+alerting rules of deploy/prometheus/rules.yml (``for:`` shortened to 0 s so that a test need
+not wait minutes). Everything is checked through Prometheus's HTTP API.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from streams.services.prometheus import ensure_binary, server_args
+from streams.simulator import SimulationConfig, simulate, write_files
+from tests.integration.alerter_proc import alert_env, crafted_scores, publish
+from tests.integration.worker_proc import Pipeline, stop_procs, wait_until
+
+pytestmark = pytest.mark.integration
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
+PROCESSES = ("worker", "learner", "alerter", "dispatch", "dashboard")
+MALFORMED = 200
+TOKEN = "prometheus-test-token-0123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    pipeline: Pipeline
+    prometheus: str  # http://127.0.0.1:<port>
+    ports: dict[str, int]
+    events: int
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = orjson.loads(response.read())
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def value(self, expr: str) -> float:
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else float("nan")
+
+    def api(self, path: str) -> Any:
+        with urllib.request.urlopen(self.prometheus + path, timeout=10) as response:
+            return orjson.loads(response.read())["data"]
+
+
+def start(p: Pipeline, args: list[str], env: dict[str, str], ready: bytes,
+          name: str) -> None:
+    log = p.workdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    p.procs.append(proc)
+    wait_until(lambda: ready in log.read_bytes() or proc.poll() is not None, 90, f"{name} up")
+    assert proc.poll() is None, log.read_text(errors="replace")
+
+
+def start_prometheus(workdir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[bytes], str]:
+    rules = workdir / "rules.yml"
+    rules.write_text(re.sub(r"for: \S+", "for: 0s", RULES.read_text()))  # fire at once
+    targets = "\n".join(f"  - job_name: churnpulse-{name}\n"
+                        f'    static_configs: [{{targets: ["127.0.0.1:{port}"]}}]'
+                        for name, port in ports.items())
+    config = workdir / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                      f'rule_files: ["{rules}"]\nscrape_configs:\n{targets}\n')
+    port = free_port()
+    (workdir / "tsdb").mkdir()
+    with (workdir / "prometheus.log").open("wb") as out:
+        proc = subprocess.Popen(server_args(ensure_binary(), config, workdir / "tsdb", port),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/-/ready", timeout=1) as r:
+                return int(r.status) == 200
+        except OSError:
+            return proc.poll() is not None
+
+    wait_until(ready, 60, "prometheus ready")
+    assert proc.poll() is None, (workdir / "prometheus.log").read_text(errors="replace")
+    return proc, url
+
+
+def feed(p: Pipeline, workdir: Path) -> int:
+    """Simulated events and labels, malformed events, and scores that alert; returns the
+    number of event records sent."""
+    write_files(simulate(SimulationConfig(seed=11, n_customers=120, days=20,
+                                          churn_base_rate=0.25)), workdir / "sim", "jsonl")
+    producer = KafkaProducer(bootstrap_servers=p.bootstrap, linger_ms=5)
+    sent = 0
+    labels_topic = f"labels-{p.tag}"
+    for name, topic in (("events", p.events), ("labels", labels_topic)):
+        for line in (workdir / "sim" / f"{name}.jsonl").read_bytes().splitlines():
+            producer.send(topic, line, key=orjson.loads(line)["customer_id"].encode())
+            sent += name == "events"
+    for i in range(MALFORMED):  # dead letters: well above 1 % of what the worker reads
+        producer.send(p.events, b"{not json " + str(i).encode(), key=f"bad-{i}".encode())
+    producer.flush()
+    producer.close()
+    publish(p.bootstrap, p.scores, crafted_scores(customers=30, per_customer=8, seed=3))
+    return sent + MALFORMED
+
+
+@pytest.fixture(scope="module")
+def running(kafka_bootstrap: str, redis_url: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    workdir = tmp_path_factory.mktemp("prometheus")
+    p = Pipeline(kafka_bootstrap, redis_url, workdir)
+    ports = {name: free_port() for name in PROCESSES}
+    env = alert_env(p)
+    env.update({f"CHURN_METRICS__{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    env.update({
+        "CHURN_WEBHOOK__TARGETS": orjson.dumps([{  # nobody listens: deliveries fail
+            "name": "crm", "url": f"http://127.0.0.1:{free_port()}/hook",
+            "secret": "s" * 32, "timeout_s": 1.0, "allow_insecure_http": True}]).decode(),
+        "CHURN_WEBHOOK__MAX_ATTEMPTS": "2", "CHURN_WEBHOOK__BACKOFF_BASE_S": "0.05",
+        "CHURN_WEBHOOK__BACKOFF_MAX_S": "0.1",
+        "CHURN_WEBHOOK__CONSUMER_GROUP": f"dispatch-{p.tag}",
+        "CHURN_DASHBOARD__TOKENS": orjson.dumps({"ops": TOKEN}).decode(),
+        "CHURN_MODEL__POLL_S": "1",
+    })
+    prom: subprocess.Popen[bytes] | None = None
+    try:
+        prom, url = start_prometheus(workdir, ports)
+        start(p, ["worker"], env, b"[^Worker]: Ready", "worker")
+        start(p, ["learner"], env, b"learner ready", "learner")
+        start(p, ["alerter"], env, b"alerter ready", "alerter")
+        start(p, ["dispatch"], env, b"dispatching", "dispatch")
+        start(p, ["dashboard", "--port", "0"], env, b"listening on", "dashboard")
+        events = feed(p, workdir)
+        yield Running(p, url, ports, events)
+    finally:
+        p.close()
+        if prom is not None:
+            stop_procs([prom])
+
+
+def test_every_process_is_scraped_and_ready_and_the_key_series_move(running: Running) -> None:
+    r = running
+
+    def all_up() -> bool:
+        up = {s["metric"]["job"]: s["value"][1] for s in r.query('up{job=~"churnpulse-.*"}')}
+        return up == {f"churnpulse-{name}": "1" for name in PROCESSES}
+
+    wait_until(all_up, 90, "every churnpulse process scraped with up == 1", interval_s=1.0)
+    for name, port in r.ports.items():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            assert orjson.loads(resp.read())["process"] == name
+
+    moving = {  # what the simulator's traffic must move, as seen by Prometheus
+        'sum(churnpulse_records_consumed_total{job="churnpulse-worker"})': r.events,
+        'churnpulse_scores_total{job="churnpulse-worker"}': 1,
+        'churnpulse_event_to_score_seconds_count{job="churnpulse-worker"}': 1,
+        'sum(churnpulse_redis_call_duration_seconds_count{operation="feature_apply"})': 1,
+        'count(churnpulse_consumer_lag_records{job="churnpulse-worker"})': 1,
+        'count(churnpulse_watermark_lag_seconds{job="churnpulse-worker"})': 1,
+        'sum(churnpulse_records_produced_total{job="churnpulse-worker"})': 1,
+        'sum(churnpulse_records_consumed_total{job="churnpulse-alerter"})': 240,
+        'sum(churnpulse_alerts_total{job="churnpulse-alerter"})': 1,
+        'sum(churnpulse_learner_labels_total{outcome="labels"})': 1,
+        'churnpulse_label_lag_seconds_count{job="churnpulse-learner"}': 1,
+        'churnpulse_learner_steps_total{job="churnpulse-learner"}': 2,
+        'sum(churnpulse_webhook_deliveries_total{job="churnpulse-dispatch",status="dead"})': 1,
+        'sum(churnpulse_webhook_retries_total{job="churnpulse-dispatch"})': 1,
+        'count(churnpulse_dashboard_sessions{job="churnpulse-dashboard"})': 1,
+    }
+    reached: dict[str, float] = {}
+
+    def moved() -> bool:
+        for expr, least in moving.items():
+            if expr not in reached and r.value(expr) >= least:
+                reached[expr] = r.value(expr)
+        return len(reached) == len(moving)
+
+    try:
+        wait_until(moved, 180, "the key series to move", interval_s=1.0)
+    finally:
+        print("\n".join(f"{expr} = {reached.get(expr, 'not reached')}" for expr in moving))
+    for name, port in r.ports.items():  # every process ready (200) once traffic flowed
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+            assert resp.status == 200, name
+
+
+def firing(r: Running, alertname: str) -> list[dict[str, Any]]:
+    return [a for a in r.api("/api/v1/alerts")["alerts"]
+            if a["labels"]["alertname"] == alertname and a["state"] == "firing"]
+
+
+def test_dead_letter_and_webhook_rules_fire(running: Running,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    r = running
+    wait_until(lambda: bool(firing(r, "ChurnpulseDeadLettersHigh")), 180,
+               "ChurnpulseDeadLettersHigh firing", interval_s=1.0)
+    wait_until(lambda: bool(firing(r, "ChurnpulseWebhookFailures")), 120,
+               "ChurnpulseWebhookFailures firing", interval_s=1.0)
+    dead = firing(r, "ChurnpulseDeadLettersHigh")
+    assert {a["labels"]["job"] for a in dead} >= {"churnpulse-worker"}
+    worker = next(a for a in dead if a["labels"]["job"] == "churnpulse-worker")
+    assert float(worker["value"]) > 0.01
+    reasons = {s["metric"]["reason"] for s in
+               r.query('churnpulse_records_dead_lettered_total{job="churnpulse-worker"}')}
+    assert "bad_json" in reasons
+    hooks = firing(r, "ChurnpulseWebhookFailures")
+    assert {a["labels"]["target"] for a in hooks} == {"crm"}
+    with capsys.disabled():
+        for a in dead + hooks:
+            print(f"\nfiring: {a['labels']['alertname']} {dict(a['labels'])} "
+                  f"value={a['value']}")
