@@ -145,6 +145,7 @@ def measure(alerts: Sequence[tuple[str, float]], churns: Sequence[tuple[str, flo
                "per_1000_active": (1000 * len(w["firsts"]) / w["active"]
                                    if w["active"] else None),
                "base_rate": _rate(w["active_churned"], w["active_resolved"]),
+               "active_churned": w["active_churned"], "active_resolved": w["active_resolved"],
                "churns": w["churns"], "warned": w["warned"],
                "recall": _rate(w["warned"], w["churns"]), "warning_days": quartiles(days)}
         if budget is not None and i in budget:
@@ -179,9 +180,10 @@ def summarize_weeks(rows: Sequence[Mapping[str, Any]], skip_weeks: int = 0) -> d
     ratios = [r["alerts"] / r["budget"] for r in kept if r.get("budget")]
     right = sum(r["right"] for r in kept)
     resolved = sum(r["resolved"] for r in kept)
-    rates = [r["base_rate"] for r in kept if r.get("base_rate") is not None]
+    churned = sum(r["active_churned"] for r in kept)
+    active = sum(r["active_resolved"] for r in kept)
     precision = right / resolved if resolved else None
-    base = sum(rates) / len(rates) if rates else None
+    base = churned / active if active else None
     return {"weeks": len(kept),
             "volume_ratio_min": min(ratios) if ratios else None,
             "volume_ratio_max": max(ratios) if ratios else None,

@@ -33,6 +33,7 @@ import orjson
 from alerts.budget import BudgetParams
 from alerts.policy import PolicyParams
 from online_models.baseline import run_baseline
+from online_models.calibration import expected_calibration_error, reliability, reliability_json
 from online_models.model import UNTRAINED_VERSION
 from online_models.report_metrics import summarize, warning_days, warning_summary
 from streams.offline.backtest import BacktestRun, outcomes
@@ -133,6 +134,16 @@ def build_report(run: BacktestRun, threshold: float, *, title: str = "churnpulse
         },
         "learner": _clean(learner.report()),
     }
+    report["calibration"] = {
+        "ece_served": expected_calibration_error([r.served for r in res],
+                                                 [r.churned for r in res]),
+        "ece_monthly_online": expected_calibration_error([p for _, p in same],
+                                                         [r.churned for r, _ in same]),
+        "ece_baseline": expected_calibration_error([base_p[(r.customer_id, r.t)]
+                                                    for r, _ in same],
+                                                   [r.churned for r, _ in same]),
+        "reliability_served": reliability_json(reliability([r.served for r in res],
+                                                           [r.churned for r in res]))}
     if alert_policy is not None:
         report["alerts"] = alert_section(
             run.scores, run.churns, horizon_s=horizon, origin=run.first_ts,

@@ -276,12 +276,14 @@ def render_html(report: dict[str, Any]) -> str:
     cal = calibration_chart([("online served", SERVED, online["calibration"]),
                              ("online, monthly dates", ONLINE, so["calibration"]),
                              ("baseline", BASELINE, sb["calibration"])], "calibration")
+    ece = report.get("calibration", {})
     cal_fig = _figure(
-        "Calibration", cal,
+        "Calibration (reliability diagram)", cal,
         "Mean predicted probability against the observed churn rate per probability bin (dot "
-        "size ∝ log rows). Both models weight churners and stayers equally when learning, so "
-        "their probabilities rank well but sit above the true rate: use the threshold, not "
-        "the raw probability.", [("online served", SERVED), ("online monthly", ONLINE),
+        "size ∝ log rows); on the diagonal a score is the churn probability. Expected "
+        f"calibration error (count-weighted mean gap over 10 bins): served "
+        f"{_num(ece.get('ece_served'))}, online at the monthly dates "
+        f"{_num(ece.get('ece_monthly_online'))}, baseline {_num(ece.get('ece_baseline'))}.", [("online served", SERVED), ("online monthly", ONLINE),
                                  ("baseline", BASELINE)])
     wo, wb = warn["online_same_churns"], warn["baseline"]
     edges = [f"{h['from_days']:g}–{h['to_days']:g}" for h in wo["histogram"]]
@@ -320,11 +322,15 @@ def render_html(report: dict[str, Any]) -> str:
         f"<th>Newton iterations</th></tr>{fits}</table>")
     counts = "".join(f"<tr><td>{_esc(k)}</td><td>{_num(v)}</td></tr>"
                      for k, v in c.items() if not isinstance(v, dict))
+    alerts = ""
+    if report.get("alerts"):
+        from streams.offline.report_alerts_html import alerts_html
+        alerts = alerts_html(report["alerts"], s["horizon_days"])
     return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_esc(report['title'])}</title><meta name='viewport' "
             f"content='width=device-width,initial-scale=1'><style>{CSS}</style></head><body>"
             f"<main>{head}<div class='cards'>{cards}</div>"
-            f"<h2>Side by side</h2>{table}"
+            f"<h2>Side by side</h2>{table}{alerts}"
             f"<h2>Charts</h2><div class='grid'>{auc_fig}{warn_fig}{lift_fig}{cal_fig}</div>"
             f"{method}<h2>Counts</h2><table>{counts}</table>"
             f"<p class='note'>generated {_esc(report['generated_at'])} · data in "
