@@ -283,7 +283,8 @@ def render_html(report: dict[str, Any]) -> str:
         "size ∝ log rows); on the diagonal a score is the churn probability. Expected "
         f"calibration error (count-weighted mean gap over 10 bins): served "
         f"{_num(ece.get('ece_served'))}, online at the monthly dates "
-        f"{_num(ece.get('ece_monthly_online'))}, baseline {_num(ece.get('ece_baseline'))}.", [("online served", SERVED), ("online monthly", ONLINE),
+        f"{_num(ece.get('ece_monthly_online'))}, baseline {_num(ece.get('ece_baseline'))}.",
+        [("online served", SERVED), ("online monthly", ONLINE),
                                  ("baseline", BASELINE)])
     wo, wb = warn["online_same_churns"], warn["baseline"]
     edges = [f"{h['from_days']:g}–{h['to_days']:g}" for h in wo["histogram"]]
