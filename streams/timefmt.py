@@ -10,11 +10,14 @@ contract in :mod:`alerts.contracts` shares it).
 
 from __future__ import annotations
 
+import datetime as dt
+
 from alerts.timefmt import format_ts
 from alerts.timefmt import parse_ts as _parse_ts
 from streams.errors import InvalidMessage
 
-__all__ = ["format_ts", "parse_ts"]
+__all__ = ["format_ms", "format_ts", "parse_ts"]
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def parse_ts(raw: object, field: str = "ts") -> float:
@@ -32,3 +35,12 @@ def parse_ts(raw: object, field: str = "ts") -> float:
     streams.errors.InvalidMessage: bad_timestamp: --at must be an RFC 3339 string
     """
     return _parse_ts(raw, field, error=InvalidMessage)
+
+
+def format_ms(ts_ms: int) -> str:
+    """:func:`format_ts` of epoch milliseconds, exact (no float on the way; the replay path).
+
+    >>> format_ms(1767225600250)
+    '2026-01-01T00:00:00.250+00:00'
+    """
+    return (EPOCH + dt.timedelta(milliseconds=ts_ms)).isoformat(timespec="milliseconds")

@@ -63,7 +63,7 @@ class BacktestProgress:
         self._progress.stop()
 
     def __call__(self, done: int, total: int, event_time: float) -> None:
-        from streams.offline.history import format_ms
+        from streams.timefmt import format_ms
 
         rate = self._meter.add(time.monotonic(), done)
         self._progress.update(self._task, completed=done,
@@ -119,7 +119,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from streams.offline.history import ColumnMap, Rejects, load_history, parse_format
+    from streams.offline.files import parse_format
+    from streams.offline.history import Rejects, load_history
+    from streams.offline.rows import ColumnMap
 
     if args.max_rejects < 0:
         raise ChurnpulseError("--max-rejects must be >= 0")

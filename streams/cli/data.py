@@ -185,8 +185,9 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.offline.history import ColumnMap, parse_format
+    from streams.offline.files import parse_format
     from streams.offline.replay import ReplayOptions, run_replay
+    from streams.offline.rows import ColumnMap
 
     if args.max_rejects < 0:
         raise ChurnpulseError("--max-rejects must be >= 0")

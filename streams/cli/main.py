@@ -95,7 +95,7 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
 
     kind: Literal["event", "label"] = "label" if args.labels else "event"
     with ChurnProducer.from_settings(settings.kafka, settings.topics) as producer:
-        sent = producer.send_many(read_records(Path(args.file), args.format), kind)
+        sent = producer.send_many(read_records(Path(args.file), args.format, kind), kind)
     topic = settings.topics.labels if args.labels else settings.topics.events
     print(f"published {sent} {kind}s to {topic}")
     return 0

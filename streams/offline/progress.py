@@ -22,7 +22,7 @@ from rich.progress import (
 )
 
 from streams.kafka.publish import PumpStats
-from streams.offline.history import format_ms
+from streams.timefmt import format_ms
 
 RATE_WINDOW_S = 5.0
 

@@ -36,16 +36,10 @@ import orjson
 from streams.kafka.pacing import make_pacer
 from streams.kafka.publish import PumpStats, publish_chunks
 from streams.kafka.topics import ensure_topics
-from streams.offline.history import (
-    ColumnMap,
-    EpochUnit,
-    Format,
-    History,
-    HistoryError,
-    Rejects,
-    load_history,
-)
+from streams.offline.files import Format
+from streams.offline.history import History, Rejects, load_history
 from streams.offline.progress import PublishProgress
+from streams.offline.rows import ColumnMap, EpochUnit, HistoryError
 from streams.settings import Settings
 
 CHECKPOINT_VERSION = 1

@@ -19,7 +19,6 @@ import pytest
 from kafka import KafkaConsumer
 
 from streams.cli import main as cli
-from streams.offline.history import ColumnMap, HistoryError
 from streams.offline.replay import (
     ReplayOptions,
     ReplayResult,
@@ -27,6 +26,7 @@ from streams.offline.replay import (
     read_checkpoint,
     run_replay,
 )
+from streams.offline.rows import ColumnMap, HistoryError
 from streams.settings import Settings, load_settings
 from streams.simulator import SimulationConfig, simulate, write_files
 

@@ -6,6 +6,7 @@ import pytest
 
 from streams.errors import InvalidMessage
 from streams.offline.files import read_records
+from streams.offline.rows import HistoryError
 
 
 def test_csv_and_jsonl_give_the_same_records(tmp_path: Path) -> None:
@@ -22,7 +23,8 @@ def test_csv_and_jsonl_give_the_same_records(tmp_path: Path) -> None:
 
 def test_broken_line_is_named(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"a": 1}\n{broken\n')
+    path.write_text('{"customer_id":"c1","event_type":"login","ts":"2026-01-01T00:00:00Z"}\n'
+                    '{broken\n')
     with pytest.raises(InvalidMessage, match="line 2"):
         list(read_records(path))
 
@@ -31,9 +33,9 @@ def test_label_csv_booleans(tmp_path: Path) -> None:
     path = tmp_path / "l.csv"
     path.write_text("label_id,customer_id,ts,churned\nl1,c1,2026-01-01T00:00:00Z,yes\n"
                     "l2,c2,2026-01-01T00:00:00Z,0\n")
-    assert [r["churned"] for r in read_records(path)] == [True, False]
+    assert [r["churned"] for r in read_records(path, kind="label")] == [True, False]
 
 
 def test_unknown_extension_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="format"):
+    with pytest.raises(HistoryError, match="format"):
         list(read_records(tmp_path / "x.txt"))

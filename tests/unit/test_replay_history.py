@@ -15,17 +15,8 @@ from hypothesis import strategies as st
 
 from streams.contracts import InputLimits, decode_event, decode_label
 from streams.kafka.chunk import EVENT, LABEL
-from streams.offline.history import (
-    ColumnMap,
-    HistoryError,
-    Normalizer,
-    Rejects,
-    _Bad,
-    load_history,
-    merge_order,
-    parse_time_ms,
-    read_file,
-)
+from streams.offline.history import Rejects, load_history, merge_order, read_file
+from streams.offline.rows import ColumnMap, HistoryError, Normalizer, _Bad, parse_time_ms
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z in ms
 

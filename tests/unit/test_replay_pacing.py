@@ -9,8 +9,8 @@ from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
 from streams.kafka.pacing import MAX_WAIT_S, FullSpeed, RatePacer, SpeedupPacer, make_pacer
 from streams.kafka.publish import KeyPartitioner, java_partition
-from streams.offline.history import HistoryError
 from streams.offline.replay import ReplayOptions, fingerprint, read_checkpoint, write_checkpoint
+from streams.offline.rows import HistoryError
 from streams.settings import load_settings
 
 
