@@ -1,4 +1,5 @@
-"""``churnpulse`` subcommands of the alert side: ``alerter`` and ``report uplift``."""
+"""``churnpulse`` subcommands of the alert side: ``alerter``, ``report uplift`` and ``report
+alerts`` (:mod:`streams.cli.report_alerts`)."""
 
 from __future__ import annotations
 
@@ -188,6 +189,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="seconds to read a topic to its end")
     uplift.add_argument("--json", action="store_true")
     uplift.set_defaults(func=cmd_report_uplift)
+    from streams.cli.report_alerts import register as register_report_alerts
+
+    register_report_alerts(report_sub)
 
     treat = sub.add_parser("simulate-treatment",
                            help="simulated customers whose retention actions have a known effect")
