@@ -68,6 +68,38 @@ def _daily_counts(sim: Simulation, mask: npt.NDArray[np.bool_], days: int) -> np
     return out
 
 
+def daily_counts(sim: Simulation, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Cumulative per-customer counts of the ``mask`` events: ``out[c, d]`` = before day d."""
+    return _daily_counts(sim, mask, sim.config.days)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Customers observed at the start of day ``t`` and whether they churn within the horizon."""
+
+    t: int
+    who: I64
+    y: npt.NDArray[np.int8]
+
+
+def cohorts(sim: Simulation, obs_days: Sequence[int], horizon: int = 30) -> list[Cohort]:
+    """Customers who joined 28+ days before each observation day and have not churned (truth).
+
+    The target is a first *true* churn (ground truth, not the published labels) in
+    ``[t, t + horizon)`` days, as in :func:`observations`.
+    """
+    truth = sim.ground_truth()
+    start = s.midnight_ms(sim.config.start)
+    join = (s.to_epoch_ms(truth["join_ts"]) - start) // s.MS_PER_DAY
+    churn_ms = s.to_epoch_ms(truth["churn_ts"])
+    churn = np.where(churn_ms < 0, np.iinfo(np.int64).max // 4, (churn_ms - start) // s.MS_PER_DAY)
+    out = []
+    for t in obs_days:
+        who = np.flatnonzero((join <= t - 28) & (churn >= t))
+        out.append(Cohort(t, who.astype(np.int64), (churn[who] < t + horizon).astype(np.int8)))
+    return out
+
+
 def observations(sim: Simulation, obs_days: Sequence[int], horizon: int = 30) -> Observations:
     """Per-customer aggregates at the start of each observation day, and churn within ``horizon``.
 

@@ -127,7 +127,7 @@ class World:
             ts = np.concatenate([ts, day_ms + sample_ms(rng, who.shape[0], "office")])
             cust = np.concatenate([cust, who.astype(np.int32)])
         if m.label_delay_days > 0:
-            delay = rng.random(ts.shape[0]) * (m.label_delay_days * s.MS_PER_DAY)
+            delay = np.asarray(rng.random(ts.shape[0])) * (m.label_delay_days * s.MS_PER_DAY)
             ts = ts + delay.astype(np.int64)
         held = LabelColumns.concat([self._held, LabelColumns(ts, cust)])
         end = day_ms + s.MS_PER_DAY
