@@ -46,12 +46,10 @@ from streams.learner.erasure import serve_forget_requests
 from streams.learner.loop import LabelCounts, LearningLoop, RecentIds
 from streams.observability import metrics
 from streams.records import RawRecord
+from streams.redis.churned import RedisChurnedCustomers
 from streams.redis.model_registry import RedisModelRegistry
-from streams.redis.observation_store import (
-    RedisChurnedCustomers,
-    RedisObservationStore,
-    RedisWatermarkBoard,
-)
+from streams.redis.observation_store import RedisObservationStore
+from streams.redis.watermark_board import RedisWatermarkBoard
 from streams.settings import Settings
 from streams.signing import StateSigner, default_signer, signer_from_settings
 from streams.timefmt import format_ts

@@ -48,8 +48,8 @@ from streams.learner.service import new_learner
 from streams.offline.backtest_stores import IndexedObservationStore, InProcessModels, ScoreLog
 from streams.offline.history import History
 from streams.records import RawRecord
+from streams.redis.churned import InMemoryChurnedCustomers
 from streams.redis.feature_store import InMemoryFeatureStore
-from streams.redis.observation_store import InMemoryChurnedCustomers
 from streams.settings import Settings
 from streams.worker.processor import EventBatchProcessor
 from streams.worker.sweeper import Sweeper

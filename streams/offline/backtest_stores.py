@@ -30,12 +30,8 @@ import orjson
 from online_models.model import ModelHandle
 from online_models.observations import LabelPolicy, Observation
 from streams.records import OutRecord
-from streams.redis.observation_store import (
-    ChurnedCustomers,
-    ObserveOutcome,
-    ScoredSnapshot,
-    record_scored_generic,
-)
+from streams.redis.churned import ChurnedCustomers
+from streams.redis.observation_store import ObserveOutcome, ScoredSnapshot, record_scored_generic
 from streams.timefmt import parse_ts
 
 

@@ -37,8 +37,9 @@ from streams.learner.service import (
     status_of,
 )
 from streams.offline.backtest import BacktestRun
+from streams.redis.churned import RedisChurnedCustomers
 from streams.redis.model_registry import RedisModelRegistry
-from streams.redis.observation_store import RedisChurnedCustomers, RedisObservationStore
+from streams.redis.observation_store import RedisObservationStore
 from streams.settings import Settings
 from streams.signing import signer_from_settings
 from streams.timefmt import format_ts

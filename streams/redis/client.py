@@ -1,5 +1,7 @@
 """Redis clients, built from the ``redis`` section of the settings: the one place that turns
-URL, credentials and timeouts into a client, for every process, CLI command and local tool.
+URL, credentials and timeouts into a client, for every process, CLI command and local tool;
+and the two helpers the stores share (:func:`call`: an unreachable Redis is a
+:class:`~streams.errors.TransientError`; :func:`raise_fields`: hash fields that only go up).
 
 ``url`` may be ``redis://`` or ``rediss://`` (TLS) and may carry ``user:password@``;
 ``username`` and ``password`` in the settings (``CHURN_REDIS__USERNAME``,
@@ -19,14 +21,21 @@ an ACL user's secret need not sit in a URL.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from streams.errors import TransientError
 from streams.settings import RedisSettings
 
 HEALTH_CHECK_S = 30  # PING a connection that sat idle this long before using it
+RAISE_FIELDS = ("for i = 1, #ARGV, 2 do local c = redis.call('HGET', KEYS[1], ARGV[i]) "
+                "if not c or tonumber(c) < tonumber(ARGV[i + 1]) then "
+                "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end end return 1")
 
 
 def client_options(cfg: RedisSettings, *, timeout_s: float | None = None) -> dict[str, Any]:
@@ -52,3 +61,21 @@ def make_redis(cfg: RedisSettings) -> aioredis.Redis:
 def make_sync_redis(cfg: RedisSettings, *, timeout_s: float | None = None) -> redis.Redis:
     """A blocking client (local service probes, the demo's summary); ``close()`` it."""
     return redis.Redis.from_url(cfg.url, **client_options(cfg, timeout_s=timeout_s))
+
+
+async def call(awaitable: Awaitable[Any]) -> Any:
+    """Await a Redis command; connection loss and timeouts become :class:`TransientError`."""
+    try:
+        return await awaitable
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise TransientError(f"redis unavailable: {exc}") from exc
+
+
+async def raise_fields(client: aioredis.Redis, key: str, values: Mapping[str, float]) -> None:
+    """Set each hash field of ``key`` to its value unless it holds a larger one (one script)."""
+    if not values:
+        return
+    args: list[str] = []
+    for name, value in values.items():
+        args += [name, repr(float(value))]
+    await call(client.eval(RAISE_FIELDS, 1, key, *args))

@@ -8,6 +8,9 @@ Redis layout::
     <prefix>:obs:due         sorted set: "<customer_id>|<slot>" scored by the time it resolves
                              negative (t + horizon)
 
+Churn marks are in :mod:`streams.redis.churned`; :meth:`RedisObservationStore.record_scored`
+reads and clears them in the same script when both live in the same Redis.
+
 ``record`` uses HSETNX, so at most one snapshot per customer per slot is ever kept, and
 recording the same snapshot twice (a replayed batch) changes nothing. Memory per pending
 observation (measured, ``bench/bench_learner.py``, 44 features): ~0.9 KB in the customer's hash
@@ -18,19 +21,18 @@ customer (docs/learning.md has the arithmetic).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from online_models.observations import LabelPolicy, Observation
-from streams.errors import TransientError
+from streams.redis.churned import ChurnedCustomers, RedisChurnedCustomers
+from streams.redis.client import call
 
 TTL_MARGIN_S = 7 * 86400
 LUA_OBSERVE = Path(__file__).with_name("lua") / "observe.lua"
@@ -59,82 +61,6 @@ class ObserveOutcome:
     returned: int = 0
 
 
-class ChurnedCustomers(Protocol):
-    """Customers who churned, with their churn time, until they come back.
-
-    The learner marks a customer on its churn label; the worker skips a marked customer while
-    its newest event is at or before the churn time, and clears the mark (``returned``) on the
-    first event after it.
-    """
-
-    async def churned_since(self, ids: Sequence[str]) -> dict[str, float]:
-        """Churn time of each of ``ids`` that is marked churned."""
-        ...
-
-    async def mark(self, customer_id: str, ts: float) -> None:
-        """Mark a churn at ``ts`` (a later churn time wins)."""
-        ...
-
-    async def returned(self, ids: Iterable[str]) -> None: ...
-
-
-class InMemoryChurnedCustomers:
-    """:class:`ChurnedCustomers` in a dict (tests, in-process backtests)."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, float] = {}
-
-    async def churned_since(self, ids: Sequence[str]) -> dict[str, float]:
-        times = self.times
-        return {cid: times[cid] for cid in ids if cid in times}
-
-    async def mark(self, customer_id: str, ts: float) -> None:
-        if ts > self.times.get(customer_id, float("-inf")):
-            self.times[customer_id] = ts
-
-    async def mark_many(self, marks: Mapping[str, float]) -> None:
-        for cid, ts in marks.items():
-            await self.mark(cid, ts)
-
-    async def returned(self, ids: Iterable[str]) -> None:
-        for cid in ids:
-            self.times.pop(cid, None)
-
-
-class RedisChurnedCustomers:
-    """:class:`ChurnedCustomers` as one Redis hash ``<prefix>:churned``: id -> churn time."""
-
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self._client = client
-        self.key = f"{prefix}:churned"
-
-    async def churned_since(self, ids: Sequence[str]) -> dict[str, float]:
-        if not ids:
-            return {}
-        values = await _call(self._client.hmget(self.key, list(ids)))
-        return {cid: float(v) for cid, v in zip(ids, values, strict=True) if v is not None}
-
-    async def mark(self, customer_id: str, ts: float) -> None:
-        await self.mark_many({customer_id: ts})
-
-    async def mark_many(self, marks: Mapping[str, float]) -> None:
-        if not marks:
-            return
-        args: list[str] = []
-        for cid, ts in marks.items():
-            args += [cid, repr(float(ts))]
-        await _call(self._client.eval(
-            "for i = 1, #ARGV, 2 do local c = redis.call('HGET', KEYS[1], ARGV[i]) "
-            "if not c or tonumber(c) < tonumber(ARGV[i + 1]) then "
-            "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end end return 1",
-            1, self.key, *args))
-
-    async def returned(self, ids: Iterable[str]) -> None:
-        found = list(ids)
-        if found:
-            await _call(self._client.hdel(self.key, *found))
-
-
 def encode_observation(obs: Observation) -> bytes:
     """A snapshot as stored: its JSON, zlib-compressed (level 1).
 
@@ -154,13 +80,6 @@ def decode_observation(raw: bytes | str) -> Observation:
     if data[:1] != b"{":
         data = zlib.decompress(data)
     return Observation.from_json(orjson.loads(data))
-
-
-async def _call(awaitable: Any) -> Any:
-    try:
-        return await awaitable
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise TransientError(f"redis unavailable: {exc}") from exc
 
 
 async def pending_of(store: ObservationStore, customer_ids: Sequence[str]
@@ -310,7 +229,7 @@ class RedisObservationStore:
         async with self._client.pipeline(transaction=False) as pipe:
             for cid in customer_ids:
                 pipe.hgetall(self.key(cid))
-            replies = await _call(pipe.execute())
+            replies = await call(pipe.execute())
         return {cid: sorted((decode_observation(v) for v in raw.values()),
                             key=lambda o: o.t)
                 for cid, raw in zip(customer_ids, replies, strict=True)}
@@ -380,41 +299,11 @@ class RedisObservationStore:
 
     async def _observe(self, keys: list[str], args: list[Any]) -> list[Any]:
         if self._observe_sha is None:
-            self._observe_sha = await _call(self._client.script_load(self._observe_source))
+            self._observe_sha = await call(self._client.script_load(self._observe_source))
         try:
-            return list(await _call(self._client.evalsha(self._observe_sha, len(keys), *keys,
+            return list(await call(self._client.evalsha(self._observe_sha, len(keys), *keys,
                                                          *args)))
         except NoScriptError:  # the server restarted or flushed its script cache
-            self._observe_sha = await _call(self._client.script_load(self._observe_source))
-            return list(await _call(self._client.evalsha(self._observe_sha, len(keys), *keys,
+            self._observe_sha = await call(self._client.script_load(self._observe_source))
+            return list(await call(self._client.evalsha(self._observe_sha, len(keys), *keys,
                                                          *args)))
-
-
-class RedisWatermarkBoard:
-    """Per-partition event-time clocks the workers publish for the learner.
-
-    ``<prefix>:watermarks`` hash: events partition -> event time up to which that partition's
-    customers were scored (only ever raised). The learner resolves negatives up to the
-    slowest partition's.
-    """
-
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self._client = client
-        self.key = f"{prefix}:watermarks"
-
-    async def publish(self, marks: Mapping[int, float]) -> None:
-        if not marks:
-            return
-        args: list[Any] = []
-        for partition, mark in marks.items():
-            args += [str(partition), repr(float(mark))]
-        await _call(self._client.eval(
-            "for i = 1, #ARGV, 2 do local c = redis.call('HGET', KEYS[1], ARGV[i]) "
-            "if not c or tonumber(c) < tonumber(ARGV[i + 1]) then "
-            "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end end return 1",
-            1, self.key, *args))
-
-    async def slowest(self) -> float | None:
-        raw = await _call(self._client.hgetall(self.key))
-        values = [float(v) for v in raw.values()]
-        return min(values) if values else None

@@ -21,14 +21,12 @@ import faust
 from streams.errors import TransientError
 from streams.kafka.clients import faust_credentials
 from streams.records import RecordSink
+from streams.redis.churned import RedisChurnedCustomers
 from streams.redis.client import make_redis
 from streams.redis.feature_store import RedisFeatureStore
 from streams.redis.model_registry import ModelWatcher, RedisModelRegistry
-from streams.redis.observation_store import (
-    RedisChurnedCustomers,
-    RedisObservationStore,
-    RedisWatermarkBoard,
-)
+from streams.redis.observation_store import RedisObservationStore
+from streams.redis.watermark_board import RedisWatermarkBoard
 from streams.settings import Settings
 from streams.signing import signer_from_settings
 from streams.worker.consumer import EventConsumer

@@ -38,8 +38,9 @@ from streams.dead_letter import dead_letter_record
 from streams.errors import InvalidMessage, TransientError
 from streams.observability import metrics
 from streams.records import OutRecord, RawRecord, RecordSink, retry_transient
+from streams.redis.churned import ChurnedCustomers
 from streams.redis.feature_store import REFUSALS, AppliedState, FeatureStore, rejected_positions
-from streams.redis.observation_store import ChurnedCustomers, ObservationStore
+from streams.redis.observation_store import ObservationStore
 from streams.settings import TopicSettings
 from streams.timefmt import format_ts
 from streams.worker.scoring import Explainers, Observer, PendingScore, build_score

@@ -28,8 +28,9 @@ from online_models.explain import LinearExplainer
 from online_models.features import FeatureSpec, feature_vector
 from online_models.model import ModelHandle
 from online_models.observations import LabelPolicy, Observation
+from streams.redis.churned import ChurnedCustomers
 from streams.redis.feature_store import ts_ms
-from streams.redis.observation_store import ChurnedCustomers, ObservationStore, ScoredSnapshot
+from streams.redis.observation_store import ObservationStore, ScoredSnapshot
 from streams.timefmt import format_ts
 
 TOP_DRIVERS = 5

@@ -19,8 +19,9 @@ from online_models.observations import Observation
 from streams.cli.main import main
 from streams.contracts import ChurnLabel
 from streams.learner.service import LearnerService, LearnerState, LearnerStateStore
+from streams.redis.churned import RedisChurnedCustomers
 from streams.redis.feature_store import RedisFeatureStore
-from streams.redis.observation_store import RedisChurnedCustomers, RedisObservationStore
+from streams.redis.observation_store import RedisObservationStore
 from streams.settings import FeatureSettings, load_settings
 from streams.signing import StateSigner
 from tests.feature_store_contract import DAY, T0, ev

@@ -9,16 +9,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from online_models.observations import Observation
+from streams.redis.churned import ChurnedCustomers, InMemoryChurnedCustomers, RedisChurnedCustomers
 from streams.redis.observation_store import (
-    ChurnedCustomers,
-    InMemoryChurnedCustomers,
     InMemoryObservationStore,
     ObservationStore,
-    RedisChurnedCustomers,
     RedisObservationStore,
-    RedisWatermarkBoard,
     ScoredSnapshot,
 )
+from streams.redis.watermark_board import RedisWatermarkBoard
 from tests.observation_store_contract import DAY, POLICY
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,9 @@ from online_models.features import feature_vector
 from online_models.model import ModelHandle, make_model
 from online_models.observations import LabelPolicy
 from streams.records import MemorySink, RawRecord
+from streams.redis.churned import InMemoryChurnedCustomers
 from streams.redis.feature_store import InMemoryFeatureStore
-from streams.redis.observation_store import InMemoryChurnedCustomers, InMemoryObservationStore
+from streams.redis.observation_store import InMemoryObservationStore
 from streams.settings import FeatureSettings, SweepSettings, TopicSettings
 from streams.worker.processor import EventBatchProcessor
 from streams.worker.sweeper import Sweeper
