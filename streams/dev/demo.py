@@ -305,6 +305,26 @@ def status_loop(settings: Settings, summary: Summary, stop: threading.Event) -> 
         client.close()
 
 
+def metrics_line(settings: Settings, workers: int) -> str:
+    """Where the demo's processes serve Prometheus metrics (docs/operations.md).
+
+    >>> from streams.settings import load_settings
+    >>> print(metrics_line(load_settings(), 2))  # doctest: +NORMALIZE_WHITESPACE
+    metrics (also /healthz, /readyz): worker-0 http://127.0.0.1:9410/metrics, worker-1
+    http://127.0.0.1:9420/metrics, learner http://127.0.0.1:9411/metrics, alerter
+    http://127.0.0.1:9412/metrics, dispatch http://127.0.0.1:9413/metrics, dashboard
+    http://127.0.0.1:9414/metrics; scrape them with `churnpulse services up prometheus`
+    """
+    m = settings.metrics
+    if not m.enabled:
+        return "metrics: off (CHURN_METRICS__ENABLED=false)"
+    ports = [(f"worker-{n}", m.worker_port + 10 * n) for n in range(workers)]
+    ports += [(p, m.port(p)) for p in ("learner", "alerter", "dispatch", "dashboard")]
+    return ("metrics (also /healthz, /readyz): "
+            + ", ".join(f"{name} http://{m.host}:{port}/metrics" for name, port in ports if port)
+            + "; scrape them with `churnpulse services up prometheus`")
+
+
 def run_demo(settings: Settings, duration_s: float | None, rate: float, customers: int,
              workers: int, dashboard: bool = True) -> int:
     from streams.services import kafka, redis_server, up
@@ -319,7 +339,8 @@ def run_demo(settings: Settings, duration_s: float | None, rate: float, customer
         log_dir = settings.services.state_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         token = secrets.token_urlsafe(12) if dashboard else None
-        specs = demo_specs(workers, log_dir, token, settings.dashboard.port)
+        specs = demo_specs(workers, log_dir, token, settings.dashboard.port,
+                           settings.metrics.worker_port)
         print(f"starting {', '.join(s.name for s in specs)}; logs in {log_dir}/demo-*.log ...")
         procs = start_all(specs, log_dir, on_start=lambda name: print(f"  {name} ready"))
         summary = Summary()
@@ -327,6 +348,7 @@ def run_demo(settings: Settings, duration_s: float | None, rate: float, customer
             summary.dashboard_url = (f"http://{settings.dashboard.host}:{settings.dashboard.port}"
                                      f"/?token={token}")
             print(f"support dashboard: {summary.dashboard_url}")
+        print(metrics_line(settings, workers))
         ready = threading.Event()
         threads = [threading.Thread(target=consume_loop, args=(settings, summary, stop, ready),
                                     daemon=True),

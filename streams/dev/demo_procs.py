@@ -36,9 +36,9 @@ class Running:
 
 
 def demo_specs(workers: int, state_dir: Path, dashboard_token: str | None,
-               dashboard_port: int) -> list[ProcSpec]:
+               dashboard_port: int, worker_metrics_port: int = 9410) -> list[ProcSpec]:
     """Workers, learner, alerter, dispatcher (JSON-lines log sink) and, with a token, the
-    dashboard.
+    dashboard. Worker ``n`` serves /metrics on ``worker_metrics_port + 10 * n``.
 
     >>> [s.name for s in demo_specs(2, Path("/tmp/x"), "t", 8765)]
     ['worker-0', 'worker-1', 'learner', 'alerter', 'dispatch', 'dashboard']
@@ -46,7 +46,8 @@ def demo_specs(workers: int, state_dir: Path, dashboard_token: str | None,
     'dispatch'
     """
     specs = [ProcSpec(f"worker-{n}", ("worker",), b"[^Worker]: Ready",
-                      {"CHURN_WORKER__DATA_DIR": str(state_dir / f"demo-worker-{n}")})
+                      {"CHURN_WORKER__DATA_DIR": str(state_dir / f"demo-worker-{n}"),
+                       "CHURN_METRICS__WORKER_PORT": str(worker_metrics_port + 10 * n)})
              for n in range(workers)]
     specs += [
         ProcSpec("learner", ("learner",), b"learner ready"),
@@ -103,4 +104,3 @@ def stop_all(running: Sequence[Running], timeout_s: float = 30.0) -> None:
 def dead(running: Sequence[Running]) -> list[str]:
     """Names of the processes that stopped by themselves."""
     return [r.spec.name for r in running if r.proc.poll() is not None]
-
