@@ -34,7 +34,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from online_models.features import feature_vector
+from online_models.feature_vector import feature_vector
 from streams.contracts import CustomerEvent
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import FeatureSettings, load_settings

@@ -34,7 +34,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from online_models.features import apply_event, feature_vector
+from online_models.feature_vector import feature_vector
+from online_models.features import apply_event
 from online_models.observations import Observation
 from streams.contracts import ChurnLabel, encode
 from streams.learner.service import LearnerService

@@ -10,7 +10,7 @@ from __future__ import annotations
 import faust
 
 import streams.worker.app as app_module
-from online_models.features import feature_vector
+from online_models.feature_vector import feature_vector
 from streams.contracts import encode
 from streams.kafka.topics import ensure_topics
 from streams.records import OutRecord

@@ -3,9 +3,8 @@
 The batch metric catalogue of "Fighting Churn With Data" (event counts over windows, value
 sums, ratios, percent change, days since last event, tenure scaling, active days) as O(1)
 updates on a small per-customer state, exact at any instant because decay is applied when the
-state is *read*, not when the next event arrives. ``streams/redis/lua/apply_events.lua`` runs the
-same
-update inside Redis; an integration test holds the two to each other on random streams.
+state is *read*, not when the next event arrives. ``streams/redis/lua/apply_events.lua`` runs
+the same update inside Redis; an integration test holds the two to each other on random streams.
 
 State
 -----
@@ -37,14 +36,14 @@ bounded whatever vocabulary producers send.
 Reading
 -------
 :func:`catalogue` gives the human-readable features at any ``now`` (see ``docs/features.md``
-for every formula); :func:`feature_vector` the model input (counts and sums through ``log1p``).
+for every formula); :func:`online_models.feature_vector.feature_vector` the model input
+(counts and sums through ``log1p``).
 A read at ``now`` earlier than the newest event is a read at the newest event time (the state
 cannot forget what it has seen).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -219,7 +218,7 @@ def active_days(state: FeatureState, now: float, window_days: int) -> int:
     return (int(state["ad"]) & ((1 << width) - 1)).bit_count()
 
 
-def _rate_scale(h_days: float, tenure_days: float) -> float:
+def rate_scale(h_days: float, tenure_days: float) -> float:
     """Events per day for a decayed count of 1, corrected for short tenure.
 
     A decayed count with half-life h weighs the past like a window of ``h / ln 2`` days; a
@@ -294,100 +293,9 @@ def _trend(features: Mapping[str, float], suffix: str, spec: FeatureSpec,
     long_count = features[f"count_{half_life_name(long)}d{suffix}"]
     if long_count <= 0.0:
         return -1.0
-    short_rate = features[f"count_{half_life_name(short)}d{suffix}"] * _rate_scale(
+    short_rate = features[f"count_{half_life_name(short)}d{suffix}"] * rate_scale(
         short, tenure_days)
-    return short_rate / (long_count * _rate_scale(long, tenure_days)) - 1.0
-
-
-def _log1p_signed(x: float) -> float:
-    return math.log1p(x) if x >= 0.0 else -math.log1p(-x)
-
-
-@functools.lru_cache(maxsize=4096)
-def _type_names(kind: str, spec: FeatureSpec) -> tuple[
-        str, str, str, tuple[str, ...], tuple[str, ...], str, str, str, tuple[str, ...],
-        tuple[str, ...], str]:
-    """State fields and model-input names of one event type (built once, not per score)."""
-    hl = spec.half_life_names
-    return (f"n.{kind}", f"t.{kind}", f"v.{kind}",
-            tuple(f"c{n}.{kind}" for n in hl), tuple(f"s{n}.{kind}" for n in hl),
-            f"log_events_total.{kind}", f"days_since.{kind}", f"log_value_total.{kind}",
-            tuple(f"log_count_{n}d.{kind}" for n in hl),
-            tuple(f"log_value_{n}d.{kind}" for n in hl), f"trend.{kind}")
-
-
-@functools.lru_cache(maxsize=64)
-def _spec_names(spec: FeatureSpec) -> tuple[tuple[str, ...], tuple[str, ...], int, int, int,
-                                            tuple[str, ...]]:
-    hls = spec.half_lives_days
-    return (tuple(f"active_days_{w}d" for w in spec.active_day_windows),
-            tuple(f"log_count_{n}d" for n in spec.half_life_names),
-            hls.index(spec.trend[0]), hls.index(spec.trend[1]),
-            hls.index(spec.ratio_half_life_days),
-            tuple(f"log_ratio.{num}_per_{den}" for num, den in spec.ratios))
-
-
-def feature_vector(state: FeatureState, now: float,
-                   spec: FeatureSpec = DEFAULT_SPEC) -> dict[str, float]:
-    """The model input for a customer at event time ``now``: the catalogue, with counts,
-    ratios and value sums through a sign-preserving ``log1p`` (heavy tails) and everything else
-    as is, under the same names prefixed ``log_``.
-
-    It is :func:`catalogue` fused with that transform, with the field names of each event type
-    built once: this runs for every score on the worker's hot path (half the time of the
-    two-step version; ``tests/unit/test_feature_math.py`` holds them equal, key order included).
-
-    >>> s = apply_event(apply_event({}, "login", 0.0, None), "login", DAY_S, None)
-    >>> v = feature_vector(s, now=2 * DAY_S)
-    >>> round(v["log_events_total"], 4), v["tenure_days"], v["days_since.login"]
-    (1.0986, 2.0, 1.0)
-    """
-    n = state.get("n")
-    if not n:
-        return {}
-    lg = _log1p_signed
-    t_last = state["t_last"]
-    now = max(now, t_last)
-    ref = state["r"]
-    tenure = (now - state["t_first"]) / DAY_S
-    out: dict[str, float] = {"log_events_total": lg(n), "tenure_days": tenure,
-                             "days_since_last": (now - t_last) / DAY_S}
-    active_names, total_names, short_i, long_i, ratio_i, ratio_names = _spec_names(spec)
-    for name, w in zip(active_names, spec.active_day_windows, strict=True):
-        out[name] = float(active_days(state, now, w))
-    factors = [2.0 ** ((ref - now) / (h * DAY_S)) for h in spec.half_lives_days]
-    k = range(len(factors))
-    totals = [0.0 for _ in k]
-    short_scale = _rate_scale(spec.trend[0], tenure)
-    long_scale = _rate_scale(spec.trend[1], tenure)
-    ratio_counts: dict[str, float] = {}
-    for kind in event_types(state):
-        (n_key, t_key, v_key, c_keys, s_keys, n_out, since_out, total_out, count_outs,
-         value_outs, trend_out) = _type_names(kind, spec)
-        out[n_out] = lg(state[n_key])
-        out[since_out] = (now - state.get(t_key, now)) / DAY_S
-        has_value = v_key in state
-        if has_value:
-            out[total_out] = lg(state[v_key])
-        counts = [state.get(c_keys[i], 0.0) * factors[i] for i in k]
-        for i in k:
-            out[count_outs[i]] = lg(counts[i])
-            totals[i] += counts[i]
-            if has_value:
-                out[value_outs[i]] = lg(state.get(s_keys[i], 0.0) * factors[i])
-        long_count = counts[long_i]
-        out[trend_out] = (counts[short_i] * short_scale / (long_count * long_scale) - 1.0
-                          if long_count > 0.0 else -1.0)
-        ratio_counts[kind] = counts[ratio_i]
-    for i in k:
-        out[total_names[i]] = lg(totals[i])
-    long_total = totals[long_i]
-    out["trend"] = (totals[short_i] * short_scale / (long_total * long_scale) - 1.0
-                    if long_total > 0.0 else -1.0)
-    for (num, den), name in zip(spec.ratios, ratio_names, strict=True):
-        d = ratio_counts.get(den, 0.0)
-        out[name] = lg(ratio_counts.get(num, 0.0) / d) if d else 0.0
-    return out
+    return short_rate / (long_count * rate_scale(long, tenure_days)) - 1.0
 
 
 def replay(events: Iterable[tuple[str, float, float | None]],

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from online_models.baseline import BaselineRow, month_starts
-from online_models.features import feature_vector
+from online_models.feature_vector import feature_vector
 from online_models.learner import Learner
 from online_models.model import UNTRAINED_VERSION, ModelHandle, make_model
 from online_models.observations import LabelPolicy, Resolution

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from online_models.explain import LinearExplainer
-from online_models.features import FeatureSpec, feature_vector
+from online_models.feature_vector import feature_vector
+from online_models.features import FeatureSpec
 from online_models.model import ModelHandle
 from online_models.observations import LabelPolicy, Observation
 from streams.redis.churned import ChurnedCustomers

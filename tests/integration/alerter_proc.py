@@ -16,7 +16,8 @@ from kafka import KafkaProducer
 from alerts.contracts import decode_score
 from alerts.policy import PolicyParams, ScoreInput, run
 from alerts.timefmt import format_ts
-from online_models.features import apply_event, feature_vector
+from online_models.feature_vector import feature_vector
+from online_models.features import apply_event
 from online_models.model import ModelHandle, make_model
 from streams.kafka.topic_reader import read_topic_sync
 from streams.settings import load_settings

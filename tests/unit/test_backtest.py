@@ -161,7 +161,8 @@ def test_backtest_command_explains_a_bad_mapping(files: Path, tmp_path: Path,
 
 def test_baseline_rows_hold_features_from_before_their_date_only(run: BacktestRun,
                                                                  history: History) -> None:
-    from online_models.features import feature_vector, replay
+    from online_models.feature_vector import feature_vector
+    from online_models.features import replay
 
     events = defaultdict(list)
     for kind, value in zip(history.kinds, history.values, strict=True):

@@ -9,15 +9,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_models.features import (
-    DAY_S,
-    FeatureSpec,
-    active_days,
-    apply_event,
-    catalogue,
-    feature_vector,
-    replay,
-)
+from online_models.feature_vector import feature_vector
+from online_models.features import DAY_S, FeatureSpec, active_days, apply_event, catalogue, replay
 from streams.contracts import CustomerEvent
 from streams.redis.feature_store import InMemoryFeatureStore
 from streams.settings import FeatureSettings

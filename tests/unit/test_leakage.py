@@ -38,7 +38,8 @@ import numpy as np
 import orjson
 import pytest
 
-from online_models.features import feature_vector, replay
+from online_models.feature_vector import feature_vector
+from online_models.features import replay
 from online_models.observations import Resolution
 from online_models.report_metrics import roc_auc
 from streams.offline.backtest import Backtest, BacktestOptions

@@ -6,7 +6,7 @@ import math
 
 import orjson
 
-from online_models.features import feature_vector
+from online_models.feature_vector import feature_vector
 from online_models.model import ModelHandle, make_model
 from online_models.observations import LabelPolicy
 from streams.records import MemorySink, RawRecord
