@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from alerts.policy import DriverChange
 
 LN2 = math.log(2.0)
-CATEGORIES = ("engagement", "support", "billing", "tenure", "unknown")
 
 DEFAULT_TYPE_CATEGORIES: Mapping[str, str] = {
     "session": "engagement", "login": "engagement", "feature_use": "engagement",

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-VALUE_TIERS = ("low", "mid", "high")
 HOLDOUT_ACTION = "none (holdout)"
 
 

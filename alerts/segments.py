@@ -33,7 +33,6 @@ from typing import Any
 
 LN2 = math.log(2.0)
 Vector = tuple[float, float, float, float, float]
-AXES = ("activity", "regularity", "support", "spend", "tenure")
 SUPPORT_TYPES = ("support_ticket", "complaint")
 
 ARCHETYPES: tuple[tuple[str, Vector], ...] = (

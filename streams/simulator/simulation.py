@@ -88,14 +88,6 @@ class Simulation:
         """Events as a DataFrame: event_id, customer_id, event_type, ts, value, properties."""
         return self.formatter.events_frame(self.events, 0)
 
-    def labels_frame(self) -> pd.DataFrame:
-        """Labels as a DataFrame: label_id, customer_id, ts (UTC datetime), churned."""
-        frame = pd.DataFrame(self.formatter.label_records(self.labels))
-        if frame.empty:
-            return pd.DataFrame(columns=["label_id", "customer_id", "ts", "churned"])
-        frame["ts"] = pd.to_datetime(self.labels.ts_ms, unit="ms", utc=True)
-        return frame.drop(columns="schema_version")
-
 
 def simulate(
     config: SimulationConfig,

@@ -148,8 +148,3 @@ class Observer:
             return list(scores), outcome.recorded
         return [s for s in scores if s.customer_id not in outcome.churned], outcome.recorded
 
-    def forget_slots(self, customer_ids: Sequence[str]) -> None:
-        """Drop remembered slots (after the store lost them, e.g. ``churnpulse forget``)."""
-        for cid in customer_ids:
-            self._slots.pop(cid, None)
-
