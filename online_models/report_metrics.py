@@ -187,7 +187,7 @@ def calibration_bins(p: Sequence[float] | FloatArray, y: Sequence[bool] | BoolAr
 
 
 @dataclass(frozen=True, slots=True)
-class Warning:
+class ChurnWarning:
     """The first alert before one churn (``days`` is None when none came in time)."""
 
     customer_id: str
@@ -201,7 +201,7 @@ class Warning:
 
 def warning_days(churns: Sequence[tuple[str, float]],
                  scores: Mapping[str, tuple[FloatArray, FloatArray]],
-                 threshold: float, horizon_s: float) -> list[Warning]:
+                 threshold: float, horizon_s: float) -> list[ChurnWarning]:
     """For each churn ``(customer, T)``, the first score ``>= threshold`` in ``[T − H, T)``.
 
     ``scores`` maps a customer to ``(times, probabilities)`` sorted by time. A churner whose
@@ -218,15 +218,15 @@ def warning_days(churns: Sequence[tuple[str, float]],
         lo = np.searchsorted(times, churn_t - horizon_s, side="left")
         hi = np.searchsorted(times, churn_t, side="left")
         hits = np.flatnonzero(probs[lo:hi] >= threshold)
-        out.append(Warning(cid, churn_t, float(times[lo + hits[0]]) if hits.size else None))
+        out.append(ChurnWarning(cid, churn_t, float(times[lo + hits[0]]) if hits.size else None))
     return out
 
 
-def warning_summary(warnings: Sequence[Warning],
+def warning_summary(warnings: Sequence[ChurnWarning],
                     edges_days: Sequence[float] = (0, 1, 3, 7, 14, 21, 31)) -> dict[str, Any]:
     """Share of churners warned, median/quartile days of warning, and a histogram.
 
-    >>> w = [Warning("a", 10 * DAY_S, 3 * DAY_S), Warning("b", 5 * DAY_S, None)]
+    >>> w = [ChurnWarning("a", 10 * DAY_S, 3 * DAY_S), ChurnWarning("b", 5 * DAY_S, None)]
     >>> s = warning_summary(w)
     >>> s["churners"], s["warned"], s["median_days"], s["histogram"][3]
     (2, 1, 7.0, {'from_days': 7, 'to_days': 14, 'churners': 1})
