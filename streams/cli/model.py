@@ -1,4 +1,5 @@
-"""``churnpulse`` subcommands for models: learner, model status, train, backtest."""
+"""``churnpulse`` subcommands for the model: ``learner`` (run the learner) and ``model status``
+(its delayed metrics). ``train`` and ``backtest`` live in :mod:`streams.cli.backtest`."""
 
 from __future__ import annotations
 
