@@ -32,6 +32,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from streams.dev.demo_alerts import AlertTally
 from streams.dev.demo_procs import Running, dead, demo_specs, start_all, stop_all
 from streams.kafka.chunk import EVENT, Chunk
 from streams.kafka.pacing import RatePacer
@@ -126,6 +127,8 @@ class Summary:
     holdout: int = 0
     learner: dict[str, object] = field(default_factory=dict)
     dashboard_url: str | None = None
+    first_day: int | None = None  # simulated day this run started at
+    tally: AlertTally = field(default_factory=AlertTally)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -168,6 +171,8 @@ def render(summary: Summary, workers: int, settings: Settings) -> Group:
     alat = list(summary.alert_latencies_ms)
     alerts = " · ".join(f"{summary.alerts.get(k, 0):,} {k}" for k in ("medium", "high", "critical"))
     stats.add_row("alerts", f"{sum(summary.alerts.values()):,} ({alerts})")
+    stats.add_row("alert load · precision", summary.tally.line(
+        summary.active, summary.sim_day - (summary.first_day or 0), settings.model.horizon_days))
     stats.add_row("event→alert latency", f"p50 {percentile(alat, 0.5):,.0f} ms · "
                   f"p99 {percentile(alat, 0.99):,.0f} ms")
     stats.add_row("retention actions", f"{summary.actions:,} decided · {summary.holdout:,} "
@@ -195,6 +200,7 @@ def produce_loop(settings: Settings, summary: Summary, rate: float, customers: i
     def days() -> Iterator[Chunk]:
         for day in sim.days():
             summary.sim_day = day.day + 1
+            summary.first_day = day.day if summary.first_day is None else summary.first_day
             summary.sim_date = (start + dt.timedelta(days=day.day)).isoformat()
             summary.active = day.active
             summary.joined += day.joined
@@ -223,7 +229,7 @@ def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
                  ready: threading.Event) -> None:
     topics = settings.topics
     consumer = KafkaConsumer(topics.scores, topics.dead_letter, topics.alerts,
-                             topics.retention_actions,
+                             topics.retention_actions, topics.labels,
                              bootstrap_servers=settings.kafka.bootstrap_list,
                              auto_offset_reset="latest", group_id=None,
                              isolation_level="read_committed")
@@ -236,8 +242,9 @@ def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
                     if msg.topic == topics.dead_letter:
                         summary.dead_letters += 1
                         continue
-                    if msg.topic == topics.alerts:
-                        count_alert(summary, orjson.loads(msg.value))
+                    if msg.topic in (topics.alerts, topics.labels):
+                        (summary.tally.add_label(msg.value) if msg.topic == topics.labels
+                         else count_alert(summary, orjson.loads(msg.value)))
                         continue
                     if msg.topic == topics.retention_actions:
                         summary.actions += 1
@@ -257,6 +264,7 @@ def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
 
 
 def count_alert(summary: Summary, alert: dict[str, object]) -> None:
+    summary.tally.add_alert(alert)
     severity = str(alert.get("severity", "?"))
     summary.alerts[severity] = summary.alerts.get(severity, 0) + 1
     source_ms = alert.get("source_timestamp_ms")

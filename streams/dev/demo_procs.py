@@ -35,6 +35,15 @@ class Running:
     log: Path
 
 
+# The demo alerts within a budget (docs/alerts.md, "Budgets"): 2% of the active customers per
+# week; the sketch holds about two days of a partition's customers (four partitions, ~1,200
+# active customers). The user's own CHURN_ALERTS__BUDGET__* variables win.
+DEMO_BUDGET = {"CHURN_ALERTS__BUDGET__MODE": "budget",
+               "CHURN_ALERTS__BUDGET__SHARE_PER_WEEK": "0.02",
+               "CHURN_ALERTS__BUDGET__WINDOW": "600",
+               "CHURN_ALERTS__BUDGET__MIN_WINDOW": "100"}
+
+
 def demo_specs(workers: int, state_dir: Path, dashboard_token: str | None,
                dashboard_port: int, worker_metrics_port: int = 9410) -> list[ProcSpec]:
     """Workers, learner, alerter, dispatcher (JSON-lines log sink) and, with a token, the
@@ -51,7 +60,8 @@ def demo_specs(workers: int, state_dir: Path, dashboard_token: str | None,
              for n in range(workers)]
     specs += [
         ProcSpec("learner", ("learner",), b"learner ready"),
-        ProcSpec("alerter", ("alerter",), b"alerter ready"),
+        ProcSpec("alerter", ("alerter",), b"alerter ready",
+                 {k: v for k, v in DEMO_BUDGET.items() if k not in os.environ}),
         ProcSpec("dispatch", ("dispatch",), b"dispatching",
                  {"CHURN_WEBHOOK__LOG_FILE": str(state_dir / "demo-alerts.jsonl")}),
     ]
@@ -104,3 +114,4 @@ def stop_all(running: Sequence[Running], timeout_s: float = 30.0) -> None:
 def dead(running: Sequence[Running]) -> list[str]:
     """Names of the processes that stopped by themselves."""
     return [r.spec.name for r in running if r.proc.poll() is not None]
+
