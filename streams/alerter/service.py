@@ -165,7 +165,8 @@ def build_alerter(settings: Settings, client: aioredis.Redis) -> Alerter:
     store = RedisAlertStore(client, prefix, settings.alerts.state_ttl_days * 86400.0)
     features = RedisFeatureReader(RedisFeatureStore(client, settings.features, prefix), client)
     processor = AlertBatchProcessor(store, features, settings.alerts.config, settings.topics,
-                                    segment_share=settings.alerts.segment_share)
+                                    segment_share=settings.alerts.segment_share,
+                                    partitions=settings.kafka.partitions)
     return Alerter(settings, processor)
 
 
@@ -192,3 +193,4 @@ def run_alerter(settings: Settings) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(_main(settings))
     return 0
+
