@@ -1,5 +1,5 @@
 """``churnpulse services up|down|status --secure``: Kafka with only a SASL_SSL listener and a
-redis-server with ACL users only, on their own ports (the plain services keep running).
+redis-server with TLS and ACL users only, on their own ports (the plain services keep running).
 
 Everything lives under ``<services.state_dir>/secure``::
 
@@ -226,7 +226,8 @@ def redis_probe(settings: Settings, user: str = "admin", password: str | None = 
         return None
     secret = password or credentials(settings).redis[user]
     client = redis.Redis(host=BIND_HOST, port=loc.redis_port, username=user, password=secret,
-                         socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+                         socket_timeout=timeout_s, socket_connect_timeout=timeout_s, ssl=True,
+                         ssl_ca_certs=str(paths(settings).tls.ca_crt))
     try:
         return int(client.info("server")["process_id"])
     except (redis.RedisError, OSError, KeyError, TypeError, ValueError):
@@ -239,6 +240,7 @@ def redis_up(settings: Settings) -> ServiceStatus:
     sp, loc, timeout = paths(settings), settings.security.local, settings.services.start_timeout_s
     p, address, name = sp.redis, f"{BIND_HOST}:{loc.redis_port}", "redis-secure"
     creds = credentials(settings)
+    tls = ensure_tls(sp.tls.root)
     _write_private(sp.acl, render_acl_file(creds, settings.redis.key_prefix))
     pid = our_pid(p.pid, "redis-server")
     if pid is not None:
@@ -250,7 +252,9 @@ def redis_up(settings: Settings) -> ServiceStatus:
         raise ServiceError(f"port {loc.redis_port} (secure Redis) is taken by another process")
     binary = ensure_binary()
     p.data.mkdir(parents=True, exist_ok=True)
-    cmd = [binary, "--port", str(loc.redis_port), "--bind", BIND_HOST, "--daemonize", "no",
+    cmd = [binary, "--port", "0", "--tls-port", str(loc.redis_port), "--tls-cert-file",
+           str(tls.broker_crt), "--tls-key-file", str(tls.broker_key), "--tls-ca-cert-file",
+           str(tls.ca_crt), "--tls-auth-clients", "no", "--bind", BIND_HOST, "--daemonize", "no",
            "--dir", str(p.data), "--logfile", str(p.log), "--save", "", "--appendonly", "no",
            "--protected-mode", "yes", "--aclfile", str(sp.acl),
            "--enable-debug-command", "no", "--enable-module-command", "no"]
@@ -265,7 +269,7 @@ def redis_up(settings: Settings) -> ServiceStatus:
         abandon(proc, p.pid)
         raise ServiceError(f"secure Redis did not answer on {address}", log_tail(p.log))
     return ServiceStatus(name, address, "started", proc.pid, p.log,
-                         f"ACL users: {', '.join(USERS)}; default user off")
+                         f"TLS only; ACL users: {', '.join(USERS)}; default user off")
 
 
 # -- all ---------------------------------------------------------------------------------------

@@ -80,14 +80,14 @@ def test_wrong_passwords_the_default_user_and_forbidden_commands_are_refused(
     assert secure.kafka_probe(secured, "worker") is not None
     assert secure.kafka_probe(secured, "worker", password="wrong-password") is None
     assert secure.kafka_probe(secured, "nobody", password="wrong-password") is None
-    port = secured.security.local.redis_port
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(port=port, username="worker", password="wrong-password").ping()
+        _redis(secured, "worker", "wrong-password").ping()
     with pytest.raises(redis.RedisError):  # no credentials: the default user is off
-        redis.Redis(port=port).ping()
-    creds = secure.credentials(secured)
+        _redis(secured).ping()
+    with pytest.raises((redis.ConnectionError, redis.TimeoutError)):  # TLS only: no clear text
+        redis.Redis(port=secured.security.local.redis_port, socket_timeout=2).ping()
     p = secured.redis.key_prefix
-    worker = redis.Redis(port=port, username="worker", password=creds.redis["worker"])
+    worker = _redis(secured, "worker")
     worker.set(f"{p}:{{c:c1}}:f", b"ok")  # its own keys
     with pytest.raises(redis.exceptions.NoPermissionError):  # cannot plant a checkpoint
         worker.set(f"{p}:model:v:666", b"forged")
@@ -95,7 +95,7 @@ def test_wrong_passwords_the_default_user_and_forbidden_commands_are_refused(
         worker.flushall()
     with pytest.raises(redis.exceptions.NoPermissionError):
         worker.keys("*")
-    dashboard = redis.Redis(port=port, username="dashboard", password=creds.redis["dashboard"])
+    dashboard = _redis(secured, "dashboard")
     assert dashboard.get(f"{p}:{{c:c1}}:f") == b"ok"
     with pytest.raises(redis.exceptions.NoPermissionError):
         dashboard.set(f"{p}:{{c:c1}}:f", b"changed")
@@ -135,8 +135,9 @@ def test_worker_learner_and_alerter_run_over_sasl_ssl_and_redis_acls(
     admin = as_user(secured, "admin")
 
     async def publish_model() -> None:
-        client = aioredis.Redis(port=secured.security.local.redis_port, username="admin",
-                                password=secure.credentials(secured).redis["admin"])
+        client = aioredis.Redis.from_url(secure.env_for(secured, "admin")["CHURN_REDIS__URL"],
+                                         username="admin",
+                                         password=secure.credentials(secured).redis["admin"])
         await RedisModelRegistry(client, secured.redis.key_prefix,
                                  StateSigner(KEY.encode())).publish(complaint_model())
         await client.aclose()
@@ -175,8 +176,7 @@ def test_worker_learner_and_alerter_run_over_sasl_ssl_and_redis_acls(
         producer.flush()
         producer.close()
         status_key = f"{secured.redis.key_prefix}:learner:status"
-        learner_redis = redis.Redis(port=secured.security.local.redis_port, username="learner",
-                                    password=secure.credentials(secured).redis["learner"])
+        learner_redis = _redis(secured, "learner")
         wait_until(lambda: _labels_seen(learner_redis.get(status_key)) >= 3, 60,
                    "the learner's checkpoint of 3 labels")
         learner_redis.close()
@@ -187,6 +187,16 @@ def test_worker_learner_and_alerter_run_over_sasl_ssl_and_redis_acls(
         assert "NOPERM" not in logs and "no permissions" not in logs
     finally:
         stop_procs(procs)
+
+
+def _redis(secured: Settings, user: str | None = None,
+           password: str | None = None) -> redis.Redis:
+    """A TLS client of the secure Redis as ``user`` (None: no credentials)."""
+    url = secure.env_for(secured, "admin")["CHURN_REDIS__URL"]
+    if user is None:
+        return redis.Redis.from_url(url, socket_timeout=5)
+    return redis.Redis.from_url(url, username=user, socket_timeout=5,
+                                password=password or secure.credentials(secured).redis[user])
 
 
 def _labels_seen(raw: bytes | None) -> int:
