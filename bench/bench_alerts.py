@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -35,20 +34,18 @@ from pathlib import Path
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from alerts.policy import PolicyParams  # noqa: E402
-from streams.contracts import CustomerEvent  # noqa: E402
-from streams.settings import load_settings  # noqa: E402
-from tests.integration.alerter_proc import (  # noqa: E402
+from alerts.policy import PolicyParams
+from streams.contracts import CustomerEvent
+from streams.dev.crafted import (
+    complaint_model,
     crafted_scores,
     expected_alert_ids,
     publish,
-    start_alerter,
 )
-from tests.integration.worker_proc import Pipeline, wait_until  # noqa: E402
+from streams.dev.pipeline import Pipeline, wait_until
+from streams.settings import load_settings
 
+ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 
 
@@ -82,7 +79,7 @@ def throughput(bootstrap: str, redis_url: str, customers: int,
         watcher = AlertWatcher(bootstrap, f"alerts-{p.tag}")
         watcher.start()
         try:
-            start_alerter(p)
+            p.start_alerter()
             started = time.time()
             wait_until(lambda: len(watcher.seen) >= expected, 600, "all alerts", 0.05)
             elapsed = watcher.seen[-1][0] - started
@@ -99,8 +96,6 @@ def throughput(bootstrap: str, redis_url: str, customers: int,
 
 
 def latency(bootstrap: str, redis_url: str, customers: int, rate: float) -> dict[str, float]:
-    from tests.integration.alerter_proc import complaint_model
-
     with tempfile.TemporaryDirectory() as tmp:
         p = Pipeline(bootstrap, redis_url, Path(tmp))
         asyncio.run(_publish_model(redis_url, p.prefix, complaint_model()))
@@ -108,7 +103,7 @@ def latency(bootstrap: str, redis_url: str, customers: int, rate: float) -> dict
         watcher.start()
         try:
             p.start_worker()
-            start_alerter(p)
+            p.start_alerter()
             producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=1)
             t0 = time.time() - 3 * 86400
             gap = 1.0 / rate

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -14,9 +13,11 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from streams.contracts import encode
+from streams.dev.pipeline import WORKER_READY, forget_prefix, stop_procs
 from streams.timefmt import format_ts
 
-READY = b"[^Worker]: Ready"
+__all__ = ["bench_env", "event_bytes", "forget_prefix", "new_tag", "produce", "start_worker",
+           "stop"]
 T0 = 1_767_225_600.0
 KINDS = ("session", "session", "feature_use", "purchase", "support_ticket", "payment_failure")
 
@@ -73,7 +74,7 @@ def start_worker(env: dict[str, str], log: Path, naive: bool = False) -> subproc
                             stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 90
-    while READY not in log.read_bytes():
+    while WORKER_READY not in log.read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
             stop(proc)
             raise RuntimeError(f"worker did not start:\n{log.read_text(errors='replace')[-3000:]}")
@@ -81,25 +82,5 @@ def start_worker(env: dict[str, str], log: Path, naive: bool = False) -> subproc
     return proc
 
 
-def forget_prefix(redis_url: str, prefix: str) -> int:
-    """Delete a benchmark run's Redis keys (``<prefix>:*``), so runs do not pile up data."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start:start + 1000])
-        return len(keys)
-    finally:
-        client.close()
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_procs([proc], timeout_s=30.0)
