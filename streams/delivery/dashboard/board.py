@@ -30,23 +30,21 @@ from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from alerts.dispatch import SEVERITIES, severity_rank
+from streams.errors import InvalidMessage
+from streams.timefmt import parse_ts
 
 STATUSES = ("open", "acknowledged", "assigned", "resolved")
 ACTIONS = {"acknowledge": "acknowledged", "assign": "assigned", "resolve": "resolved"}
 
 
 def _epoch_ms(ts: object) -> float | None:
-    if not isinstance(ts, str):
-        return None
     try:
-        parsed = datetime.fromisoformat(ts)
-    except ValueError:
+        return parse_ts(ts) * 1000.0
+    except InvalidMessage:
         return None
-    return parsed.timestamp() * 1000.0 if parsed.tzinfo else None
 
 
 class ScoreRing:
