@@ -23,7 +23,9 @@ configuration for every scenario — and the run is measured:
 ``--generate-only`` writes the histories and stops: run the measuring part of another
 checkout on the same files with ``PYTHONPATH=<checkout> python bench/bench_models.py --data
 DIR`` (the measuring part only imports modules that exist since commit 3fa26b6).
-A progress line per run goes to stderr; the table to stdout; ``--json`` writes every figure.
+A progress line per run goes to stderr; the table to stdout; ``--json`` holds every figure so
+far (rewritten after each run; ``--resume`` carries on from it). Runs go seed by seed, so a
+partial run covers every scenario.
 """
 
 from __future__ import annotations
@@ -200,16 +202,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=240)
     ap.add_argument("--data", type=Path, default=None,
                     help="where histories are cached (default: a temporary directory)")
-    ap.add_argument("--json", type=Path, default=None, help="write every figure here")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="write every figure here (after each run)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the runs already in --json, do the others")
     ap.add_argument("--generate-only", action="store_true")
     args = ap.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
         data = args.data or Path(tmp)
-        results = []
-        runs = [(sc, seed) for sc in scenarios for seed in seeds]
+        results: list[dict[str, Any]] = []
+        if args.resume and args.json is not None and args.json.exists():
+            results = json.loads(args.json.read_text())
+        done = {(r["scenario"], r["seed"]) for r in results}
+        # seed-major: a partial run still covers every scenario
+        runs = [(sc, seed) for seed in seeds for sc in scenarios]
         for i, (sc, seed) in enumerate(runs, 1):
+            if (sc, seed) in done and not args.generate_only:
+                continue
             out = history_dir(data, sc, seed, args.customers, args.days)
             began = time.perf_counter()
             generate(out, sc, seed, args.customers, args.days)
@@ -219,16 +230,18 @@ def main(argv: list[str] | None = None) -> int:
             r = measure(out / "events.jsonl", out / "labels.jsonl")
             r |= {"scenario": sc, "seed": seed, "customers": args.customers, "days": args.days}
             results.append(r)
+            if args.json is not None:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(results, indent=1, default=str))
             print(f"[{i}/{len(runs)}] {sc} seed {seed}: {r['events']:,} events, "
                   f"{r['churns']} churns, served AUC {r['served_auc']:.3f}, monthly online "
                   f"{r['monthly_online_auc']:.3f} vs batch {r['monthly_batch_auc']:.3f} "
                   f"({time.perf_counter() - began:.0f} s)", file=sys.stderr, flush=True)
         if results:
             print(f"{args.customers} customers, {args.days} days, seeds {args.seeds}")
-            print(table(results))
-            if args.json is not None:
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                args.json.write_text(json.dumps(results, indent=1, default=str))
+            order = {name: i for i, name in enumerate(scenarios)}
+            print(table(sorted(results, key=lambda r: (order.get(r["scenario"], 99),
+                                                       r["seed"]))))
     return 0
 
 
