@@ -4,6 +4,7 @@ batches and however often the state is stored and reloaded."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -170,3 +171,36 @@ def test_a_sketch_reads_shares_of_its_window() -> None:
 def test_a_budget_needs_exactly_one_capacity(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="exactly one"):
         Budget(**kwargs)
+
+
+async def test_the_processor_in_budget_mode_restarts_from_the_stored_state() -> None:
+    from alerts.enrich import AlertConfig
+    from streams.alerter.processor import AlertBatchProcessor
+    from streams.records import RawRecord
+    from streams.redis.alert_store import InMemoryAlertStore
+    from streams.settings import TopicSettings
+    from tests.integration.alerter_proc import crafted_scores
+
+    topics = TopicSettings()
+    config = AlertConfig(budget=BudgetParams(budgets=(Budget(share_per_week=1.0),),
+                                             window=300, min_window=30))
+    values = [v for _, v in crafted_scores(customers=200, per_customer=8, seed=3)]
+    records = [RawRecord(topics.scores, 2, i, None, v) for i, v in enumerate(values)]
+
+    async def alerts(cuts: list[int], restart: bool) -> list[str]:
+        store = InMemoryAlertStore()
+        proc = AlertBatchProcessor(store, None, config, topics, segment_share=0.0)
+        out: list[str] = []
+        bounds = [0, *cuts, len(records)]
+        for lo, hi in itertools.pairwise(bounds):
+            if restart:  # a new process: the budget state comes from the store
+                proc = AlertBatchProcessor(store, None, config, topics, segment_share=0.0)
+            result = await proc.process(records[lo:hi])
+            out += [orjson.loads(r.value)["alert_id"] for r in result.out
+                    if r.topic == topics.alerts]
+        assert f"{topics.scores}:2" in store.budgets
+        return out
+
+    one = await alerts([], restart=False)
+    again = await alerts(list(range(150, len(records), 150)), restart=True)
+    assert len(one) > 10 and sorted(again) == sorted(one)
