@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol, TypeVar
 
 from online_models.model import ModelHandle
@@ -55,9 +55,11 @@ class ModelSource(Protocol):
 
 
 @dataclass
-class BatchStats:
+class Counts:
+    """Records through the processor: one batch's (:class:`BatchStats`) or the running
+    :class:`Totals`."""
+
     records: int = 0
-    valid: int = 0
     dead_lettered: int = 0
     applied: int = 0
     late: int = 0
@@ -68,31 +70,25 @@ class BatchStats:
 
 
 @dataclass
-class Totals:
+class BatchStats(Counts):
+    valid: int = 0
+
+
+@dataclass
+class Totals(Counts):
     """Running totals of a processor, for the live summary and logs."""
 
     batches: int = 0
-    records: int = 0
-    dead_lettered: int = 0
-    applied: int = 0
-    late: int = 0
-    scores: int = 0
-    retries: int = 0
-    observed: int = 0
-    skipped_churned: int = 0
     last_model_version: str = ""
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
-    def add(self, stats: BatchStats) -> None:
+    def add(self, stats: Counts) -> None:
         self.batches += 1
-        self.records += stats.records
-        self.dead_lettered += stats.dead_lettered
-        self.applied += stats.applied
-        self.late += stats.late
-        self.scores += stats.scores
-        self.retries += stats.retries
-        self.observed += stats.observed
-        self.skipped_churned += stats.skipped_churned
+        for name in COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(stats, name))
+
+
+COUNTS = tuple(f.name for f in fields(Counts))
 
 
 @dataclass
