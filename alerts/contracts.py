@@ -118,7 +118,16 @@ def decode_score(data: bytes | str, now: float | None = None,
                       ts=ts, reason=reason,
                       model_version=str(obj.get("model_version") or ""),
                       drivers=_drivers(obj.get("drivers")),
-                      source_timestamp_ms=int(source) if isinstance(source, int | float) else 0)
+                      source_timestamp_ms=int(source) if isinstance(source, int | float) else 0,
+                      value=_value(obj.get("value")))
+
+
+def _value(raw: object) -> float | None:
+    """The optional customer value per month of a score (budgets ranked by expected loss);
+    anything but a finite number >= 0 counts as unknown."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    return float(raw) if math.isfinite(raw) and raw >= 0 else None
 
 
 def alert_record(decision: AlertDecision, drivers: Sequence[DriverView], summary: str,
