@@ -17,6 +17,7 @@ churnpulse worker`` (see docs/security.md).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import subprocess
@@ -45,6 +46,7 @@ from streams.services.common import (
 from streams.services.kafka_config import KafkaPaths, load_cluster_id, render_log4j
 from streams.services.kafka_jars import ensure_jars
 from streams.services.redis_server import RedisPaths, ensure_binary
+from streams.services.secure_acls import acl_plan
 from streams.services.secure_config import (
     SCRAM,
     USERS,
@@ -56,6 +58,7 @@ from streams.services.secure_config import (
 )
 from streams.services.secure_tls import TlsFiles, ensure_tls
 from streams.settings import Settings
+from streams.settings_kafka import KafkaSettings
 
 BIND_HOST = "127.0.0.1"
 
@@ -132,14 +135,10 @@ def kafka_probe(settings: Settings, user: str = "admin", password: str | None = 
     from kafka import KafkaAdminClient  # type: ignore[import-untyped,unused-ignore]
 
     from streams.kafka.clients import kafka_python_options
-    from streams.settings_kafka import KafkaSettings
 
-    env = env_for(settings, "admin")
     secret = password or credentials(settings).kafka.get(user, "")
-    cfg = KafkaSettings(bootstrap_servers=env["CHURN_KAFKA__BOOTSTRAP_SERVERS"],
-                        security_protocol="SASL_SSL", sasl_mechanism=SCRAM,
-                        sasl_username=user, sasl_password=SecretStr(secret),
-                        ssl_cafile=Path(env["CHURN_KAFKA__SSL_CAFILE"]))
+    cfg = admin_kafka(settings).model_copy(
+        update={"sasl_username": user, "sasl_password": SecretStr(secret)})
     ms = int(timeout_s * 1000)
     with _quiet():
         try:
@@ -272,6 +271,50 @@ def redis_up(settings: Settings) -> ServiceStatus:
                          f"TLS only; ACL users: {', '.join(USERS)}; default user off")
 
 
+def admin_kafka(settings: Settings) -> KafkaSettings:
+    """Kafka settings of the ``admin`` user on the secure broker."""
+    env = env_for(settings, "admin")
+    return KafkaSettings(bootstrap_servers=env["CHURN_KAFKA__BOOTSTRAP_SERVERS"],
+                         security_protocol="SASL_SSL", sasl_mechanism=SCRAM,
+                         sasl_username="admin",
+                         sasl_password=SecretStr(env["CHURN_KAFKA__SASL_PASSWORD"]),
+                         ssl_cafile=Path(env["CHURN_KAFKA__SSL_CAFILE"]))
+
+
+def grant_acls(settings: Settings) -> int:
+    """As admin: create the pipeline's topics of ``settings`` and grant each process's user
+    what it needs on them (:func:`streams.services.secure_acls.acl_plan`); returns the count."""
+    from kafka.admin import (  # type: ignore[import-untyped,unused-ignore]
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        KafkaAdminClient,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    from streams.kafka.clients import kafka_python_options
+    from streams.kafka.topics import ensure_topics
+
+    kafka = admin_kafka(settings)
+    ensure_topics(kafka, settings.topics)
+    acls = [ACL(principal=f"User:{g.user}", host="*", operation=ACLOperation[g.operation],
+                permission_type=ACLPermissionType.ALLOW,
+                resource_pattern=ResourcePattern(ResourceType[g.resource], g.name,
+                                                 ACLResourcePatternType[g.pattern]))
+            for g in acl_plan(settings)]
+    admin = KafkaAdminClient(**kafka_python_options(kafka), client_id="churnpulse-acls")
+    try:
+        result = admin.create_acls(acls)
+    finally:
+        admin.close()
+    failed = result.get("failed", []) if isinstance(result, dict) else []
+    if failed:
+        raise ServiceError(f"{len(failed)} Kafka ACLs could not be created: {failed[:3]}")
+    return len(acls)
+
+
 # -- all ---------------------------------------------------------------------------------------
 
 def write_env_files(settings: Settings) -> Path:
@@ -285,6 +328,8 @@ def up(settings: Settings) -> list[ServiceStatus]:
     sp = paths(settings)
     with file_lock(sp.root / ".services.lock"):
         rows = [redis_up(settings), kafka_up(settings)]
+        grants = grant_acls(settings)
+        rows[1] = dataclasses.replace(rows[1], detail=f"{rows[1].detail}; {grants} ACLs")
         write_env_files(settings)
     return rows
 

@@ -124,6 +124,11 @@ def render_secure_server_properties(port: int, controller_port: int, data_dir: P
         "ssl.truststore.location": truststore,
         "ssl.client.auth": "none",
         "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+        # authorization (streams.services.secure_acls); ANONYMOUS is the principal of the
+        # controller listener only (PLAINTEXT, 127.0.0.1), which the broker half must pass
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:admin;User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": "false",
         "log.dirs": data_dir,
         "num.partitions": 4,
         "default.replication.factor": 1,

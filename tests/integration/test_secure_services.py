@@ -1,7 +1,8 @@
 """Security end to end: `services up --secure` starts a Kafka whose only listener is SASL_SSL
-(SCRAM-SHA-512, our own CA) and a Redis with one ACL user per process; the real worker,
-learner and alerter run on them, each as its own user, and scores, alerts and learned labels
-arrive. Wrong passwords, the default user and out-of-bounds commands are refused.
+(SCRAM-SHA-512, our own CA, ACLs per user) and a TLS Redis with one ACL user per process; the
+real worker, learner and alerter run on them, each as its own user, and scores, alerts and
+learned labels arrive. Wrong passwords, the default user and out-of-bounds commands are
+refused.
 
 The secure services run on free ports under a temporary state dir and are stopped at the end;
 the shared plain services are not touched.
@@ -23,6 +24,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from kafka import KafkaProducer
+from kafka.errors import TopicAuthorizationFailedError
 
 from alerts.policy import PolicyParams
 from streams.contracts import ChurnLabel, CustomerEvent
@@ -30,7 +32,7 @@ from streams.kafka.clients import kafka_python_options
 from streams.kafka.topic_reader import read_topic_sync
 from streams.redis.model_registry import RedisModelRegistry
 from streams.services import secure
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, TopicSettings, load_settings
 from streams.signing import StateSigner
 from tests.integration.alerter_proc import complaint_model, expected_alert_ids
 from tests.integration.worker_proc import stop_procs, wait_until
@@ -102,6 +104,14 @@ def test_wrong_passwords_the_default_user_and_forbidden_commands_are_refused(
     worker.delete(f"{p}:{{c:c1}}:f")
     worker.close()
     dashboard.close()
+    # Kafka authorization: the worker writes scores, it cannot forge alerts
+    producer = KafkaProducer(**kafka_python_options(as_user(secured, "worker").kafka))
+    try:
+        producer.send(secured.topics.scores, b"{}").get(timeout=30)
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(secured.topics.alerts, b"{}").get(timeout=30)
+    finally:
+        producer.close()
 
 
 def _start(cmd: str, user: str, secured: Settings, topics: dict[str, str], workdir: Path,
@@ -133,6 +143,9 @@ def test_worker_learner_and_alerter_run_over_sasl_ssl_and_redis_acls(
     topics = {f"CHURN_TOPICS__{k}": v for k, v in names.items()}
     topics["CHURN_WORKER__APP_ID"] = f"sec-{tag}"
     admin = as_user(secured, "admin")
+    secure.grant_acls(secured.model_copy(update={  # this test's topics, as `up` does for ours
+        "topics": TopicSettings(**{k.lower(): v for k, v in names.items()}),
+        "worker": secured.worker.model_copy(update={"app_id": f"sec-{tag}"})}))
 
     async def publish_model() -> None:
         client = aioredis.Redis.from_url(secure.env_for(secured, "admin")["CHURN_REDIS__URL"],

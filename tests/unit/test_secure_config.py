@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.services.secure_acls import acl_plan
 from streams.services.secure_config import (
     USERS,
     Credentials,
@@ -34,6 +35,25 @@ def test_the_broker_has_no_plaintext_client_listener(tmp_path: Path) -> None:
     assert props["inter.broker.listener.name"] == "SASL_SSL"
     assert props["ssl.keystore.type"] == "PEM" and props["ssl.truststore.type"] == "PEM"
     assert "PLAINTEXT://" not in props["listeners"] + props["advertised.listeners"]
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+
+
+def test_kafka_grants_follow_each_process_and_nobody_else_writes_alerts() -> None:
+    settings = load_settings()
+    t = settings.topics
+    plan = acl_plan(settings)
+    writers: dict[str, set[str]] = {g.name: set() for g in plan}
+    for g in plan:
+        if g.operation in ("WRITE", "ALL") and g.resource == "TOPIC":
+            writers[g.name].add(g.user)
+    assert writers[t.alerts] == {"alerter"}
+    assert writers[t.scores] == {"worker"}
+    assert writers[t.model_events] == {"learner"}
+    assert writers[t.events] == set() and writers[t.labels] == set()  # producers use admin
+    readers = {g.user for g in plan if g.operation == "READ" and g.name == t.labels}
+    assert readers == {"learner"}
+    assert "admin" not in {g.user for g in plan}  # a super user
 
 
 def test_acl_file_stores_hashes_and_turns_the_default_user_off() -> None:
