@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,20 @@ def test_noisy_labels_drop_delay_and_invent_churns() -> None:
              for c, t in zip(label_c[spurious][:40].tolist(), label_ms[spurious][:40].tolist(),
                              strict=True)]
     assert np.mean(after) > 0.8
+
+
+def test_cli_simulate_scenario_writes_that_world(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli.main import main
+
+    code = main(["simulate", "--scenario", "mix", "--customers", "60", "--days", "20",
+                 "--seed", "9", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    types = {json.loads(line)["event_type"]
+             for line in (tmp_path / "events.jsonl").read_text().splitlines()}
+    assert "app_open" in types and types <= set(APP_VOCABULARY)
+    direct = tmp_path / "direct"
+    run_to_files(scenario("mix").apply(SimulationConfig(seed=9, n_customers=60, days=20)),
+                 direct)
+    assert (tmp_path / "events.jsonl").read_bytes() == (direct / "events.jsonl").read_bytes()
+    assert "churn labels" in capsys.readouterr().out
