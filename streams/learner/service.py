@@ -298,7 +298,8 @@ class LearnerService:
         state.tombstones = resolved
         pending = await self.store.count() - len({o.obs_id for o in resolved})
         self.status = status_of(state, loop, max(0, pending))
-        await self.states.save(state, self.token, self.status)
+        with metrics.redis_timer("learner_checkpoint"):
+            await self.states.save(state, self.token, self.status)
         if learned:
             await self.publish_model()
         await self.store.remove(resolved)
