@@ -26,14 +26,12 @@ from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from alerts.batch import Stored
 from alerts.segments import SegmentModel
 from online_models.features import catalogue
-from streams.errors import TransientError
+from streams.redis.client import call
 from streams.redis.feature_store import STATE_FIELD, RedisFeatureStore
 from streams.redis.packed_state import unpack_state
 
@@ -135,11 +133,11 @@ class RedisAlertStore:
     async def read_budget(self, name: str, known: int | None = None
                           ) -> tuple[dict[str, Any] | None, int]:
         key = self.budget_key(name)
-        version = await _call(self._client.hget(key, "v"))
+        version = await call(self._client.hget(key, "v"))
         v = int(version) if version else 0
         if v == known:
             return None, v
-        raw, version = await _call(self._client.hmget(key, "r", "v"))
+        raw, version = await call(self._client.hmget(key, "r", "v"))
         return (orjson.loads(raw) if raw else None), int(version) if version else 0
 
     async def read(self, customers: Iterable[str]) -> tuple[dict[str, Versioned],
@@ -178,19 +176,19 @@ class RedisAlertStore:
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         sha = self._shas.get(name)
         if sha is None:
-            sha = self._shas[name] = await _call(self._client.script_load(self._scripts[name]))
+            sha = self._shas[name] = await call(self._client.script_load(self._scripts[name]))
         try:
-            return await _call(self._client.evalsha(sha, len(keys), *keys, *args))
+            return await call(self._client.evalsha(sha, len(keys), *keys, *args))
         except NoScriptError:  # the server restarted or flushed its scripts
-            sha = self._shas[name] = await _call(self._client.script_load(self._scripts[name]))
-            return await _call(self._client.evalsha(sha, len(keys), *keys, *args))
+            sha = self._shas[name] = await call(self._client.script_load(self._scripts[name]))
+            return await call(self._client.evalsha(sha, len(keys), *keys, *args))
 
     async def load_segments(self) -> SegmentModel | None:
-        raw = await _call(self._client.get(self.segments_key))
+        raw = await call(self._client.get(self.segments_key))
         return SegmentModel.from_json(orjson.loads(raw)) if raw else None
 
     async def save_segments(self, model: SegmentModel) -> None:
-        await _call(self._client.set(self.segments_key, orjson.dumps(model.to_json())))
+        await call(self._client.set(self.segments_key, orjson.dumps(model.to_json())))
 
 
 class RedisFeatureReader:
@@ -207,14 +205,7 @@ class RedisFeatureReader:
         pipe = self._client.pipeline(transaction=False)
         for c in customers:
             pipe.hget(self._store.feature_key(c), STATE_FIELD)
-        replies = await _call(pipe.execute())
+        replies = await call(pipe.execute())
         spec = self._store.spec
         return {c: catalogue(unpack_state(raw), at[c], spec)
                 for c, raw in zip(customers, replies, strict=True)}
-
-
-async def _call(awaitable: Any) -> Any:
-    try:
-        return await awaitable
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise TransientError(f"redis unavailable: {exc}") from exc

@@ -62,13 +62,11 @@ from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from online_models.features import DAY_S, FeatureSpec, apply_event, catalogue
 from streams.contracts import CustomerEvent
-from streams.errors import TransientError
+from streams.redis.client import call
 from streams.redis.packed_state import unpack_state
 from streams.settings import FeatureSettings
 
@@ -331,7 +329,7 @@ class RedisFeatureStore:
         return f"{self._prefix}:due:{{p{partition}}}"
 
     async def get(self, customer_id: str) -> dict[str, float]:
-        return unpack_state(await self._call(
+        return unpack_state(await call(
             self._client.hget(self.feature_key(customer_id), STATE_FIELD)))
 
     async def features(self, customer_id: str, now: float) -> dict[str, float]:
@@ -359,7 +357,7 @@ class RedisFeatureStore:
 
     async def due(self, partition: int, until: float, limit: int) -> list[DueCustomer]:
         key = self.due_key(partition)
-        entries = await self._call(self._client.zrange(
+        entries = await call(self._client.zrange(
             key, "-inf", until, byscore=True, offset=0, num=limit, withscores=True))
         if not entries:
             return []
@@ -367,7 +365,7 @@ class RedisFeatureStore:
         pipe = self._client.pipeline(transaction=False)
         for cid in cids:
             pipe.hget(self.feature_key(cid), STATE_FIELD)
-        states = await self._call(pipe.execute())
+        states = await call(pipe.execute())
         out, gone = [], []
         for cid, (_, when), raw in zip(cids, entries, states, strict=True):
             if raw:
@@ -375,13 +373,13 @@ class RedisFeatureStore:
             else:
                 gone.append(cid)  # expired (retention) or erased
         if gone:
-            await self._call(self._client.zrem(key, *gone))
+            await call(self._client.zrem(key, *gone))
         return out
 
     async def reschedule(self, partition: int, items: Sequence[tuple[str, float]]) -> None:
         if items:
             mapping = {cid: when for cid, when in items}
-            await self._call(self._client.zadd(self.due_key(partition), mapping, xx=True,
+            await call(self._client.zadd(self.due_key(partition), mapping, xx=True,
                                                gt=True))
 
     async def forget(self, customer_id: str) -> int:
@@ -392,27 +390,27 @@ class RedisFeatureStore:
         async for key in client.scan_iter(match=f"{_glob_escape(self._prefix)}:*{tag}*",
                                           count=1000):
             keys.add(_text(key))
-        removed = int(await self._call(client.delete(*keys)))
+        removed = int(await call(client.delete(*keys)))
         async for key in client.scan_iter(match=f"{_glob_escape(self._prefix)}:due:*",
                                           count=1000, _type="zset"):
-            removed += int(await self._call(client.zrem(key, customer_id)))
+            removed += int(await call(client.zrem(key, customer_id)))
         return removed
 
     async def _eval(self, keys: list[str], arg: bytes, fingerprints: bytes,
                     due: DueUpdates) -> Any:
         if self._sha is None:
-            self._sha = await self._call(self._client.script_load(self._source))
+            self._sha = await call(self._client.script_load(self._source))
         try:
             return await self._pipeline(keys, arg, fingerprints, due)
         except NoScriptError:  # the server restarted or flushed its script cache
-            self._sha = await self._call(self._client.script_load(self._source))
+            self._sha = await call(self._client.script_load(self._source))
             return await self._pipeline(keys, arg, fingerprints, due)
 
     async def _pipeline(self, keys: list[str], arg: bytes, fingerprints: bytes,
                         due: DueUpdates) -> Any:
         assert self._sha is not None
         if not due:
-            return await self._call(self._client.evalsha(self._sha, len(keys), *keys, arg,
+            return await call(self._client.evalsha(self._sha, len(keys), *keys, arg,
                                                          fingerprints))
         shards: dict[int, dict[str, float]] = defaultdict(dict)
         for cid, (partition, when) in due.items():
@@ -421,18 +419,11 @@ class RedisFeatureStore:
         pipe.evalsha(self._sha, len(keys), *keys, arg, fingerprints)
         for partition, mapping in shards.items():
             pipe.zadd(self.due_key(partition), mapping, gt=True)
-        results = await self._call(pipe.execute(raise_on_error=False))
+        results = await call(pipe.execute(raise_on_error=False))
         for result in results:
             if isinstance(result, ResponseError):
                 raise result
         return results[0]
-
-    @staticmethod
-    async def _call(awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise TransientError(f"redis unavailable: {exc}") from exc
 
 
 def _text(raw: bytes | str) -> str:
