@@ -67,6 +67,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from online_models.features import DAY_S, FeatureSpec, apply_event, catalogue
 from streams.contracts import CustomerEvent
 from streams.redis.client import call
+from streams.redis.erasure import RedisErasure, erase_customer
 from streams.redis.packed_state import unpack_state
 from streams.settings import FeatureSettings
 
@@ -383,18 +384,11 @@ class RedisFeatureStore:
                                                gt=True))
 
     async def forget(self, customer_id: str) -> int:
-        """Delete every key of the customer (its hash tag) and its due-index entries."""
-        client = self._client
-        tag = _glob_escape(f"{{c:{customer_id}}}")
-        keys = {self.feature_key(customer_id)}
-        async for key in client.scan_iter(match=f"{_glob_escape(self._prefix)}:*{tag}*",
-                                          count=1000):
-            keys.add(_text(key))
-        removed = int(await call(client.delete(*keys)))
-        async for key in client.scan_iter(match=f"{_glob_escape(self._prefix)}:due:*",
-                                          count=1000, _type="zset"):
-            removed += int(await call(client.zrem(key, customer_id)))
-        return removed
+        """Delete every key of the customer and its index entries, matched exactly
+        (:func:`streams.redis.erasure.erase_customer`; ``churnpulse forget`` does more)."""
+        erased: RedisErasure = await call(erase_customer(self._client, self._prefix,
+                                                         customer_id))
+        return erased.total
 
     async def _eval(self, keys: list[str], arg: bytes, fingerprints: bytes,
                     due: DueUpdates) -> Any:
@@ -428,12 +422,3 @@ class RedisFeatureStore:
 
 def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
-
-
-def _glob_escape(text: str) -> str:
-    r"""Escape Redis glob specials.
-
-    >>> _glob_escape("a*b?[c]\\")
-    'a\\*b\\?\\[c\\]\\\\'
-    """
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
