@@ -32,6 +32,12 @@ def test_config_masks_the_redis_password_and_webhook_api_keys(
         "https://crm.example/hook?api_key=**********&team=x")
     assert main(["config", "--get", "redis.url"]) == 0
     assert "hunter2-pw" not in capsys.readouterr().out
+    monkeypatch.setenv("CHURN_SECURITY__SIGNING_KEY", "signing-key-0123456789")
+    monkeypatch.setenv("CHURN_SECURITY__PREVIOUS_SIGNING_KEYS", '["old-key-0123456789abc"]')
+    assert main(["config", "--get", "security"]) == 0
+    printed = capsys.readouterr().out
+    assert "signing-key-0123456789" not in printed and "old-key-0123456789abc" not in printed
+    assert json.loads(printed)["previous_signing_keys"] == ["**********"]
 
 
 def test_a_short_dashboard_token_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
