@@ -17,6 +17,13 @@ customer is always in the same arm, across alerts, processes and replays.
 're-engagement email'
 >>> in_holdout("c-000042", 0.0), in_holdout("c-000042", 1.0)
 (False, True)
+
+A row may also list *alternatives*: other actions its team can take for those customers. The
+static table always takes ``action``; a learning policy (:mod:`alerts.bandit`) chooses among
+``route.allowed`` (the row's action first, then its alternatives).
+
+>>> table.route("engagement", "medium", "low").allowed
+('re-engagement email', 'personal check-in email', 'discount offer')
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class Rule:
     action: str
     team: str
     sla_hours: float
+    alternatives: tuple[str, ...] = ()
 
     def matches(self, category: str, severity: str, value: str) -> bool:
         return all(want in ("*", got) for want, got in
@@ -51,19 +59,35 @@ class Route:
     team: str
     sla_hours: float
     rule: int  # index of the rule that matched
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        """The actions a learning policy may choose from: the row's action, then alternatives."""
+        return (self.action, *(a for a in self.alternatives if a != self.action))
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule("billing", "critical", "*", "payment recovery call", "billing", 4.0),
-    Rule("billing", "*", "*", "payment recovery email", "billing", 24.0),
-    Rule("support", "critical", "*", "senior support callback", "support", 4.0),
-    Rule("support", "*", "*", "support follow-up", "support", 24.0),
-    Rule("*", "critical", "high", "account manager call", "customer success", 4.0),
-    Rule("*", "critical", "*", "personal check-in call", "customer success", 8.0),
-    Rule("*", "high", "high", "account manager call", "customer success", 24.0),
-    Rule("*", "high", "*", "personal check-in email", "customer success", 24.0),
-    Rule("*", "*", "high", "personal check-in email", "customer success", 48.0),
-    Rule("*", "*", "*", "re-engagement email", "lifecycle marketing", 72.0),
+    Rule("billing", "critical", "*", "payment recovery call", "billing", 4.0,
+         ("payment recovery email", "discount offer")),
+    Rule("billing", "*", "*", "payment recovery email", "billing", 24.0,
+         ("payment recovery call", "discount offer")),
+    Rule("support", "critical", "*", "senior support callback", "support", 4.0,
+         ("support follow-up",)),
+    Rule("support", "*", "*", "support follow-up", "support", 24.0,
+         ("senior support callback", "personal check-in email")),
+    Rule("*", "critical", "high", "account manager call", "customer success", 4.0,
+         ("personal check-in call", "discount offer")),
+    Rule("*", "critical", "*", "personal check-in call", "customer success", 8.0,
+         ("personal check-in email", "discount offer")),
+    Rule("*", "high", "high", "account manager call", "customer success", 24.0,
+         ("personal check-in email",)),
+    Rule("*", "high", "*", "personal check-in email", "customer success", 24.0,
+         ("personal check-in call", "re-engagement email", "discount offer")),
+    Rule("*", "*", "high", "personal check-in email", "customer success", 48.0,
+         ("re-engagement email",)),
+    Rule("*", "*", "*", "re-engagement email", "lifecycle marketing", 72.0,
+         ("personal check-in email", "discount offer")),
 )
 
 
@@ -84,20 +108,22 @@ class RoutingTable:
 
     @staticmethod
     def from_rows(rows: Iterable[Mapping[str, Any]]) -> RoutingTable:
-        """From plain rows (configuration).
+        """From plain rows (configuration); ``alternatives`` (a list of actions) is optional.
 
         >>> RoutingTable.from_rows([{"category": "*", "severity": "*", "value": "*",
         ...                          "action": "email", "team": "cs", "sla_hours": 24}]).rules[0]
-        Rule(category='*', severity='*', value='*', action='email', team='cs', sla_hours=24.0)
+        Rule(category='*', severity='*', value='*', action='email', team='cs', sla_hours=24.0, \
+alternatives=())
         """
         return RoutingTable(tuple(
             Rule(str(r["category"]), str(r["severity"]), str(r["value"]), str(r["action"]),
-                 str(r["team"]), float(r["sla_hours"])) for r in rows))
+                 str(r["team"]), float(r["sla_hours"]),
+                 tuple(str(a) for a in r.get("alternatives") or ())) for r in rows))
 
     def route(self, category: str, severity: str, value: str) -> Route:
         for i, rule in enumerate(self.rules):
             if rule.matches(category, severity, value):
-                return Route(rule.action, rule.team, rule.sla_hours, i)
+                return Route(rule.action, rule.team, rule.sla_hours, i, rule.alternatives)
         raise AssertionError("unreachable: the last rule matches everything")
 
 

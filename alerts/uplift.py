@@ -34,6 +34,9 @@ class Decision:
     customer_id: str
     ts: float
     holdout: bool
+    action: str = ""  # for the holdout: the action it would have got
+    segment: str = ""
+    driver_category: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,9 @@ class Outcome:
     holdout: bool
     t0: float
     churned: bool | None  # None = unresolved
+    action: str = ""
+    segment: str = ""
+    driver_category: str = ""
 
 
 def resolve(decisions: Iterable[Decision], labels: Iterable[Label], horizon_s: float,
@@ -72,7 +78,7 @@ def resolve(decisions: Iterable[Decision], labels: Iterable[Label], horizon_s: f
         end = d.ts + horizon_s
         churned = any(d.ts < t <= end for t in churns.get(cid, ()))
         result: bool | None = True if churned else (False if clock >= end else None)
-        out.append(Outcome(cid, d.holdout, d.ts, result))
+        out.append(Outcome(cid, d.holdout, d.ts, result, d.action, d.segment, d.driver_category))
     return out
 
 
@@ -175,3 +181,47 @@ def z_of(confidence: float) -> float:
     from statistics import NormalDist
 
     return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+BREAKDOWNS = ("action", "segment", "driver_category")
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """The uplift of one group (e.g. one action × segment), against the holdout of the group."""
+
+    key: tuple[str, ...]
+    report: UpliftReport | None  # None: too few resolved customers in an arm
+    actioned: Arm
+    holdout: Arm
+
+
+def breakdown(outcomes: Iterable[Outcome], by: tuple[str, ...], z: float = Z95,
+              confidence: float = 0.95, min_resolved: int = 10) -> list[Cell]:
+    """The effect per group of ``by`` (fields of :class:`Outcome`: action, segment,
+    driver_category). Each group's actioned customers are compared with the *same group's*
+    holdout customers (for ``action``, those who would have got that action), so a group is an
+    experiment of its own; groups with fewer than ``min_resolved`` resolved customers in an arm
+    get no estimate.
+
+    >>> o = [Outcome(f"a{i}", False, 0.0, i < 10, "call", "x") for i in range(100)] + [
+    ...      Outcome(f"h{i}", True, 0.0, i < 20, "call", "x") for i in range(100)]
+    >>> [c] = breakdown(o, ("action",))
+    >>> c.key, round(c.report.difference, 2) if c.report else None
+    (('call',), -0.1)
+    """
+    for name in by:
+        if name not in BREAKDOWNS:
+            raise ValueError(f"cannot break down by {name!r}: one of {', '.join(BREAKDOWNS)}")
+    groups: dict[tuple[str, ...], list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault(tuple(str(getattr(o, name)) for name in by), []).append(o)
+    cells = []
+    for key in sorted(groups):
+        items = groups[key]
+        a = arm(o for o in items if not o.holdout)
+        h = arm(o for o in items if o.holdout)
+        report = (compare(items, z, confidence)
+                  if min(a.resolved, h.resolved) >= max(min_resolved, 1) else None)
+        cells.append(Cell(key, report, a, h))
+    return cells

@@ -36,7 +36,9 @@ def decisions_from(values: Iterable[bytes | None]) -> tuple[list[Decision], int]
         try:
             rec = orjson.loads(raw or b"")
             out.append(Decision(str(rec["customer_id"]), parse_ts(rec["ts"]),
-                                bool(rec["holdout"])))
+                                bool(rec["holdout"]), str(rec.get("recommended_action") or ""),
+                                str(rec.get("segment") or ""),
+                                str(rec.get("driver_category") or "")))
         except (orjson.JSONDecodeError, KeyError, TypeError, BadScore):
             bad += 1
     return out, bad
@@ -205,3 +207,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="default: alerts.holdout_share")
     treat.add_argument("--out", required=True, help="directory for the JSON lines files")
     treat.set_defaults(func=cmd_simulate_treatment)
+
+    from streams.cli.retention import register as register_retention
+
+    register_retention(report_sub, uplift, treat)
