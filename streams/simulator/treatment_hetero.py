@@ -171,16 +171,16 @@ class HeteroPart:
         het, st = self.het, self.engine.state
         active = np.flatnonzero(st.status == 1)
         cust = active[self.rng.random(active.shape[0]) < het.offer_rate]
-        offer = self.rng.integers(0, len(het.offers), cust.shape[0])
+        offer: I64 = np.asarray(self.rng.integers(0, len(het.offers), cust.shape[0]), np.int64)
         p = 1.0 / (1.0 + np.exp(-(self.logits[cust, offer] + self.taste[cust, offer])))
         accepted = self.rng.random(cust.shape[0]) < p
         gap = self.rng.integers(0, 9 * HOUR_MS, cust.shape[0])
         ts: I64 = np.asarray(day_ms + 9 * HOUR_MS + gap, dtype=np.int64)
         first = len(self.offer_records)
         stamps = s.iso_ms(ts)
-        cs: list[int] = cust.tolist()
-        os_: list[int] = offer.tolist()
-        acc: list[bool] = accepted.tolist()
+        cs = [int(x) for x in cust]
+        os_ = [int(x) for x in offer]
+        acc = [bool(x) for x in accepted]
         ms = [int(x) for x in ts]
         for k in range(len(cs)):
             c, o, a, t, t_ms = cs[k], os_[k], acc[k], stamps[k], ms[k]
