@@ -10,7 +10,10 @@ when its step comes. Month-start rows (the batch baseline's rows) are scored the
 compared to the monthly refit on the same rows.
 
     python bench/learning_stream.py record EVENTS LABELS OUT.pkl
-    python bench/learning_stream.py replay OUT.pkl [OUT2.pkl ...] --configs default,sgd
+    python bench/learning_stream.py replay OUT.pkl [OUT2.pkl ...] --configs asrun,logreg,bayes
+
+``asrun`` prints the recorded backtest's own figures; any other name is a learner spec of
+:func:`online_models.grid.config_learner`.
 """
 
 from __future__ import annotations
@@ -66,12 +69,13 @@ def record(events: Path, labels: Path, out: Path) -> None:
     holder: dict[str, Any] = {}
     original = Learner.learn_batch
 
-    def spy(self: Learner, resolutions: list[Resolution]) -> list[str]:
+    def spy(self: Learner, resolutions: list[Resolution], now: float | None = None
+            ) -> list[str]:
         if resolutions:
             now = holder["bt"].now
             steps.append((now, [(r.observation.customer_id, r.observation.t,
                                  dict(r.observation.x), r.churned) for r in resolutions]))
-        return original(self, resolutions)
+        return original(self, resolutions, now)
 
     from streams.offline import backtest as bt_mod
 
@@ -85,7 +89,7 @@ def record(events: Path, labels: Path, out: Path) -> None:
     base = run_baseline([r for r, _, _ in rows], run.policy.horizon_s)
     base_p = {(row.customer_id, row.t): p for row, p in base.scored}
     month = [(row.customer_id, row.t, dict(row.x), row.churned,
-              base_p.get((row.customer_id, row.t))) for row, _, _ in rows]
+              base_p.get((row.customer_id, row.t)), online) for row, online, _ in rows]
     served = [(r.t, r.served, r.churned, r.model_version != UNTRAINED_VERSION)
               for r in run.resolved]
     with out.open("wb") as f:
@@ -93,6 +97,32 @@ def record(events: Path, labels: Path, out: Path) -> None:
                      "horizon_s": run.policy.horizon_s}, f, protocol=pickle.HIGHEST_PROTOCOL)
     print(f"{out}: {sum(len(b) for _, b in steps):,} resolutions in {len(steps):,} steps, "
           f"{len(month):,} month rows, {time.monotonic() - began:.0f} s")
+    print("backtest as run: " + _line(summary({"served": served, "month": month})))
+
+
+def summary(data: dict[str, Any]) -> dict[str, float]:
+    """The figures of a recorded backtest as it ran (served scores, month rows)."""
+    from online_models.calibration import expected_calibration_error
+
+    served = [(p, y) for _, p, y, trained in data["served"] if trained]
+    ps, ys = [p for p, _ in served], [y for _, y in served]
+    pairs = [(r[5], r[3], r[4]) for r in data["month"] if r[4] is not None and len(r) > 5]
+    return {
+        "served_auc": auc(ps, ys),
+        "served_logloss": sum(log_loss(p, y) for p, y in served) / max(1, len(served)),
+        "served_ece": expected_calibration_error(ps, ys),
+        "month_auc": auc([p for p, _, _ in pairs], [y for _, y, _ in pairs]),
+        "baseline_auc": auc([b for _, _, b in pairs], [y for _, y, _ in pairs]),
+        "month_ece": expected_calibration_error([p for p, _, _ in pairs],
+                                                [y for _, y, _ in pairs]),
+        "n": float(len(ps)),
+        "rows": float(len(pairs)),
+    }
+
+
+def _line(figures: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" if k not in ("n", "rows") else f"{k} {int(v)}"
+                    for k, v in figures.items())
 
 
 def replay(data: dict[str, Any], learner: Learner) -> dict[str, float]:
@@ -174,11 +204,13 @@ def main() -> int:
             data = pickle.load(f)
         for name in args.configs.split(","):
             began = time.monotonic()
-            figures = replay(data, config_learner(name))
-            print(f"{path.name:<14} {name:<18} " + " ".join(
-                f"{k} {v:.4f}" if k not in ("n", "rows") else f"{k} {int(v)}"
-                for k, v in figures.items()) + f" ({time.monotonic() - began:.0f} s)",
-                flush=True)
+            raw = name.endswith(":raw")  # serve the uncalibrated score (the earlier way)
+            learner = config_learner(name.removesuffix(":raw")) if name != "asrun" else None
+            if learner is not None and raw:
+                learner.serve = learner.champion.model.raw_proba  # type: ignore[method-assign]
+            figures = summary(data) if learner is None else replay(data, learner)
+            print(f"{path.name:<18} {name:<18} " + _line(figures)
+                  + f" ({time.monotonic() - began:.0f} s)", flush=True)
     return 0
 
 

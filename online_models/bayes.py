@@ -8,10 +8,10 @@ density filtering): with ``p = σ(m · x)``, ``h = w p (1 − p)``,
 
 (``P`` after the update). Each feature gets its own, shrinking step size from the curvature
 it has seen, so the learner does not care about feature scale or a learning rate: its only
-setting is the prior variance of the weights (on standardised inputs, 1 is weak). Inputs are
-standardised by running means and variances frozen after ``warmup`` examples (the belief is
-about fixed coordinates; a scaler that keeps moving would shift them under it). New features
-join as they appear, with the prior. ``forget`` (default 0: the belief keeps all evidence,
+setting is the prior variance of the weights (on standardised inputs, 1 is weak). Each input
+is standardised by the mean and variance of its first ``warmup`` values, then frozen
+(the belief is about fixed coordinates; a scaler that keeps moving would shift them under
+it); a feature joins the model, with the prior, once placed. ``forget`` (default 0: the belief keeps all evidence,
 which converges to the batch fit on everything seen) inflates the covariance per example so
 that old evidence fades, for drifting streams.
 
@@ -40,6 +40,8 @@ import numpy.typing as npt
 from river import base
 
 FloatArray = npt.NDArray[np.float64]
+CLIP = 5.0  # standardised inputs are winsorised: a value far outside the placing sample
+#             (tenure keeps growing) must not extrapolate the log-odds without bound
 
 
 def _sigmoid(z: float) -> float:
@@ -52,7 +54,7 @@ def _sigmoid(z: float) -> float:
 class BayesLogistic(base.Classifier):
     """River-style binary classifier (``learn_one`` / ``predict_proba_one``), see the module."""
 
-    def __init__(self, prior_var: float = 1.0, forget: float = 0.0, warmup: int = 500) -> None:
+    def __init__(self, prior_var: float = 1.0, forget: float = 0.0, warmup: int = 200) -> None:
         self.prior_var = prior_var
         self.forget = forget
         self.warmup = warmup
@@ -63,8 +65,9 @@ class BayesLogistic(base.Classifier):
         self.scale: FloatArray = np.ones(1)
         self._sum: FloatArray = np.zeros(1)
         self._sq: FloatArray = np.zeros(1)
-        self.n = 0
-        self._table: tuple[dict[str, float], float] | None = None
+        self.seen: FloatArray = np.full(1, float(warmup))  # the intercept needs no placing
+        self.active: FloatArray = np.ones(1)
+        self._table: tuple[dict[str, tuple[float, float, float, float]], float] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_table"}
@@ -85,6 +88,8 @@ class BayesLogistic(base.Classifier):
         self.scale = np.append(self.scale, 1.0)
         self._sum = np.append(self._sum, 0.0)
         self._sq = np.append(self._sq, 0.0)
+        self.seen = np.append(self.seen, 0.0)
+        self.active = np.append(self.active, 0.0)
         return i
 
     def _vector(self, x: Mapping[str, float], grow: bool) -> FloatArray:
@@ -105,18 +110,20 @@ class BayesLogistic(base.Classifier):
                   w: float = 1.0) -> None:
         self._table = None
         raw = self._vector(cast(Mapping[str, float], x), grow=True)
-        if self.n < self.warmup:  # fix the coordinates: running moments until warm
-            self._sum += raw
-            self._sq += raw * raw
-            self.n += 1
-            mu = self._sum / self.n
-            sd = np.sqrt(np.maximum(self._sq / self.n - mu * mu, 0.0))
-            sd[sd < 1e-9] = 1.0
-            mu[0], sd[0] = 0.0, 1.0
-            self.centre, self.scale = mu, sd
-            if self.n < self.warmup:
-                return  # the first examples only place the coordinates
-        v = (raw - self.centre) / self.scale
+        waiting = self.seen < self.warmup
+        if waiting.any():  # place each feature's coordinates from its first `warmup` values
+            present = waiting
+            self.seen[present] += 1
+            self._sum[present] += raw[present]
+            self._sq[present] += raw[present] ** 2
+            joined = present & (self.seen >= self.warmup)
+            if joined.any():
+                mu = self._sum[joined] / self.seen[joined]
+                sd = np.sqrt(np.maximum(self._sq[joined] / self.seen[joined] - mu * mu, 0.0))
+                sd[sd < 1e-9] = 1.0
+                self.centre[joined], self.scale[joined] = mu, sd
+                self.active[joined] = 1.0
+        v = np.clip((raw - self.centre) / self.scale, -CLIP, CLIP) * self.active
         v[0] = 1.0
         if self.forget > 0.0:
             self.cov *= 1.0 + self.forget
@@ -130,23 +137,31 @@ class BayesLogistic(base.Classifier):
 
     def linear_terms(self) -> tuple[dict[str, float], dict[str, float], float]:
         """(factor, centre, intercept) per feature: log-odds = intercept + Σ fᵢ (xᵢ − cᵢ)."""
-        factors = {n: float(self.mean[i] / self.scale[i]) for n, i in self.index.items()}
-        centres = {n: float(self.centre[i]) for n, i in self.index.items()}
+        factors = {n: float(self.mean[i] / self.scale[i]) for n, i in self.index.items()
+                   if self.active[i]}
+        centres = {n: float(self.centre[i]) for n, i in self.index.items() if self.active[i]}
         return factors, centres, float(self.mean[0])
 
     def log_odds(self, x: Mapping[str, float]) -> float:
-        """The point estimate's log-odds; a feature missing from ``x`` counts as 0, as in
-        learning."""
+        """The point estimate's log-odds, inputs winsorised as in learning; a feature missing
+        from ``x`` counts as 0, as in learning."""
         table = self._table
         if table is None:
-            factors, centres, intercept = self.linear_terms()
-            base = intercept - sum(f * centres[n] for n, f in factors.items())
-            table = self._table = (factors, base)
-        factors_now, z = table
+            terms: dict[str, tuple[float, float, float, float]] = {}
+            base = float(self.mean[0])
+            for name, i in self.index.items():
+                if not self.active[i]:
+                    continue
+                m, c, sd = float(self.mean[i]), float(self.centre[i]), float(self.scale[i])
+                zero = m * min(max(-c / sd, -CLIP), CLIP)
+                base += zero
+                terms[name] = (m, c, sd, zero)
+            table = self._table = (terms, base)
+        terms_now, z = table
         for name, value in x.items():
-            f = factors_now.get(name)
-            if f is not None and math.isfinite(value):
-                z += f * value
+            t = terms_now.get(name)
+            if t is not None and math.isfinite(value):
+                z += t[0] * min(max((value - t[1]) / t[2], -CLIP), CLIP) - t[3]
         return z
 
     def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any

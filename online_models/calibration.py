@@ -9,9 +9,9 @@ hence ROC AUC, is unchanged):
 2. **Online Platt scaling** (:class:`PlattCalibrator`) of the corrected log-odds ``z``:
    ``p = σ(a · z + b)``, fitted on delayed outcomes — each resolved snapshot's ``z`` as the
    model would have scored it when the snapshot was taken, and whether the customer churned.
-   The pairs go into fine bins of ``z`` with exponential forgetting (recent behaviour of the
-   model weighs most); the fit is a few Newton steps over the bins (microseconds), shrunk
-   towards the identity ``(a, b) = (1, 0)`` while evidence is thin.
+   The fit uses the most recent pairs (recent behaviour of the model is what matters), a few
+   Newton steps, shrunk towards the identity ``(a, b) = (1, 0)`` while evidence is thin. The
+   learner keeps the pairs; a model version carries only ``(shift, a, b)``.
 
 Measuring calibration: :func:`reliability` (predicted vs observed per bin of the predicted
 probability), :func:`expected_calibration_error` and :func:`reliability_text` (the diagram in
@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-Z_LIMIT = 12.0
-Z_BINS = 96
-HALF_LIFE = 20_000.0  # resolutions after which an old pair weighs half
+import numpy as np
+
+Z_LIMIT = 30.0
+WINDOW = 10_000  # most recent resolved pairs the calibration is fitted on
+A_MAX = 5.0
 PRIOR_STRENGTH = 20.0  # pseudo-observations pulling (a, b) towards the identity
 
 
@@ -72,16 +74,18 @@ def prior_shift(positive_weight: float, negative_weight: float) -> float:
     return -math.log(positive_weight / negative_weight)
 
 
-@dataclass
 class PlattCalibrator:
-    """``p = σ(a · z + b)`` fitted online on (log-odds, outcome) pairs (module docstring).
+    """``p = σ(a · z + b)`` fitted on the most recent (log-odds, outcome) pairs (module
+    docstring): a window of exact pairs (no binning: a young model's log-odds can all lie
+    within a hundredth of each other), Newton steps with numpy, ``a`` kept within
+    ``[0, A_MAX]`` so that no fit of a degenerate window can saturate scores to 0 or 1.
 
     >>> import random
     >>> rnd = random.Random(0)
     >>> cal = PlattCalibrator()
     >>> cal(0.0)  # no evidence yet: the identity
     0.5
-    >>> for _ in range(20000):  # a model whose log-odds are twice too confident
+    >>> for _ in range(10000):  # a model whose log-odds are twice too confident
     ...     z = rnd.gauss(-3.0, 1.5)
     ...     cal.update(z, rnd.random() < sigmoid(0.5 * z))
     >>> cal.fit()
@@ -89,13 +93,15 @@ class PlattCalibrator:
     (0.5, 0.0)
     """
 
-    half_life: float = HALF_LIFE
-    a: float = 1.0
-    b: float = 0.0
-    n: list[float] = field(default_factory=lambda: [0.0] * Z_BINS)
-    pos: list[float] = field(default_factory=lambda: [0.0] * Z_BINS)
-    zsum: list[float] = field(default_factory=lambda: [0.0] * Z_BINS)
-    seen: int = 0
+    def __init__(self, window: int = WINDOW) -> None:
+        self.window = window
+        self.a = 1.0
+        self.b = 0.0
+        self.zs = np.zeros(window)
+        self.ys = np.zeros(window)
+        self.ws = np.zeros(window)
+        self.pos = 0
+        self.seen = 0
 
     def __call__(self, z: float) -> float:
         return sigmoid(self.a * z + self.b)
@@ -104,56 +110,47 @@ class PlattCalibrator:
         """One resolved pair (no refit; :meth:`fit` once per batch)."""
         if not math.isfinite(z):
             return
-        z = min(max(z, -Z_LIMIT), Z_LIMIT)
-        i = min(int((z + Z_LIMIT) / (2 * Z_LIMIT) * Z_BINS), Z_BINS - 1)
-        self.n[i] += weight
-        self.pos[i] += weight * y
-        self.zsum[i] += weight * z
+        i = self.pos
+        self.zs[i] = min(max(z, -Z_LIMIT), Z_LIMIT)
+        self.ys[i] = float(y)
+        self.ws[i] = weight
+        self.pos = (i + 1) % self.window
         self.seen += 1
 
-    def forget(self, count: int) -> None:
-        """Age the evidence by ``count`` resolutions (once per batch, not per pair)."""
-        if count <= 0:
+    def fit(self, iterations: int = 12) -> None:
+        """Newton steps on the penalised log likelihood of the window (a millisecond)."""
+        n = min(self.seen, self.window)
+        if n == 0:
             return
-        factor = 0.5 ** (count / self.half_life)
-        for arr in (self.n, self.pos, self.zsum):
-            for i, v in enumerate(arr):
-                if v:
-                    arr[i] = v * factor
-
-    def fit(self, iterations: int = 8) -> None:
-        """Newton steps on the binned, penalised log likelihood (a few µs)."""
-        cells = [(zs / n, p, n) for n, p, zs in zip(self.n, self.pos, self.zsum, strict=True)
-                 if n > 1e-9]
-        if not cells:
-            return
-        a, b = self.a, self.b
+        z, y, w = self.zs[:n], self.ys[:n], self.ws[:n]
         lam = PRIOR_STRENGTH * 0.25  # curvature of PRIOR_STRENGTH pairs at p = 0.5
+
+        def loss(a: float, b: float) -> float:
+            m = np.clip(a * z + b, -35.0, 35.0)
+            return float(w @ (np.logaddexp(0.0, m) - y * m)) + 0.5 * lam * (
+                (a - 1.0) ** 2 + b * b)
+
+        a, b = self.a, self.b
         for _ in range(iterations):
-            ga, gb = lam * (a - 1.0), lam * b
-            haa, hab, hbb = lam, 0.0, lam
-            for z, p, n in cells:
-                q = sigmoid(a * z + b)
-                r = n * q - p
-                h = n * q * (1.0 - q)
-                ga += r * z
-                gb += r
-                haa += h * z * z
-                hab += h * z
-                hbb += h
+            q = 1.0 / (1.0 + np.exp(-np.clip(a * z + b, -35.0, 35.0)))
+            r = w * (q - y)
+            h = w * q * (1.0 - q)
+            ga = float(r @ z) + lam * (a - 1.0)
+            gb = float(r.sum()) + lam * b
+            haa = float(h @ (z * z)) + lam
+            hab = float(h @ z)
+            hbb = float(h.sum()) + lam
             det = haa * hbb - hab * hab
             if det <= 1e-12:
                 break
-            da = (hbb * ga - hab * gb) / det
-            db = (haa * gb - hab * ga) / det
-            a, b = a - da, b - db
+            da = max(-1.0, min(1.0, (hbb * ga - hab * gb) / det))  # damped: a few units a step
+            db = max(-3.0, min(3.0, (haa * gb - hab * ga) / det))
+            a = min(max(a - da, 0.0), A_MAX)
+            b -= db
             if abs(da) < 1e-7 and abs(db) < 1e-7:
                 break
-        if math.isfinite(a) and math.isfinite(b):
-            self.a, self.b = max(a, 0.0), b  # monotone increasing, never reversed
-
-    def frozen(self) -> tuple[float, float]:
-        return self.a, self.b
+        if math.isfinite(a) and math.isfinite(b) and loss(a, b) <= loss(self.a, self.b):
+            self.a, self.b = a, b
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from online_models.calibration import prior_shift
+from online_models.calibration import PlattCalibrator, prior_shift
 from online_models.evaluation import DelayedMetrics, log_loss
 from online_models.model import UNTRAINED_VERSION, make_model, model_config
 from online_models.observations import Resolution
@@ -88,6 +88,7 @@ class ModelSlot:
     balanced: bool = True
     ring: StateRing = field(default_factory=StateRing)
     paired: PairedLoss = field(default_factory=PairedLoss)
+    calibrator: PlattCalibrator = field(default_factory=PlattCalibrator)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, CalibratedModel):
@@ -204,9 +205,9 @@ class Learner:
                 self.learn_calls += 1
             if slot.balanced:
                 model.shift = prior_shift(w_pos, w_neg)
-            cal = model.calibrator
-            cal.forget(len(resolutions))
+            cal = slot.calibrator
             cal.fit()
+            model.a, model.b = cal.a, cal.b
             slot.paired.forget(len(resolutions))
             if now is not None:
                 slot.ring.take(now, model)
@@ -221,7 +222,7 @@ class Learner:
         """Shadow-score the batch for ``slot``: metrics, calibration evidence, pairing."""
         losses: dict[str, float] = {}
         drifted = False
-        cal = slot.model.calibrator
+        cal = slot.calibrator
         for r in resolutions:
             if not slot.takes(r):
                 continue
@@ -230,7 +231,7 @@ class Learner:
             if copy is None:
                 continue
             z = copy.log_odds(dict(obs.x))
-            p = copy.calibrator(z)
+            p = copy.calibrate(z)
             y = r.churned
             drifted |= slot.metrics.update(p, y)
             weight = float(slot.sample) if slot.sample > 1 and not y else 1.0
@@ -282,9 +283,9 @@ class Learner:
         predictions (what it would have served), calibration and the paired comparison."""
         models: dict[str, Any] = {}
         for s in self.slots:
-            cal = s.model.calibrator
+            m = s.model
             models[s.name] = {**s.metrics.report(), "learned": s.learned,
-                              "calibration": {"a": cal.a, "b": cal.b, "shift": s.model.shift},
+                              "calibration": {"a": m.a, "b": m.b, "shift": m.shift},
                               "paired_gain": s.paired.mean() if s is not self.champion
                               else None,
                               "paired_z": s.paired.z() if s is not self.champion else None,

@@ -11,21 +11,19 @@ import pickle
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from importlib.metadata import version as _dist_version
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
 from online_models.bayes import BayesLogistic
+from online_models.model_names import MODEL_NAMES, ModelName
 from online_models.transforms import robust
 
 UNTRAINED_VERSION = "0-untrained"
 RIVER_VERSION = _dist_version("river")
 
 
-ModelName = Literal["logreg", "logreg_robust", "logreg_sgd", "logreg_adagrad", "bayes", "svm",
-                    "hat", "arf"]
-MODEL_NAMES: tuple[str, ...] = ("logreg", "logreg_robust", "logreg_sgd", "logreg_adagrad",
-                                "bayes", "svm", "hat", "arf")
+__all__ = ["MODEL_NAMES", "ModelName"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +131,7 @@ class ModelHandle:
     @property
     def calibrated(self) -> bool:
         """Whether the version carries its calibration."""
-        return hasattr(self.model, "calibrator")
+        return hasattr(self.model, "shift") and hasattr(self.model, "raw")
 
 
 def dump_checkpoint(handle: ModelHandle) -> bytes:

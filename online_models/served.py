@@ -1,12 +1,13 @@
 """What a model version serves: a River classifier and its calibration, travelling together.
 
 :class:`CalibratedModel` wraps the learner's River model (``raw``, the ranking model that
-drivers explain) with the prior correction of its class weighting (``shift``) and the online
-Platt calibration fitted on delayed outcomes (``calibrator``), see
+drivers explain) with the prior correction of its class weighting (``shift``) and the Platt
+calibration fitted online on delayed outcomes (``a``, ``b``), see
 :mod:`online_models.calibration`. ``predict_proba_one`` gives the calibrated churn probability;
 ``raw_proba`` the raw model's. The learner trains the raw model through ``learn_one`` and
-keeps ``shift`` and ``calibrator`` up to date; a published version pickles all three, so a
-version's scores and its calibration never come apart.
+keeps ``shift``, ``a`` and ``b`` up to date (the evidence they are fitted on stays with the
+learner); a published version pickles them with the model, so a version's scores and its
+calibration never come apart.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, cast
 
 from river import base
 
-from online_models.calibration import PlattCalibrator, logit
+from online_models.calibration import logit, sigmoid
 
 
 def accepts_weight(model: Any) -> bool:
@@ -41,11 +42,12 @@ class CalibratedModel(base.Classifier):
     0.1192
     """
 
-    def __init__(self, raw: base.Classifier, shift: float = 0.0,
-                 calibrator: PlattCalibrator | None = None) -> None:
+    def __init__(self, raw: base.Classifier, shift: float = 0.0, a: float = 1.0,
+                 b: float = 0.0) -> None:
         self.raw = raw
         self.shift = shift
-        self.calibrator = calibrator or PlattCalibrator()
+        self.a = a
+        self.b = b
         self._weighted = accepts_weight(raw)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -71,7 +73,11 @@ class CalibratedModel(base.Classifier):
 
     def proba(self, x: dict[str, float]) -> float:
         """The calibrated churn probability."""
-        return self.calibrator(self.log_odds(x))
+        return sigmoid(self.a * self.log_odds(x) + self.b)
+
+    def calibrate(self, z: float) -> float:
+        """The calibrated probability of prior-corrected log-odds ``z``."""
+        return sigmoid(self.a * z + self.b)
 
     def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any
                           ) -> dict[base.typing.ClfTarget, float]:

@@ -32,11 +32,27 @@ def robust(x: Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     total = x.get(SHARE_WINDOW)
     denom = math.expm1(total) if total is not None and total > 0.0 else 0.0
+    kinds = _KINDS
     for name, value in x.items():
-        if name.startswith("days_since") or name == "tenure_days":
+        kind = kinds.get(name)
+        if kind is None:
+            kind = kinds[name] = _kind(name)
+        if kind == _DURATION:
             out[name] = math.log1p(value) if value > 0.0 else 0.0
             continue
         out[name] = value
-        if denom and name.startswith(_PREFIX):
-            out["share_30d." + name[len(_PREFIX):]] = math.expm1(value) / denom
+        if kind and denom:
+            out[kind] = math.expm1(value) / denom
     return out
+
+
+_DURATION = "-"
+_KINDS: dict[str, str] = {}  # feature name -> "" (as is), _DURATION, or its share's name
+
+
+def _kind(name: str) -> str:
+    if name.startswith("days_since") or name == "tenure_days":
+        return _DURATION
+    if name.startswith(_PREFIX):
+        return "share_30d." + name[len(_PREFIX):]
+    return ""

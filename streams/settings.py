@@ -32,6 +32,7 @@ from alerts.policy import PolicyParams
 from alerts.routing import DEFAULT_RULES, RoutingTable
 from alerts.webhooks import target_problem
 from online_models.features import FeatureSpec
+from online_models.model_names import ModelName
 from online_models.observations import LabelPolicy
 from streams.settings_budget import AlertBudgetSettings
 from streams.settings_input import InputSettings
@@ -156,8 +157,8 @@ class WorkerSettings(_Section):
 class ModelSettings(_Section):
     """Models and learning from delayed labels (see README "Learning")."""
 
-    name: Literal["logreg", "hat", "arf"] = Field("logreg", description="Champion model.")
-    challengers: tuple[Literal["logreg", "hat", "arf"], ...] = Field(
+    name: ModelName = Field("logreg", description="Champion model.")
+    challengers: tuple[ModelName, ...] = Field(
         (), description="Models that learn in shadow and may be promoted."
     )
     learning_rate: float = Field(
@@ -172,7 +173,9 @@ class ModelSettings(_Section):
     alert_threshold: float = Field(0.5, gt=0, lt=1, description="Precision/recall threshold.")
     metrics_window: int = Field(5000, ge=100, description="Resolved observations per metric.")
     promote_after: int = Field(2000, ge=1, description="Resolutions before a promotion.")
-    promote_margin: float = Field(0.02, ge=0, description="AUC a challenger must gain.")
+    promote_margin: float = Field(
+        0.0, ge=0, description="Shadow AUC a challenger must gain, besides a significant "
+                               "paired log-loss gain (docs/learning.md, Promotion).")
     poll_s: float = Field(2.0, gt=0, description="How often scorers check for a new version.")
     keep_versions: int = Field(5, ge=1, description="Model versions kept in the registry.")
     learner_metrics_port: int = Field(
