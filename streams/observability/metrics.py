@@ -101,6 +101,22 @@ WEBHOOK_SECONDS = Histogram("churnpulse_webhook_request_duration_seconds",
                             ["target"], buckets=WEBHOOK_BUCKETS)
 
 
+# dead-letter codes of the project (streams.contracts, the feature store's refusals, the
+# runner, dispatch): their series start at 0, so rate() sees a reason's first dead letters
+DEAD_LETTER_REASONS = (
+    "bad_json", "empty", "not_an_object", "missing_field", "bad_field", "bad_timestamp",
+    "ts_in_future", "ts_too_old", "key_mismatch", "record_too_large", "properties_too_large",
+    "unsupported_schema", "value_out_of_range", "bad_value", "overflow", "bad_state",
+    "processing_failed", "webhook_failed", "webhook_rejected", "webhook_unavailable")
+
+
+def start_series() -> None:
+    """Create the dead-letter series at 0 (a serving process calls it once at start)."""
+    if _state["on"]:
+        for reason in DEAD_LETTER_REASONS:
+            DEAD_LETTERED.labels(reason)
+
+
 def configure(enabled: bool) -> None:
     """Turn every call of this module on or off (process-wide)."""
     _state["on"] = enabled

@@ -116,5 +116,6 @@ async def serve(settings: Settings, process: str,
     port = cfg.port(process)
     if not port:
         return None
+    metrics.start_series()
     server = HealthServer(process, checks, timeout_s=cfg.ready_timeout_s)
     return server if await server.start(cfg.host, port) else None

@@ -8,7 +8,9 @@ not wait minutes). Everything is checked through Prometheus's HTTP API.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -228,3 +230,19 @@ def test_dead_letter_and_webhook_rules_fire(running: Running,
         for a in dead + hooks:
             print(f"\nfiring: {a['labels']['alertname']} {dict(a['labels'])} "
                   f"value={a['value']}")
+
+
+def test_target_down_fires_when_a_process_dies(running: Running,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    r = running
+    dashboard = r.pipeline.procs[-1]  # started last
+    os.killpg(dashboard.pid, signal.SIGKILL)
+    dashboard.wait()
+    wait_until(lambda: bool(firing(r, "ChurnpulseTargetDown")), 60,
+               "ChurnpulseTargetDown firing", interval_s=1.0)
+    down = firing(r, "ChurnpulseTargetDown")
+    assert {a["labels"]["job"] for a in down} == {"churnpulse-dashboard"}
+    assert r.value('up{job="churnpulse-worker"}') == 1
+    with capsys.disabled():
+        print(f"\nfiring: ChurnpulseTargetDown {dict(down[0]['labels'])} "
+              f"value={down[0]['value']}")

@@ -252,3 +252,19 @@ def test_settings_ports_per_process() -> None:
     assert load_settings(metrics={"enabled": False}).metrics.port("worker") == 0
     with pytest.raises(ValueError, match="unknown process"):
         s.metrics.port("nope")
+
+
+def test_every_dead_letter_code_of_the_code_starts_at_zero() -> None:
+    import re
+    from pathlib import Path
+
+    from streams.redis.feature_store import REFUSALS
+
+    root = Path(__file__).resolve().parents[2]
+    text = "\n".join(p.read_text() for d in ("streams", "alerts") for p in (root / d).rglob("*.py"))
+    codes = set(re.findall(r'(?:InvalidMessage|BadAlert|Poison\w*)\("([a-z_]+)"', text))
+    codes |= set(REFUSALS)
+    assert codes, "the scan found no codes"
+    assert codes <= set(metrics.DEAD_LETTER_REASONS), codes - set(metrics.DEAD_LETTER_REASONS)
+    metrics.start_series()
+    assert sample("churnpulse_records_dead_lettered_total", reason="ts_too_old") is not None
