@@ -246,3 +246,37 @@ def test_target_down_fires_when_a_process_dies(running: Running,
     with capsys.disabled():
         print(f"\nfiring: ChurnpulseTargetDown {dict(down[0]['labels'])} "
               f"value={down[0]['value']}")
+
+
+def test_services_up_prometheus_scrapes_the_local_ports_then_stops(tmp_path: Path) -> None:
+    from streams.services import manager, prometheus
+    from streams.settings import load_settings
+
+    port = free_port()
+    settings = load_settings(services={"state_dir": tmp_path / "state"},
+                             metrics={"prometheus_port": port, "worker_port": 19410,
+                                      "dashboard_port": 0})
+    started = manager.optional("up", "prometheus", settings)
+    try:
+        assert started.state == "started", started
+        assert prometheus.probe(port)
+        assert manager.optional("status", "prometheus", settings).state == "running-ours"
+        again = manager.optional("up", "prometheus", settings)
+        assert (again.state, again.pid) == ("running-ours", started.pid)
+        r = Running(Pipeline("", "", tmp_path), f"http://127.0.0.1:{port}", {}, 0)
+        targets: dict[str, str] = {}
+
+        def discovered() -> bool:
+            targets.update({t["labels"]["job"]: t["scrapeUrl"]
+                            for t in r.api("/api/v1/targets")["activeTargets"]})
+            return len(targets) == 4
+
+        wait_until(discovered, 30, "the local targets", interval_s=0.5)
+        assert targets["churnpulse-worker"] == "http://127.0.0.1:19410/metrics"
+        assert "churnpulse-dashboard" not in targets  # port 0: nothing to scrape
+        groups = r.api("/api/v1/rules")["groups"]
+        assert len(groups[0]["rules"]) == 8
+    finally:
+        stopped = manager.down(settings)[0]  # `services down` stops our Prometheus too
+    assert (stopped.name, stopped.state, stopped.pid) == ("prometheus", "stopped", started.pid)
+    assert not prometheus.probe(port)
