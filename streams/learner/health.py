@@ -1,9 +1,9 @@
 """The learner's ``/metrics``, ``/healthz`` and ``/readyz`` (:mod:`streams.observability`).
 
 Ready once it holds the learner lock and loaded its state (``LearnerService.start``), while
-Redis answers PING, and (when the service exposes its runner) its consumer owns the labels
-partitions. The scrape reads the last status the learner saved (labels, resolutions, pending
-snapshots, delayed metrics of every model, drift alarms) and when it last published a model.
+Redis answers PING and its consumer (runner ``learner``) owns the labels partitions. The
+scrape reads the last status the learner saved (labels, resolutions, pending snapshots,
+delayed metrics of every model, drift alarms) and when it last published a model.
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ async def serve_learner_health(settings: Settings, service: Any) -> HealthServer
         "state": checks.flag(lambda: service.state is not None,
                              "learner lock or state not loaded yet"),
         "redis": checks.redis_reachable(service.client),
+        "partitions": checks.consumer_assigned("learner"),  # the labels topic, assigned
     }
-    runner = getattr(service, "runner", None)
-    if runner is not None:
-        ready["partitions"] = checks.partitions_assigned(runner.assignment)
     return await serve(_with_port(settings), "learner", ready)
 
 
