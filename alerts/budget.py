@@ -308,7 +308,9 @@ class BudgetState:
     def _thresholds(self, team: TeamState) -> tuple[float, float, float, float, float]:
         p, sk = self.params, team.sketch
         q = 2.0 ** team.level
-        enter = max(sk.value_at(q), 1e-9)
+        # never at or below the median: with most values tied (a saturated model scoring 0
+        # for nearly everyone) the enter threshold would otherwise open an episode for all
+        enter = max(sk.value_at(q), math.nextafter(sk.value_at(0.5), math.inf), 1e-9)
         ceiling = max(enter, 1.0) if p.rank_by == "expected_loss" else 1.0
         enter = min(enter, ceiling)
         high = min(max(sk.value_at(q * p.high_share), enter), ceiling)
