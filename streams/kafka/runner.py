@@ -48,7 +48,7 @@ from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from streams.errors import TransientError
+from streams.errors import ConfigurationError, TransientError
 from streams.kafka.clients import AIOKafkaSink, to_raw
 from streams.kafka.strategy import Batch, Consumer, Producer, Strategy
 from streams.kafka.transactions import Transactions
@@ -331,6 +331,12 @@ class Runner(Generic[R]):
                 raise
             except Exception as exc:
                 ok, result = False, exc
+        if not ok and isinstance(result, ConfigurationError):
+            # a process that may not do its work (a Redis ACL refusing a command, bad
+            # credentials) must stop, not dead-letter good records: nothing is committed
+            log.error("%s: cannot process (%s); stopping without committing",
+                      self.config.name, result)
+            raise result
         if not ok:
             self.failed += 1
             metrics.batch_failed(self.config.name)

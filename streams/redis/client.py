@@ -22,14 +22,15 @@ an ACL user's secret need not sit in a URL.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, NoPermissionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streams.errors import TransientError
+from streams.errors import ConfigurationError, TransientError
 from streams.settings import RedisSettings
 
 HEALTH_CHECK_S = 30  # PING a connection that sat idle this long before using it
@@ -52,21 +53,60 @@ def client_options(cfg: RedisSettings, *, timeout_s: float | None = None) -> dic
     return options
 
 
+def cluster_url(cfg: RedisSettings) -> str | None:
+    """The seed URL of a Redis Cluster (``redis://host:port``), None for a standalone Redis.
+
+    ``cluster=true`` or a ``redis+cluster://`` (``rediss+cluster://``) URL selects the
+    cluster; a cluster has only database 0, so the URL's path is dropped.
+
+    >>> cluster_url(RedisSettings(url="redis+cluster://10.0.0.5:7000/0"))
+    'redis://10.0.0.5:7000'
+    >>> cluster_url(RedisSettings(url="rediss://a:7000", cluster=True))
+    'rediss://a:7000'
+    >>> cluster_url(RedisSettings()) is None
+    True
+    """
+    scheme, sep, rest = cfg.url.partition("://")
+    if not sep or not (cfg.cluster or scheme.endswith("+cluster")):
+        return None
+    return f"{scheme.removesuffix('+cluster')}://{rest.split('/', 1)[0]}"
+
+
 def make_redis(cfg: RedisSettings) -> aioredis.Redis:
-    """An asyncio client (every process and async command); close it with ``aclose()``."""
+    """An asyncio client (every process and async command); close it with ``aclose()``.
+
+    A :class:`redis.asyncio.RedisCluster` when the settings name a cluster
+    (:func:`cluster_url`): it follows MOVED/ASK and failovers; the stores split their
+    multi-customer calls by hash slot (:mod:`streams.redis.cluster`). It is typed as
+    ``Redis`` because the stores use only the commands both have.
+    """
+    seed = cluster_url(cfg)
+    if seed is not None:
+        return cast(aioredis.Redis, aioredis.RedisCluster.from_url(
+            seed, health_check_interval=HEALTH_CHECK_S, **client_options(cfg)))
     return aioredis.Redis.from_url(cfg.url, health_check_interval=HEALTH_CHECK_S,
                                    **client_options(cfg))
 
 
 def make_sync_redis(cfg: RedisSettings, *, timeout_s: float | None = None) -> redis.Redis:
     """A blocking client (local service probes, the demo's summary); ``close()`` it."""
+    seed = cluster_url(cfg)
+    if seed is not None:
+        return cast(redis.Redis, redis.RedisCluster.from_url(
+            seed, **client_options(cfg, timeout_s=timeout_s)))
     return redis.Redis.from_url(cfg.url, **client_options(cfg, timeout_s=timeout_s))
 
 
 async def call(awaitable: Awaitable[Any]) -> Any:
-    """Await a Redis command; connection loss and timeouts become :class:`TransientError`."""
+    """Await a Redis command; connection loss and timeouts become :class:`TransientError`.
+
+    Refused credentials and ACL denials become :class:`ConfigurationError`: retrying cannot
+    help, and treating them as a bad batch would dead-letter good records.
+    """
     try:
         return await awaitable
+    except (AuthenticationError, NoPermissionError) as exc:  # before ConnectionError: a subclass
+        raise ConfigurationError(f"redis refused this process: {exc}") from exc
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise TransientError(f"redis unavailable: {exc}") from exc
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import SecretStr
+from redis.exceptions import AuthenticationError, NoPermissionError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from alerts.contracts import BadScore
 from alerts.contracts import parse_ts as parse_score_ts
@@ -82,3 +84,21 @@ def test_redis_clients_carry_the_acl_user_and_password_of_the_settings() -> None
         kwargs = client.connection_pool.connection_kwargs
         assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("worker", "s3cret", 2)
         assert kwargs["socket_timeout"] == 1.5
+
+
+@pytest.mark.parametrize(("raised", "becomes"), [
+    (NoPermissionError("NOPERM this user has no permissions to run 'evalsha'"), "config"),
+    (AuthenticationError("WRONGPASS invalid username-password pair"), "config"),
+    (RedisConnectionError("Connection refused"), "transient"),
+])
+async def test_redis_errors_are_classified_for_the_runner(raised: Exception, becomes: str) -> None:
+    """ACL denials stop a process (ConfigurationError); connection loss is retried."""
+    from streams.errors import ConfigurationError, TransientError
+    from streams.redis.client import call
+
+    async def failing() -> None:
+        raise raised
+
+    expected = ConfigurationError if becomes == "config" else TransientError
+    with pytest.raises(expected):
+        await call(failing())

@@ -530,3 +530,19 @@ def test_drain_returns_when_a_finished_step_was_not_forgotten_yet() -> None:
     thread.start()
     thread.join(timeout=5)
     assert done.is_set(), "drain() spins on a finished step"
+
+
+async def test_a_configuration_error_stops_the_run_without_dead_letters_or_commits() -> None:
+    """An ACL that refuses a command is not a bad batch: dead-lettering would lose good records."""
+    from streams.errors import ConfigurationError
+
+    broker = FakeBroker(partitions=1)
+    broker.append(0, 3)
+    strategy = Recording(broker)
+    strategy.dead_letter_topic = "dlq"
+    strategy.fail = lambda b: ConfigurationError("redis refused this process: NOPERM")
+    runner, consumers, _ = make_runner(broker, strategy)
+    with pytest.raises(ConfigurationError, match="NOPERM"):
+        await asyncio.wait_for(runner.run(), 5)
+    assert not broker.commits and not broker.published and runner.failed == 0
+    assert consumers[0].stopped
