@@ -37,7 +37,9 @@ def saved_vs_holdout(run: TreatedRun, horizon_days: int) -> dict[str, float]:
     return {"actioned": r.actioned.resolved, "holdout_rate": r.holdout.rate,
             "actioned_rate": r.actioned.rate,
             "saved_vs_holdout": (r.holdout.rate - r.actioned.rate) * r.actioned.resolved,
-            "truth_net_saved": run.truth["net_saved"], "windows": run.truth["windows"]}
+            "truth_net_saved": run.truth["net_saved"], "windows": run.truth["windows"],
+            "truth_net_saved_per_1000_windows": 1000.0 * run.truth["net_saved"] / max(
+                run.truth["windows"], 1)}
 
 
 def coverage(run: TreatedRun, horizon_days: int, het: Heterogeneity) -> dict[str, Any]:
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy-days", type=int, default=300)
     ap.add_argument("--explore", type=float, default=0.2)
     ap.add_argument("--min-pulls", type=int, default=20)
+    ap.add_argument("--context", default="segment",
+                    help="the learning policy's context fields, comma-separated")
     ap.add_argument("--part", choices=["uplift", "policy", "all"], default="all")
     args = ap.parse_args(argv)
     het = Heterogeneity()
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.part in ("policy", "all"):
             out: dict[str, Any] = {"seed": seed}
             for name, bandit in (("static", None), ("learned", BanditParams(
-                    explore=args.explore, min_pulls=args.min_pulls))):
+                    explore=args.explore, min_pulls=args.min_pulls,
+                    context=tuple(args.context.split(","))))):
                 run = run_treated(SimulationConfig(seed=seed, n_customers=args.policy_customers,
                                                    days=args.policy_days),
                                   TreatmentConfig(alerts=AlertConfig(holdout_share=0.1),

@@ -14,6 +14,10 @@ Churn label (topic ``churn-labels``, key = customer id)::
     {"schema_version": 1, "label_id": "l-9", "customer_id": "c-7",
      "ts": "2026-03-20T00:00:00Z", "churned": true}
 
+Offer event (issue 16, ``docs/retention.md``): a customer event of type ``offer_presented``,
+``offer_accepted`` or ``offer_declined`` whose ``properties.offer`` names the offer
+(``schemas/offer_event.json``); :func:`offer_of` reads it.
+
 Decoding is hand-written (orjson + explicit checks) because it runs once per event on the hot
 path; every failure raises :class:`~streams.errors.InvalidMessage` with a reason a person can act
 on. The same contracts are written as JSON Schema in ``schemas/`` for producers in other
@@ -252,6 +256,28 @@ def decode_label(data: bytes | str, key: bytes | None = None,
     if not isinstance(churned, bool):
         raise InvalidMessage("bad_field", "churned must be true or false")
     return ChurnLabel(label_id, customer_id, ts, churned)
+
+
+OFFER_EVENT_TYPES: tuple[str, ...] = ("offer_presented", "offer_accepted", "offer_declined")
+
+
+def offer_of(event: CustomerEvent) -> tuple[str, str] | None:
+    """``(offer, outcome)`` of an offer event (outcome: presented, accepted, declined); None
+    for any other event type; an offer event without ``properties.offer`` raises
+    :class:`InvalidMessage` (``bad_field``).
+
+    >>> e = decode_event(b'{"event_id":"o1","customer_id":"c1","event_type":"offer_accepted",'
+    ...                  b'"ts":"2026-03-01T00:00:00Z","properties":{"offer":"free_month"}}')
+    >>> offer_of(e)
+    ('free_month', 'accepted')
+    """
+    if event.event_type not in OFFER_EVENT_TYPES:
+        return None
+    offer = (event.properties or {}).get("offer")
+    if not isinstance(offer, str) or not offer or len(offer) > MAX_EVENT_TYPE_LENGTH:
+        raise InvalidMessage("bad_field", f"{event.event_type} needs properties.offer: a "
+                             f"non-empty string of at most {MAX_EVENT_TYPE_LENGTH} characters")
+    return offer, event.event_type.removeprefix("offer_")
 
 
 def encode(record: Mapping[str, Any]) -> bytes:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -166,12 +166,25 @@ def cmd_simulate_treatment(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report_offers(settings: Settings, args: argparse.Namespace) -> int:
     """Top offers per customer from an offers file (CF with a popularity fallback)."""
     from alerts.reco import OfferRecommender
+    from streams.contracts import decode_event, offer_of
+    from streams.errors import InvalidMessage
 
-    rows = sorted((orjson.loads(line) for line in Path(args.offers).read_bytes().splitlines()
-                   if line.strip()), key=lambda r: str(r["ts"]))
-    answers = [(str(r["customer_id"]), str(r["properties"]["offer"]),
-                r["event_type"] == "offer_accepted") for r in rows
-               if r.get("event_type") in ("offer_accepted", "offer_declined")]
+    answers_at: list[tuple[float, str, str, bool]] = []
+    bad = 0
+    for line in Path(args.offers).read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = decode_event(line)
+            got = offer_of(event)
+        except InvalidMessage:
+            bad += 1
+            continue
+        if got is not None and got[1] in ("accepted", "declined"):
+            answers_at.append((event.ts, event.customer_id, got[0], got[1] == "accepted"))
+    answers = [(c, o, a) for _, c, o, a in sorted(answers_at)]
+    if bad:
+        print(f"churnpulse: {bad} malformed offer events skipped", file=sys.stderr)
     catalogue = tuple(sorted({o for _, o, _ in answers}))
     rec = OfferRecommender(catalogue, seed=0)
     rec.learn_many(answers, epochs=3)

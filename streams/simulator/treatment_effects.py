@@ -11,7 +11,10 @@ Used by :mod:`streams.simulator.treatment` when ``TreatmentConfig.hetero`` is se
   backfiring action). :meth:`Heterogeneity.true_rr` gives the first-order truth ``1 - e`` for
   ``e >= 0`` and ``1 + |e| * (1 - p)`` given ``p``.
 * **Offers**: a catalogue and each segment's acceptance probability per offer, with a personal
-  taste per customer and offer on top (log-odds noise).
+  taste per customer on top: two latent factors per customer (price-minded, feature-minded),
+  each loading on some offers (:data:`TASTE_LOADINGS`), plus a little noise per offer, in
+  log-odds. Customers who accept one discount tend to accept the other: structure that
+  collaborative filtering can find and a segment cannot.
 * **A planted churn pattern**: a share of customers become *leavers*: a billing support ticket,
   2-4 days later a payment failure, 2-4 days after that a complaint, and churn 6-14 days later.
 """
@@ -51,6 +54,12 @@ DEFAULT_OFFER_PREFS: Mapping[str, tuple[float, ...]] = {
     "steady regulars": (0.15, 0.12, 0.20, 0.10, 0.08, 0.12, 0.35, 0.05),
 }
 
+#: Loadings of the two personal taste factors on each offer (order of :data:`OFFERS`).
+TASTE_LOADINGS: tuple[tuple[float, ...], ...] = (
+    (1.0, 1.0, -0.3, -0.5, -0.3, -0.5, 0.3, 1.0),   # price-minded
+    (-0.3, -0.5, 0.6, 1.0, 1.0, 1.0, -0.3, -0.8),   # feature-minded
+)
+
 #: The planted pattern's event types, in order.
 PLANTED_SEQUENCE: tuple[str, ...] = ("support_ticket", "payment_failure", "complaint")
 
@@ -64,7 +73,8 @@ class Heterogeneity:
         default_factory=lambda: dict(DEFAULT_OFFER_PREFS))
     offers: tuple[str, ...] = OFFERS
     offer_rate: float = 0.2  # offers presented per active customer-day
-    taste_sd: float = 0.5  # personal taste per customer and offer, log-odds
+    taste_sd: float = 1.2  # sd of each personal taste factor, log-odds per unit loading
+    taste_noise: float = 0.2  # sd of the personal noise per customer and offer
     leaver_rate: float = 0.0002  # active customers who start the planted pattern, per day
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ from streams.simulator.engine import DayBatch
 from streams.simulator.treatment_effects import (
     PLANTED_SEQUENCE,
     SEGMENTS,
+    TASTE_LOADINGS,
     Heterogeneity,
     segment_codes,
 )
@@ -58,7 +59,9 @@ class HeteroPart:
         self.joiner = OutcomeJoiner(self.horizon_s)
         self.state = BanditState()
         self.outcomes: list[ActionOutcome] = []
-        self.taste = self.rng.normal(0.0, het.taste_sd, (n, len(het.offers)))
+        factors = self.rng.normal(0.0, het.taste_sd, (n, len(TASTE_LOADINGS)))
+        self.taste = factors @ np.array(TASTE_LOADINGS) + self.rng.normal(
+            0.0, het.taste_noise, (n, len(het.offers)))
         self.logits = het.accept_logits(self.segments)
         self.offer_records: list[dict[str, Any]] = []
         self.plan = {name: np.full(n, -1, np.int64) for name in (*PLANTED_SEQUENCE, "churn")}
