@@ -25,7 +25,7 @@ services-down:
 	.venv/bin/churnpulse services down
 
 bench:           ## end-to-end benchmark on local services it brings up (prints figures; not pass/fail)
-	scripts/bootstrap.sh
+	scripts/bootstrap.sh test,parquet,bench
 	scripts/with-services.sh .venv/bin/python bench/bench_pipeline.py $(ARGS)
 
 clean:

@@ -4,14 +4,25 @@ Run by hand: ``make bench`` brings the local services up first (and stops what i
 or ``python bench/bench_pipeline.py`` with them up; prints figures and writes them to
 ``bench/out/pipeline.json``. Not part of the pass/fail suite.
 
-Measures, for the batched worker and for a naive per-event variant (``batch_size=1``: one Redis
-round trip, one model call and one acknowledged publish per event) in the same run:
+Measures, for the batched worker and for a naive per-event variant (``bench/naive_worker.py``:
+the same job, one feature round trip, one model call, one snapshot round trip and one
+acknowledged publish per event) in the same run:
 
 * throughput: a backlog of N events is published first, then one worker drains it; events/s is
   N over the time from the first score to the last one;
 * latency at a fixed offered rate: events are published at R events/s for D seconds and every
   score's arrival is compared with the broker timestamp of the newest event it covers
-  (``source_timestamp_ms``); p50/p99 over all scores.
+  (``source_timestamp_ms``); p50/p99 over all scores;
+* cost per event while draining, which survives a loaded machine better than events/s: the
+  worker process's CPU time (``/proc/<pid>/stat``, user + system) and the Redis server's time
+  (``INFO commandstats``, every client of that server counted: on shared services it includes
+  the others' work), both divided by the events drained;
+* the peer: the same job as a Quix Streams application (``bench/quix_peer.py``, RocksDB state;
+  needs the ``bench`` extra), draining the same backlog;
+* the learner's labels/s (``bench/bench_learner.py``) and the alerter's scores/s
+  (``bench/bench_alerts.py --part throughput``), each in its own process, smaller sizes.
+
+``--quick`` runs everything smaller (about a minute); ``--skip`` leaves parts out.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -28,15 +40,53 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import redis
 from kafka import KafkaConsumer, KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import bench_env, event_bytes, forget_prefix, new_tag, produce, start_worker, stop
 
+from streams.dev.pipeline import stop_procs
 from streams.kafka.topics import ensure_topics
 from streams.settings import load_settings
 
 OUT = Path(__file__).parent / "out"
+HERE = Path(__file__).parent
+TICKS = os.sysconf("SC_CLK_TCK")
+VARIANTS = ("batched", "naive", "quix")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def redis_usec(url: str) -> float:
+    """Microseconds the Redis server spent in commands since its last stats reset."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return float(sum(v["usec"] for v in stats.values() if isinstance(v, dict)))
+
+
+def start(variant: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """The worker (``batched``), the naive worker or the Quix Streams peer, once ready."""
+    if variant != "quix":
+        return start_worker(env, log, naive=variant == "naive")
+    env = {**env, "QUIX_PEER_STATE_DIR": str(OUT / f"quix-{env['CHURN_REDIS__KEY_PREFIX']}")}
+    proc = subprocess.Popen([sys.executable, str(HERE / "quix_peer.py")], env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 90
+    while b"quix peer ready" not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_procs([proc])
+            raise RuntimeError(f"peer did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.1)
+    return proc
 
 
 def expected_counts(n: int, customers: int, seed: int = 1) -> Counter[str]:
@@ -53,28 +103,33 @@ def prepare(tag: str, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def throughput(bootstrap: str, n: int, customers: int, naive: bool) -> dict[str, float]:
+def throughput(bootstrap: str, n: int, customers: int, variant: str) -> dict[str, float]:
     tag = new_tag()
     env = prepare(tag, {})
+    redis_url = env.get("CHURN_REDIS__URL") or load_settings().redis.url
     produce_s = produce(bootstrap, env["CHURN_TOPICS__EVENTS"], n, customers)
     want = expected_counts(n, customers)
     consumer = KafkaConsumer(env["CHURN_TOPICS__SCORES"], bootstrap_servers=bootstrap,
                              auto_offset_reset="earliest", group_id=None)
-    worker = start_worker(env, OUT / f"worker-{tag}.log", naive=naive)
+    worker = start(variant, env, OUT / f"{variant}-{tag}.log")
     done: dict[str, int] = {}
     first = last = 0.0
-    deadline = time.monotonic() + 60 + n / 2000  # fails fast when nothing completes
+    cpu0 = cpu1 = usec0 = usec1 = 0.0
+    deadline = time.monotonic() + 60 + n / 300  # fails fast when nothing completes
     try:
         while len(done) < len(want) and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
                 now = time.monotonic()
-                first = first or now
+                if not first:
+                    first, cpu0, usec0 = now, cpu_seconds(worker.pid), redis_usec(redis_url)
                 last = now
+                cpu1 = cpu_seconds(worker.pid)
                 for msg in batch:
                     score = orjson.loads(msg.value)
                     cid = score["customer_id"]
                     if score["events_total"] == want[cid]:
                         done[cid] = 1
+        usec1 = redis_usec(redis_url)
     finally:
         stop(worker)
         consumer.close()
@@ -83,16 +138,18 @@ def throughput(bootstrap: str, n: int, customers: int, naive: bool) -> dict[str,
     if len(done) < len(want):
         raise SystemExit(f"only {len(done)} of {len(want)} customers completed in time")
     return {"events": n, "customers": customers, "seconds": last - first,
-            "events_per_s": n / max(1e-9, last - first), "produce_s": produce_s}
+            "events_per_s": n / max(1e-9, last - first), "produce_s": produce_s,
+            "cpu_us_per_event": (cpu1 - cpu0) * 1e6 / n,
+            "redis_us_per_event": (usec1 - usec0) / n, "load_average": os.getloadavg()[0]}
 
 
 def latency(bootstrap: str, rate: float, seconds: float, customers: int,
-            naive: bool) -> dict[str, float]:
+            variant: str) -> dict[str, float]:
     tag = new_tag()
     env = prepare(tag, {})
     consumer = KafkaConsumer(env["CHURN_TOPICS__SCORES"], bootstrap_servers=bootstrap,
                              auto_offset_reset="earliest", group_id=None)
-    worker = start_worker(env, OUT / f"worker-{tag}.log", naive=naive)
+    worker = start(variant, env, OUT / f"{variant}-{tag}.log")
     lat: list[float] = []
     sent = 0
     stop_flag = threading.Event()
@@ -135,46 +192,113 @@ def latency(bootstrap: str, rate: float, seconds: float, customers: int,
             "scores": len(lat), "p50_ms": q[49], "p99_ms": q[98], "max_ms": lat[-1] if lat else 0}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--naive-events", type=int, default=20_000)
-    parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--rate", type=float, default=5_000.0,
-                        help="offered rate of the batched latency run")
-    parser.add_argument("--low-rate", type=float, default=1_000.0,
-                        help="offered rate both variants are measured at")
-    parser.add_argument("--seconds", type=float, default=20.0)
-    args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
-    settings = load_settings()
-    bootstrap = settings.kafka.bootstrap_servers
-    print(f"kafka {bootstrap}, redis {settings.redis.url}, {os.cpu_count()} cores")
-    low = args.low_rate
-    def shown(what: str, figures: dict[str, float]) -> dict[str, float]:
-        print(f"{what}: " + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items()), flush=True)
-        return figures
+def side_bench(script: str, args: list[str], out: str, key: str) -> float:
+    """Runs another benchmark in its own process; its figure ``key`` from ``out``."""
+    path = OUT / out
+    path.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, str(HERE / script), *args], check=False,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if proc.returncode != 0 or not path.exists():
+        print(proc.stdout.decode(errors="replace")[-2000:])
+        return float("nan")
+    result = json.loads(path.read_text())
+    for part in key.split("."):
+        result = result[part]
+    return float(result)
 
-    results: dict[str, dict[str, object]] = {}
-    for name, n, rates in (("batched", args.events, (low, args.rate)),
-                           ("naive", args.naive_events, (low,))):
-        naive = name == "naive"
-        results[name] = {
-            "throughput": shown(f"{name} drain",
-                                throughput(bootstrap, n, args.customers, naive=naive)),
-            "latency": [shown(f"{name} at {rate:,.0f}/s",
-                              latency(bootstrap, rate, args.seconds, args.customers, naive=naive))
-                        for rate in rates],
-        }
-    print(f"\n{'variant':<10}{'drain events/s':>16}{'offered/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
+
+def table(results: dict[str, dict[str, object]], side: dict[str, float]) -> str:
+    rows = [f"{'variant':<9}{'backlog':>9}{'drain ev/s':>12}{'load':>6}{'CPU us/ev':>11}"
+            f"{'Redis us/ev':>13}{'offered/s':>11}{'p50 ms':>9}{'p99 ms':>9}"]
     for name, r in results.items():
         t = r["throughput"]
         assert isinstance(t, dict)
         assert isinstance(r["latency"], list)
-        for lat in r["latency"]:
-            print(f"{name:<10}{t['events_per_s']:>16,.0f}{lat['offered_per_s']:>12,.0f}"
-                  f"{lat['p50_ms']:>10,.1f}{lat['p99_ms']:>10,.1f}")
-    (OUT / "pipeline.json").write_text(json.dumps(results, indent=2))
+        lats = r["latency"] or [{"offered_per_s": float("nan"), "p50_ms": float("nan"),
+                                 "p99_ms": float("nan")}]
+        for k, lat in enumerate(lats):
+            head = (f"{name:<9}{t['events']:>9,}{t['events_per_s']:>12,.0f}"
+                    f"{t['load_average']:>6.1f}{t['cpu_us_per_event']:>11,.1f}"
+                    f"{t['redis_us_per_event']:>13,.1f}") if k == 0 else " " * 60
+            rows.append(f"{head}{lat['offered_per_s']:>11,.0f}{lat['p50_ms']:>9,.1f}"
+                        f"{lat['p99_ms']:>9,.1f}")
+    drain = {n: r["throughput"]["events_per_s"] for n, r in results.items()
+             if isinstance(r["throughput"], dict)}
+    if "batched" in drain and "naive" in drain:
+        rows.append(f"batched / naive drain: {drain['batched'] / drain['naive']:.1f}x")
+    if "batched" in drain and "quix" in drain:
+        rows.append(f"batched / Quix Streams peer drain: {drain['batched'] / drain['quix']:.2f}x")
+    for label, value in side.items():
+        rows.append(f"{label}: {value:,.0f}")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--naive-events", type=int, default=20_000)
+    parser.add_argument("--peer-events", type=int, default=None,
+                        help="backlog of the Quix Streams peer (default: --events)")
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=5_000.0,
+                        help="offered rate of the batched latency run")
+    parser.add_argument("--low-rate", type=float, default=1_000.0,
+                        help="offered rate every variant is measured at")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller runs: 40,000 events (naive 4,000), 8 s latency runs, "
+                             "small learner and alerter benchmarks")
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=("naive", "quix", "latency", "learner", "alerter"),
+                        help="leave a part out (repeatable)")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.naive_events, args.seconds = 40_000, 4_000, 8.0
+    OUT.mkdir(exist_ok=True)
+    settings = load_settings()
+    bootstrap = settings.kafka.bootstrap_servers
+    print(f"kafka {bootstrap}, redis {settings.redis.url}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    low = args.low_rate
+
+    def shown(what: str, figures: dict[str, float]) -> dict[str, float]:
+        print(f"{what}: " + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items()), flush=True)
+        return figures
+
+    skip = set(args.skip)
+    if "quix" not in skip:
+        try:
+            import quixstreams  # noqa: F401
+        except ImportError:
+            print("quixstreams is not installed (pip install -e '.[bench]'): no peer")
+            skip.add("quix")
+    plan = {"batched": (args.events, (low, args.rate)),
+            "naive": (args.naive_events, (low,)),
+            "quix": (args.peer_events or args.events, (low, args.rate))}
+    results: dict[str, dict[str, object]] = {}
+    for name, (n, rates) in plan.items():
+        if name in skip:
+            continue
+        results[name] = {
+            "throughput": shown(f"{name} drain", throughput(bootstrap, n, args.customers, name)),
+            "latency": [] if "latency" in skip else [
+                shown(f"{name} at {rate:,.0f}/s",
+                      latency(bootstrap, rate, args.seconds, args.customers, name))
+                for rate in rates],
+        }
+    side: dict[str, float] = {}
+    small = args.quick
+    if "learner" not in skip:
+        side["learner labels/s (default champion + challengers)"] = side_bench(
+            "bench_learner.py", ["--customers", "2000" if small else "10000", "--churners",
+                                 "1000" if small else "5000"], "learner.json", "labels_per_s")
+    if "alerter" not in skip:
+        side["alerter scores/s"] = side_bench(
+            "bench_alerts.py", ["--part", "throughput", "--customers",
+                                "2000" if small else "10000"], "alerts.json",
+            "throughput.scores_per_s")
+    print("\n" + table(results, side))
+    (OUT / "pipeline.json").write_text(json.dumps({**results, "side": side}, indent=2))
     print(f"\nwritten to {OUT / 'pipeline.json'}")
 
 
