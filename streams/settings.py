@@ -64,6 +64,9 @@ class RedisSettings(_Section):
     password: SecretStr | None = None
     key_prefix: str = Field("cp", description="Prefix of every key the project writes.")
     socket_timeout_s: float = Field(5.0, gt=0)
+    cluster: bool = Field(
+        False, description="Redis Cluster: url names one seed node (a redis+cluster:// URL "
+                           "selects it too); multi-customer calls are split by hash slot.")
 
 
 class FeatureSettings(_Section):

@@ -81,3 +81,44 @@ async def aredis(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redi
         sync.delete(key)
     sync.close()
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> str:
+    """A Redis Cluster: ``REDIS_CLUSTER_URL`` when set, else the local one on ports 7001-7006
+    (``churnpulse services up cluster``; started here when it is not running, then left up
+    like the other local services)."""
+    url = os.environ.get("REDIS_CLUSTER_URL")
+    if url:
+        return url
+    from streams.services import redis_cluster
+    from streams.services.common import ServiceError
+    from streams.settings import load_settings
+
+    try:
+        redis_cluster.up(load_settings())
+    except ServiceError as exc:
+        _unavailable(f"redis cluster url ({exc.message})")
+    return redis_cluster.URL
+
+
+@pytest.fixture
+async def acluster(redis_cluster_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio Redis Cluster client (the project's factory); the test's keys are removed."""
+    from streams.redis.client import make_redis
+    from streams.settings import RedisSettings
+
+    client = make_redis(RedisSettings(url=redis_cluster_url))
+    yield client
+    keys = [k async for k in client.scan_iter(match=f"{key_prefix}*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def any_redis(request: pytest.FixtureRequest) -> aioredis.Redis:
+    """The same test on one Redis and on a Redis Cluster."""
+    name = "aredis" if request.param == "standalone" else "acluster"
+    client: aioredis.Redis = request.getfixturevalue(name)
+    return client

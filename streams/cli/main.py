@@ -52,7 +52,7 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     unknown = set(args.names) - {"kafka", "redis", *OPTIONAL}
     if unknown:
         print(f"churnpulse: unknown service {', '.join(sorted(unknown))}; "
-              "known: kafka, redis, prometheus", file=sys.stderr)
+              "known: kafka, redis, prometheus, cluster", file=sys.stderr)
         return 2
     extra = [name for name in OPTIONAL if name in args.names]  # started only when named
     core = [name for name in args.names if name not in OPTIONAL]
@@ -121,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     services = sub.add_parser("services", help="local Kafka and Redis (no Docker needed)")
     services.add_argument("action", choices=("up", "down", "status"))
-    services.add_argument("names", nargs="*", metavar="kafka|redis|prometheus",
+    services.add_argument("names", nargs="*", metavar="kafka|redis|prometheus|cluster",
                           help="with down: only these (default: every service we started);"
-                               " prometheus starts only when named")
+                               " prometheus and cluster start only when named")
     services.add_argument("--json", action="store_true", help="machine-readable output")
     services.add_argument("--secure", action="store_true",
                           help="the SASL_SSL Kafka and ACL Redis on their own ports "

@@ -47,6 +47,7 @@ from streams.learner.loop import LabelCounts, LearningLoop, RecentIds
 from streams.observability import metrics
 from streams.records import RawRecord
 from streams.redis.churned import RedisChurnedCustomers
+from streams.redis.cluster import group_prefix
 from streams.redis.model_registry import RedisModelRegistry
 from streams.redis.observation_store import RedisObservationStore
 from streams.redis.watermark_board import RedisWatermarkBoard
@@ -116,9 +117,10 @@ class LearnerStateStore:
                  signer: StateSigner | None = None) -> None:
         self._client = client
         self._signer = signer or default_signer()
-        self.state_key = f"{prefix}:learner:state"
-        self.status_key = f"{prefix}:learner:status"
-        self.lock_key = f"{prefix}:learner:lock"
+        head = group_prefix(client, prefix, "learner")  # one slot of its own on a cluster
+        self.state_key = f"{head}:state"
+        self.status_key = f"{head}:status"
+        self.lock_key = f"{head}:lock"
 
     async def load(self) -> LearnerState | None:
         raw = await self._client.get(self.state_key)

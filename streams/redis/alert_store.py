@@ -32,6 +32,7 @@ from alerts.batch import Stored
 from alerts.segments import SegmentModel
 from online_models.features import catalogue
 from streams.redis.client import call
+from streams.redis.cluster import ClusterScript, is_cluster
 from streams.redis.feature_store import STATE_FIELD, RedisFeatureStore
 from streams.redis.packed_state import unpack_state
 
@@ -115,6 +116,7 @@ class RedisAlertStore:
         self._ttl_ms = round(ttl_s * 1000)
         self._scripts = {"write": LUA_WRITE.read_text(), "read": LUA_READ.read_text()}
         self._shas: dict[str, str] = {}
+        self._cluster: dict[str, ClusterScript] = {}
 
     def key(self, customer_id: str) -> str:
         return f"{self.prefix}:{{c:{customer_id}}}:alert"
@@ -146,8 +148,16 @@ class RedisAlertStore:
         if not cids:
             return {}, {}
         n = len(cids)
-        reply = await self._script("read", [*(self.key(c) for c in cids), self.churned_key],
-                                   cids)
+        if is_cluster(self._client):  # no script over many slots: one pipeline of reads
+            pipe = self._client.pipeline(transaction=False)
+            for c in cids:
+                pipe.hmget(self.key(c), "r", "v")
+            pipe.hmget(self.churned_key, cids)
+            *records, marks = await call(pipe.execute())
+            reply = [x for rv in records for x in rv] + list(marks)
+        else:
+            reply = await self._script("read", [*(self.key(c) for c in cids),
+                                                self.churned_key], cids)
         out: dict[str, Versioned] = {}
         for i, c in enumerate(cids):
             raw, version = reply[2 * i], reply[2 * i + 1]
@@ -170,6 +180,20 @@ class RedisAlertStore:
             versions.append(budget[2])
             values.append(orjson.dumps(budget[1]))
             names.append(f"budget:{budget[0]}")
+        if is_cluster(self._client):  # check every version, then compare-and-set per slot
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hget(key, "v")
+            stored = await call(pipe.execute())
+            stale = [n for n, v, now in zip(names, versions, stored, strict=True)
+                     if (now.decode() if isinstance(now, bytes) else str(now or "0")) != str(v)]
+            if stale:
+                return stale
+            script = self._cluster.setdefault("write", ClusterScript(self._scripts["write"]))
+            done = await script.run_per_slot(
+                self._client, keys, lambda g: [self._ttl_ms, *(versions[i] for i in g),
+                                               *(values[i] for i in g)])
+            return [names[group[int(i) - 1]] for group, moved in done for i in moved]
         moved = await self._script("write", keys, [self._ttl_ms, *versions, *values])
         return [names[int(i) - 1] for i in moved]
 

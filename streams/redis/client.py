@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, NoPermissionError
+from redis.exceptions import AuthenticationError, ClusterDownError, NoPermissionError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -107,7 +107,7 @@ async def call(awaitable: Awaitable[Any]) -> Any:
         return await awaitable
     except (AuthenticationError, NoPermissionError) as exc:  # before ConnectionError: a subclass
         raise ConfigurationError(f"redis refused this process: {exc}") from exc
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError) as exc:
         raise TransientError(f"redis unavailable: {exc}") from exc
 
 

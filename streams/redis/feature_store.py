@@ -67,6 +67,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from online_models.features import DAY_S, FeatureSpec, apply_event, catalogue
 from streams.contracts import CustomerEvent
 from streams.redis.client import call
+from streams.redis.cluster import apply_per_slot, is_cluster, slot_groups
 from streams.redis.erasure import RedisErasure, erase_customer
 from streams.redis.packed_state import unpack_state
 from streams.settings import FeatureSettings
@@ -342,6 +343,9 @@ class RedisFeatureStore:
             return {}
         groups = group_by_customer(events)
         keys = [self.feature_key(cid) for cid in groups]
+        if is_cluster(self._client) and (due or len(slot_groups(keys)) > 1):
+            return await apply_per_slot(self, self._client, list(groups.values()),
+                                        slot_groups(keys), due)
         request = dict(self._config)
         request["customers"] = [
             [(e.event_type, e.ts, wire_ms(e.ts), False if e.value is None else e.value)

@@ -35,6 +35,7 @@ from online_models.model import (
     load_checkpoint,
     make_model,
 )
+from streams.redis.cluster import group_prefix
 from streams.signing import StateSigner, default_signer
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,10 @@ class RedisModelRegistry:
         the settings in the environment (tools and tests)."""
         self._client = client
         self._signer = signer or default_signer()
-        self._current = f"{prefix}:model:current"
-        self._prefix = f"{prefix}:model:v:"
-        self._versions = f"{prefix}:model:versions"
+        head = group_prefix(client, prefix, "model")  # one slot of its own on a cluster
+        self._current = f"{head}:current"
+        self._prefix = f"{head}:v:"
+        self._versions = f"{head}:versions"
 
     async def publish(self, handle: ModelHandle, keep: int | None = None) -> None:
         """Store the checkpoint and make it current; keep only the newest ``keep`` versions."""

@@ -33,6 +33,7 @@ from redis.exceptions import NoScriptError
 from online_models.observations import LabelPolicy, Observation
 from streams.redis.churned import ChurnedCustomers, RedisChurnedCustomers
 from streams.redis.client import call
+from streams.redis.cluster import is_cluster
 
 TTL_MARGIN_S = 7 * 86400
 LUA_OBSERVE = Path(__file__).with_name("lua") / "observe.lua"
@@ -266,7 +267,8 @@ class RedisObservationStore:
 
     async def record_scored(self, items: Sequence[ScoredSnapshot],
                             churned: ChurnedCustomers | None) -> ObserveOutcome:
-        if not isinstance(churned, RedisChurnedCustomers) or churned.key != self._churned_key:
+        if (not isinstance(churned, RedisChurnedCustomers) or churned.key != self._churned_key
+                or is_cluster(self._client)):  # one script would span slots: plain commands
             return await record_scored_generic(self, items, churned)
         outcome = ObserveOutcome()
         if not items:

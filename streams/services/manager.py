@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.services import kafka, prometheus, redis_server
+from streams.services import kafka, prometheus, redis_cluster, redis_server
 from streams.services.common import ServiceStatus, file_lock
 from streams.settings import Settings
 
@@ -16,6 +16,8 @@ STATUS_ORDER: tuple[_Action, ...] = (kafka.status, redis_server.status)
 # started only when named (`churnpulse services up prometheus`); `down` stops it when ours
 OPTIONAL: dict[str, dict[str, _Action]] = {
     "prometheus": {"up": prometheus.up, "down": prometheus.down, "status": prometheus.status},
+    "cluster": {"up": redis_cluster.up, "down": redis_cluster.down,
+                "status": redis_cluster.status},
 }
 
 

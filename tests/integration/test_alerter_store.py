@@ -10,8 +10,9 @@ from alerts.segments import SegmentModel
 from streams.redis.alert_store import RedisAlertStore
 
 
-async def test_round_trip_churn_marks_and_compare_and_set(aredis: aioredis.Redis,
+async def test_round_trip_churn_marks_and_compare_and_set(any_redis: aioredis.Redis,
                                                           key_prefix: str) -> None:
+    aredis = any_redis  # standalone Redis and Redis Cluster
     store = RedisAlertStore(aredis, key_prefix, ttl_s=3600.0)
     records, churned = await store.read(["a", "b"])
     assert records == {"a": (Stored(), 0), "b": (Stored(), 0)} and churned == {}
@@ -29,8 +30,8 @@ async def test_round_trip_churn_marks_and_compare_and_set(aredis: aioredis.Redis
     assert (await store.read(["a"]))[0]["a"] == (Stored(applied=10), 2)
 
 
-async def test_segments_persist(aredis: aioredis.Redis, key_prefix: str) -> None:
-    store = RedisAlertStore(aredis, key_prefix)
+async def test_segments_persist(any_redis: aioredis.Redis, key_prefix: str) -> None:
+    store = RedisAlertStore(any_redis, key_prefix)
     assert await store.load_segments() is None
     model, _ = SegmentModel.initial().learn((0.9, 0.9, 0.0, 0.5, 0.7))
     await store.save_segments(model)

@@ -15,10 +15,11 @@ pytestmark = pytest.mark.integration
 
 class TestRedisFeatureStore(FeatureStoreContract):
     @pytest.fixture
-    def make_store(self, aredis: aioredis.Redis,
+    def make_store(self, any_redis: aioredis.Redis,
                    key_prefix: str) -> Callable[..., Awaitable[FeatureStore]]:
+        """Standalone Redis and Redis Cluster (the batch split by slot there)."""
         async def make(**overrides: Any) -> FeatureStore:
-            return RedisFeatureStore(aredis, FeatureSettings(**overrides), key_prefix)
+            return RedisFeatureStore(any_redis, FeatureSettings(**overrides), key_prefix)
 
         return make
 

@@ -11,8 +11,9 @@ pytestmark = pytest.mark.integration
 
 class TestRedisObservationStore(ObservationStoreContract):
     @pytest.fixture
-    def store(self, aredis: aioredis.Redis, key_prefix: str) -> RedisObservationStore:
-        return RedisObservationStore(aredis, key_prefix, POLICY)
+    def store(self, any_redis: aioredis.Redis, key_prefix: str) -> RedisObservationStore:
+        """Standalone Redis and Redis Cluster (plain commands instead of the script there)."""
+        return RedisObservationStore(any_redis, key_prefix, POLICY)
 
 
 async def test_snapshots_expire_after_horizon_and_margin(aredis: aioredis.Redis,
