@@ -130,7 +130,7 @@ def plan_partition(stored: Mapping[str, Stored], scores: Sequence[tuple[int, Sco
     ...       for i in range(40)]
     >>> plans = plan_partition({}, xs, 0, PolicyParams(min_scores=1, min_dwell_s=0), b, 0.0)
     >>> sorted(d.alert_id for p in plans.values() for _, d, _ in p.decisions)[:2]
-    ['c0:1800000:critical', 'c1:600000:critical']
+    ['c0:14400000:critical', 'c0:1800000:critical']
     >>> b.applied
     39
     """

@@ -308,14 +308,16 @@ class BudgetState:
     def _thresholds(self, team: TeamState) -> tuple[float, float, float, float, float]:
         p, sk = self.params, team.sketch
         q = 2.0 ** team.level
-        # never at or below the median: with most values tied (a saturated model scoring 0
-        # for nearly everyone) the enter threshold would otherwise open an episode for all
-        enter = max(sk.value_at(q), math.nextafter(sk.value_at(0.5), math.inf), 1e-9)
+        # exit above the median, enter above exit: with most values tied (a saturated model
+        # scoring 0 for nearly everyone) episodes would otherwise never close (score >= exit)
+        floor = math.nextafter(sk.value_at(0.5), math.inf)
+        exit_ = max(sk.value_at(min(q * p.exit_factor, 0.5)), floor)
+        enter = max(sk.value_at(q), math.nextafter(exit_, math.inf), 1e-9)
         ceiling = max(enter, 1.0) if p.rank_by == "expected_loss" else 1.0
         enter = min(enter, ceiling)
+        exit_ = min(exit_, enter * (1 - 1e-9))
         high = min(max(sk.value_at(q * p.high_share), enter), ceiling)
         critical = min(max(sk.value_at(q * p.critical_share), high), ceiling)
-        exit_ = min(sk.value_at(min(q * p.exit_factor, 0.5)), enter * (1 - 1e-9))
         return enter, max(exit_, 0.0), high, critical, ceiling
 
     # -- writing: what a score did ----------------------------------------------------------
