@@ -281,6 +281,7 @@ class LearnerService:
                     await producer.send_and_wait(
                         self.settings.topics.dead_letter, msg.value or b"", key=msg.key,
                         headers=dead_letter_headers(raw, exc, time.time()))
+                    metrics.dead_lettered(exc.code)
         metrics.labels_read(label.ts for label in labels)
         held_before = len(loop.held)
         positives, dropped = await loop.on_labels(labels, watermark)

@@ -227,6 +227,12 @@ def produced(records: Sequence[Any]) -> None:
         RECORDS_PRODUCED.labels(topic).inc(n)
 
 
+def dead_lettered(reason: str, n: int = 1) -> None:
+    """Dead letters a process produced outside the runner and the sink (acknowledged)."""
+    if _state["on"]:
+        DEAD_LETTERED.labels(reason[:40]).inc(n)
+
+
 # -- worker -------------------------------------------------------------------------------------
 def scores_published(arrived_ms: Iterable[int], now: float | None = None) -> None:
     """Scores of events that arrived (Kafka timestamp, ms) at ``arrived_ms`` were acknowledged."""
