@@ -130,3 +130,15 @@ def hit_rate(recommend: Any, held_out: Iterable[tuple[str, str]], k: int = 3) ->
     if not pairs:
         return float("nan")
     return sum(1 for c, o in pairs if o in recommend(c, k)) / len(pairs)
+
+
+def attach_offers(alert: dict[str, Any], recommender: OfferRecommender, k: int = 3) -> None:
+    """Put the customer's top ``k`` offers on an alert record (``"offers"``: offer, score,
+    source), so the team that acts sees what to propose.
+
+    >>> r = OfferRecommender(("a", "b"))
+    >>> alert = {"customer_id": "c-1"}
+    >>> attach_offers(alert, r, 1); alert["offers"]
+    [{'offer': 'a', 'score': 0.5, 'source': 'popularity'}]
+    """
+    alert["offers"] = [o.to_wire() for o in recommender.top(str(alert["customer_id"]), k)]

@@ -39,7 +39,16 @@ def saved_vs_holdout(run: TreatedRun, horizon_days: int) -> dict[str, float]:
             "saved_vs_holdout": (r.holdout.rate - r.actioned.rate) * r.actioned.resolved,
             "truth_net_saved": run.truth["net_saved"], "windows": run.truth["windows"],
             "truth_net_saved_per_1000_windows": 1000.0 * run.truth["net_saved"] / max(
-                run.truth["windows"], 1)}
+                run.truth["windows"], 1), **second_half(run)}
+
+
+def second_half(run: TreatedRun) -> dict[str, float]:
+    """Windows and net churners saved from the middle of the run on (after learning)."""
+    daily = run.truth["cumulative_by_day"]
+    w0, s0, c0 = daily[len(daily) // 2]
+    w1, s1, c1 = run.truth["windows"], run.truth["saved"], run.truth["caused"]
+    return {"second_half_windows": w1 - w0, "second_half_net_saved": (s1 - s0) - (c1 - c0),
+            "second_half_net_saved_per_1000": 1000.0 * ((s1 - s0) - (c1 - c0)) / max(w1 - w0, 1)}
 
 
 def coverage(run: TreatedRun, horizon_days: int, het: Heterogeneity) -> dict[str, Any]:

@@ -97,6 +97,10 @@ def cmd_report_patterns(settings: Settings, args: argparse.Namespace) -> int:
     patterns = mine(churned, stayed, args.min_support, args.max_len)
     if args.svg:
         Path(args.svg).write_text(svg_chart(patterns, args.top))
+    if args.png:
+        from streams.offline.patterns import png_chart
+
+        png_chart(patterns, args.png, args.top)
     if args.json:
         print(json.dumps({"churners": len(churned), "stayers": len(stayed), "patterns": [
             {"pattern": list(p.items), "kind": p.kind, "support_churn": p.support_churn,
@@ -111,8 +115,9 @@ def cmd_report_patterns(settings: Settings, args: argparse.Namespace) -> int:
         table.add_row(p.text, p.kind, _pct(p.support_churn), _pct(p.support_stay),
                       _pct(p.confidence), f"{p.lift:.2f}")
     Console().print(table)
-    if args.svg:
-        print(f"chart: {args.svg}")
+    for chart in (args.svg, args.png):
+        if chart:
+            print(f"chart: {chart}")
     return 0
 
 
@@ -224,6 +229,7 @@ def register(report_sub: argparse._SubParsersAction[argparse.ArgumentParser],
     pat.add_argument("--max-len", type=int, default=3)
     pat.add_argument("--top", type=int, default=15)
     pat.add_argument("--svg", metavar="FILE", help="write a bar chart of the lifts")
+    pat.add_argument("--png", metavar="FILE", help="the same chart as PNG (matplotlib)")
     pat.add_argument("--json", action="store_true")
     pat.set_defaults(func=cmd_report_patterns)
 

@@ -145,3 +145,27 @@ def svg_chart(patterns: list[Pattern], top: int = 15, title: str = "Churn patter
                      f'{p.support_stay * 100:.1f}% of stayers</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def png_chart(patterns: list[Pattern], path: str, top: int = 15,
+              title: str = "Churn patterns") -> None:
+    """The same chart as :func:`svg_chart`, as a PNG (needs matplotlib, which mlxtend brings)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = patterns[:top][::-1]
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(rows) + 1.2))
+    ax.barh([p.text for p in rows], [p.lift for p in rows],
+            color=["#1f77b4" if p.kind == "set" else "#ff7f0e" for p in rows])
+    for i, p in enumerate(rows):
+        ax.text(p.lift, i, f" {p.lift:.1f}× · {p.support_churn * 100:.0f}% churners, "
+                           f"{p.support_stay * 100:.1f}% stayers", va="center", fontsize=8)
+    ax.axvline(1.0, color="#888", linestyle="--", linewidth=1)
+    ax.set_xlabel("lift = P(churn | pattern) / P(churn)   (blue: set, orange: sequence)")
+    ax.set_title(title)
+    ax.set_xlim(0, max((p.lift for p in rows), default=1.0) * 1.6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from alerts.bandit import BanditParams, BanditState, choose, context_of
 from alerts.outcomes import Action, ActionOutcome, OutcomeJoiner
 from alerts.policy import Driver
+from alerts.reco import OfferRecommender, attach_offers
 from streams.simulator import schema as s
 from streams.simulator.columns import EventColumns
 from streams.simulator.dynamics import ChurnDraw
@@ -64,8 +65,10 @@ class HeteroPart:
             0.0, het.taste_noise, (n, len(het.offers)))
         self.logits = het.accept_logits(self.segments)
         self.offer_records: list[dict[str, Any]] = []
+        self.recommender = OfferRecommender(het.offers, seed=engine.config.seed)
         self.plan = {name: np.full(n, -1, np.int64) for name in (*PLANTED_SEQUENCE, "churn")}
         self.leavers = 0
+        self.daily: list[list[int]] = []  # per day: windows started, saved, caused
 
     def segment_of(self, idx: int) -> str:
         return SEGMENTS[int(self.segments[idx])]
@@ -78,6 +81,7 @@ class HeteroPart:
         """Choose the action (learning policy) and start a treatment window if one is due."""
         seg = self.segment_of(idx)
         action["segment"] = seg
+        attach_offers(alert, self.recommender)
         params = self.params or BanditParams()
         ctx = context_of(alert, params)
         if self.params is not None:
@@ -123,6 +127,7 @@ class HeteroPart:
 
     def before_day(self, day: int) -> None:
         """Plan today's new leavers (the planted pattern)."""
+        self.daily.append([self.windows, self.saved, self.caused])
         st = self.engine.state
         free = np.flatnonzero((st.status == 1) & (self.plan["churn"] < 0))
         new = free[self.rng.random(free.shape[0]) < self.het.leaver_rate]
@@ -192,6 +197,7 @@ class HeteroPart:
                 "schema_version": 1, "event_id": f"o-{self.engine.config.seed}-{first + k}",
                 "customer_id": cid, "event_type": "offer_accepted" if a else "offer_declined",
                 "ts": t + "+00:00", "properties": {"offer": het.offers[o]}})
+            self.recommender.learn(cid, het.offers[o], a)
             if a:
                 self.joiner.add_offer(cid, t_ms / 1000.0, het.offers[o])
 
@@ -207,6 +213,7 @@ class HeteroPart:
             "planted_pattern": list(PLANTED_SEQUENCE), "leavers": self.leavers,
             "saved": self.saved, "caused": self.caused, "net_saved": self.saved - self.caused,
             "windows": self.windows,
+            "cumulative_by_day": self.daily,  # [windows, saved, caused] at each day's start
             "customer_segments": {self.engine.ids[i]: SEGMENTS[int(c)]
                                   for i, c in enumerate(self.segments.tolist())},
             "bandit": self.state.to_json() if self.params is not None else None,
