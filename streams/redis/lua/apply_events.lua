@@ -25,9 +25,9 @@
 -- not a number or outside the ring's +-2^47 ms ("bad_timestamp"), a value that is not a finite
 -- number ("bad_value"), an event that would make a field non-finite ("overflow"). A refused
 -- event is neither applied nor remembered; the customer's other events are. A customer whose
--- stored state cannot be unpacked or whose reply cannot be encoded (non-finite numbers left by
--- an earlier version) is refused whole ("bad_state"; every event listed, nothing written).
--- Nothing is written for a customer before all its events were checked and its reply encoded.
+-- stored state cannot be unpacked or holds a field that is not a finite number (left by an
+-- earlier version) is refused whole ("bad_state"; every event listed, nothing written).
+-- Nothing is written for a customer before all its events were checked.
 --
 -- Exactly-once: "ids" is a ring of the last `ring` applied events, each a 14-byte entry:
 -- 8 bytes of fingerprint, 6 bytes of big-endian ts_ms + 2^47. An event whose fingerprint is in the ring is a duplicate. When an
@@ -93,16 +93,32 @@ local function in_ring(ring, fp)
   end
 end
 
+-- field names of a kind, built once per call (string building is most of the script's cost)
+local names = {}
+local function names_of(kind)
+  local n = names[kind]
+  if n == nil then
+    local c, s = {}, {}
+    for i = 1, nhl do
+      c[i] = cnames[i] .. kind
+      s[i] = snames[i] .. kind
+    end
+    n = {c = c, s = s, n = 'n.' .. kind, v = 'v.' .. kind, t = 't.' .. kind}
+    names[kind] = n
+  end
+  return n
+end
+
 local function rebase(st, new_r)
   local delta = new_r - st['r']
   local kinds = {}
   for f, _ in pairs(st) do
-    if sub(f, 1, 2) == 'n.' then kinds[#kinds + 1] = sub(f, 3) end
+    if sub(f, 1, 2) == 'n.' then kinds[#kinds + 1] = names_of(sub(f, 3)) end
   end
   for i = 1, nhl do
     local factor = 2 ^ (-delta / hls[i][2])
-    for _, kind in ipairs(kinds) do
-      local ck, sk = cnames[i] .. kind, snames[i] .. kind
+    for _, nm in ipairs(kinds) do
+      local ck, sk = nm.c[i], nm.s[i]
       if st[ck] ~= nil then st[ck] = st[ck] * factor end
       if st[sk] ~= nil then st[sk] = st[sk] * factor end
     end
@@ -126,20 +142,26 @@ end
 
 -- the reason an event is refused whatever the state, or nil
 local function refusal(ts, ms, val)
-  if not is_number(ts) or not is_number(ms) or ms <= -TS_OFFSET or ms >= TS_OFFSET then
+  if type(ts) ~= 'number' or ts ~= ts or ts == HUGE or ts == -HUGE or type(ms) ~= 'number'
+      or not (ms > -TS_OFFSET and ms < TS_OFFSET) then
     return 'bad_timestamp'
   end
   if val and not is_number(val) then return 'bad_value' end
   return nil
 end
 
--- true when apply(st, typ, ts, val) keeps every field it adds to finite: the same operations
--- as apply and rebase, on the fields of the event's kind (rebase only shrinks the others)
-local function stays_finite(st, typ, ts, val)
-  local kind = typ
-  if st['n.' .. typ] == nil and typ ~= OTHER and (st['k'] or 0) >= max_types then
-    kind = OTHER
+local CS, SS = {}, {} -- the event's kind's new decayed count and value sums, per half-life
+local NONE = {} -- no refused event (shared, never written to)
+
+-- Apply one (deduplicated) event: the operations of online_models.features.apply_event. When a
+-- field it adds to would stop being finite, change nothing and return false ("overflow"): the
+-- new sums are computed first, exactly as rebase-then-add would, and only then written.
+local function apply(st, typ, ts, val)
+  local kind, new_kind = typ, false
+  if st[names_of(typ).n] == nil and typ ~= OTHER then
+    if (st['k'] or 0) >= max_types then kind = OTHER else new_kind = true end
   end
+  local nm = names_of(kind)
   local day_start = floor(ts / DAY) * DAY
   local ref = st['r']
   local delta = 0
@@ -152,45 +174,30 @@ local function stays_finite(st, typ, ts, val)
   for i = 1, nhl do
     local h = hls[i][2]
     local w = 2 ^ ((ts - ref) / h)
-    local ck = st[cnames[i] .. kind]
-    local c = w
-    if ck ~= nil then
-      if delta > 0 then ck = ck * 2 ^ (-delta / h) end
-      c = ck + w
-    end
-    if not finite(c) then return false end
+    local c = st[nm.c[i]]
+    if c == nil then c = 0 elseif delta > 0 then c = c * 2 ^ (-delta / h) end
+    c = c + w
+    if c ~= c or c == HUGE or c == -HUGE then return false end
+    CS[i] = c
     if val then
-      local sk = st[snames[i] .. kind]
-      local s = val * w
-      if sk ~= nil then
-        if delta > 0 then sk = sk * 2 ^ (-delta / h) end
-        s = sk + val * w
-      end
-      if not finite(s) then return false end
+      local sv = st[nm.s[i]]
+      if sv == nil then sv = 0 elseif delta > 0 then sv = sv * 2 ^ (-delta / h) end
+      sv = sv + val * w
+      if sv ~= sv or sv == HUGE or sv == -HUGE then return false end
+      SS[i] = sv
     end
   end
-  if val and not finite((st['v.' .. kind] or 0) + val) then return false end
-  return true
-end
-
-local function apply(st, typ, ts, val)
-  local kind = typ
-  if st['n.' .. typ] == nil and typ ~= OTHER then
-    if (st['k'] or 0) >= max_types then
-      kind = OTHER
-    else
-      st['k'] = (st['k'] or 0) + 1
-    end
+  local v
+  if val then
+    v = (st[nm.v] or 0) + val
+    if not finite(v) then return false end
   end
-  local day_start = floor(ts / DAY) * DAY
-  local ref = st['r']
-  if ref == nil then
-    ref = day_start
+  if new_kind then st['k'] = (st['k'] or 0) + 1 end
+  if st['r'] == nil then
     st['r'] = ref
     st['ad'] = 0
-  elseif day_start > ref then
-    rebase(st, day_start)
-    ref = day_start
+  elseif delta > 0 then
+    rebase(st, ref)
   end
   local j = floor((ref - day_start) / DAY + 0.5)
   if j < BITS then
@@ -199,47 +206,40 @@ local function apply(st, typ, ts, val)
     if floor(bits / p) % 2 == 0 then st['ad'] = bits + p end
   end
   st['n'] = (st['n'] or 0) + 1
-  local nk = 'n.' .. kind
-  st[nk] = (st[nk] or 0) + 1
+  st[nm.n] = (st[nm.n] or 0) + 1
   for i = 1, nhl do
-    local w = 2 ^ ((ts - ref) / hls[i][2])
-    local ck = cnames[i] .. kind
-    st[ck] = (st[ck] or 0) + w
-    if val then
-      local sk = snames[i] .. kind
-      st[sk] = (st[sk] or 0) + val * w
-    end
+    st[nm.c[i]] = CS[i]
+    if val then st[nm.s[i]] = SS[i] end
   end
-  if val then
-    local vk = 'v.' .. kind
-    st[vk] = (st[vk] or 0) + val
-  end
+  if val then st[nm.v] = v end
   if st['t_first'] == nil or ts < st['t_first'] then st['t_first'] = ts end
   if st['t_last'] == nil or ts > st['t_last'] then st['t_last'] = ts end
-  local tk = 't.' .. kind
-  if st[tk] == nil or ts > st[tk] then st[tk] = ts end
+  if st[nm.t] == nil or ts > st[nm.t] then st[nm.t] = ts end
+  return true
 end
 
--- the customer's new state, what to reply, and the blob to store (nil: nothing to write);
--- reads only, so an error anywhere leaves the customer as it was
+-- the customer's reply, its event count and the blob to store (nil: nothing to write); reads
+-- only: nothing is written before every customer was computed and the reply encoded
 local function run(h, events, fp_at)
   local blob = redis.call('HGET', h, 's')
   local st = {}
   if blob then st = cmsgpack.unpack(blob) end
   local ring = st['ids'] or ''
   st['ids'] = nil
-  local applied, late, rejected = 0, 0, {}
+  local applied, late, rejected = 0, 0, NONE
   for i, e in ipairs(events) do
     local fp, ts_ms = sub(fps, fp_at, fp_at + 7), e[3]
     fp_at = fp_at + 8
     local dfloor = st['dfloor']
     local why = refusal(e[2], ts_ms, e[4])
     if why then
+      if rejected == NONE then rejected = {} end
       rejected[#rejected + 1] = {i, why}
     elseif dfloor ~= nil and ts_ms <= dfloor then
       late = late + 1
     elseif not in_ring(ring, fp) then
-      if not stays_finite(st, e[1], e[2], e[4]) then
+      if not apply(st, e[1], e[2], e[4]) then
+        if rejected == NONE then rejected = {} end
         rejected[#rejected + 1] = {i, 'overflow'}
       else
         applied = applied + 1
@@ -249,33 +249,55 @@ local function run(h, events, fp_at)
           ring = sub(ring, WIDTH + 1)
           if dfloor == nil or gone > dfloor then st['dfloor'] = gone end
         end
-        apply(st, e[1], e[2], e[4])
       end
     end
   end
-  local reply = cjson.encode({applied, late, st, rejected})
+  local reply = {applied, late, st, rejected}
   if applied == 0 then return reply, nil, nil end
   st['ids'] = ring
-  return reply, fmt(st['n']), cmsgpack.pack(st)
+  local packed = cmsgpack.pack(st)
+  st['ids'] = nil
+  return reply, fmt(st['n']), packed
 end
 
-local pieces = {}
+local function refused(count)
+  local rejected = {}
+  for i = 1, count do rejected[i] = {i, 'bad_state'} end
+  return {0, 0, {}, rejected}
+end
+
+local function sound(st)
+  for _, v in pairs(st) do
+    if type(v) ~= 'number' or not finite(v) then return false end
+  end
+  return true
+end
+
+local out, writes = {}, {}
 local fp_at = 1
 for c = 1, #KEYS do
-  local h = KEYS[c]
   local events = req['customers'][c]
-  local ok, reply, n, packed = pcall(run, h, events, fp_at)
+  local ok, reply, n, packed = pcall(run, KEYS[c], events, fp_at)
   fp_at = fp_at + 8 * #events
   if ok then
-    if packed then
-      redis.call('HSET', h, 'n', n, 's', packed)
-      if ttl_ms > 0 then redis.call('PEXPIRE', h, ttl_ms) end
-    end
+    out[c] = reply
+    if packed then writes[c] = {n, packed} end
   else
-    local rejected = {}
-    for i = 1, #events do rejected[i] = {i, 'bad_state'} end
-    reply = cjson.encode({0, 0, {}, rejected})
+    out[c] = refused(#events)
   end
-  pieces[c] = reply
 end
-return '[' .. table.concat(pieces, ',') .. ']'
+local ok, encoded = pcall(cjson.encode, out)
+if not ok then -- a stored state with a non-finite number (from an earlier version): refuse it
+  for c = 1, #KEYS do
+    if not sound(out[c][3]) then
+      out[c] = refused(#req['customers'][c])
+      writes[c] = nil
+    end
+  end
+  encoded = cjson.encode(out)
+end
+for c, w in pairs(writes) do
+  redis.call('HSET', KEYS[c], 'n', w[1], 's', w[2])
+  if ttl_ms > 0 then redis.call('PEXPIRE', KEYS[c], ttl_ms) end
+end
+return encoded
