@@ -54,9 +54,10 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
 
 def forget_prefix(redis_url: str, prefix: str) -> int:
     """Delete a run's Redis keys (``<prefix>:*``); returns how many there were."""
-    import redis
+    from streams.redis.client import make_sync_redis
+    from streams.settings import RedisSettings
 
-    client = redis.Redis.from_url(redis_url)
+    client = make_sync_redis(RedisSettings(url=redis_url))  # a redis+cluster:// URL too
     try:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
         for start in range(0, len(keys), 1000):

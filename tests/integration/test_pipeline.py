@@ -19,7 +19,8 @@ import redis
 from streams.contracts import CustomerEvent
 from streams.kafka.producer import ChurnProducer
 from streams.kafka.topics import ensure_topics
-from streams.settings import KafkaSettings, TopicSettings
+from streams.redis.client import make_sync_redis
+from streams.settings import KafkaSettings, RedisSettings, TopicSettings
 from tests.integration.worker_proc import Pipeline, collect, wait_until
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,11 @@ T0 = 1_767_225_600.0
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[Pipeline]:
+    """On the standalone Redis, or (indirect parameter "cluster") on the Redis Cluster."""
+    if getattr(request, "param", "standalone") == "cluster":
+        redis_url = request.getfixturevalue("redis_cluster_url")
     p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
     ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap),
                   TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
@@ -49,7 +54,7 @@ def make_events(n: int, customers: int, seed: int, start: float = T0) -> list[Cu
 
 
 def redis_counts(p: Pipeline, customers: set[str]) -> dict[str, int]:
-    client = redis.Redis.from_url(p.redis_url)
+    client = make_sync_redis(RedisSettings(url=p.redis_url))
     out = {}
     for cid in customers:
         raw = client.hget(f"{p.prefix}:{{c:{cid}}}:f", "n")
@@ -66,6 +71,7 @@ def latest_scores(records: list[dict[str, object]]) -> dict[str, dict[str, objec
     return latest
 
 
+@pytest.mark.parametrize("pipeline", ["standalone", "cluster"], indirect=True)
 def test_events_in_scores_out_counts_in_redis(pipeline: Pipeline) -> None:
     events = make_events(3000, customers=150, seed=1)
     expected = Counter(e.customer_id for e in events)
