@@ -114,3 +114,23 @@ def test_patterns_find_a_planted_sequence() -> None:
     seq = next(p for p in top if p.kind == "sequence" and len(p.items) == 3)
     assert seq.items == ("ticket", "fail", "complaint")
     assert seq.lift > 3 and seq.support_churn > 0.6
+
+
+def test_the_dashboard_customer_view_shows_the_alerts_offers() -> None:
+    from alerts.reco import attach_offers
+    from streams.delivery.dashboard.board import Board
+
+    rec = OfferRecommender(("free_month", "discount_20", "training"), seed=0)
+    for i in range(30):
+        rec.learn(f"u{i}", "training", True)
+        rec.learn(f"u{i}", "free_month", False)
+    alert = {"schema_version": 1, "alert_id": "c-1:1:high", "kind": "opened",
+             "customer_id": "c-1", "episode_id": "c-1:1", "severity": "high", "score": 0.8,
+             "ts": "2026-03-01T00:00:00.000+00:00", "processed_at": "2026-03-01T00:00:00.000+00:00",
+             "team": "cs", "recommended_action": "personal check-in email", "holdout": False}
+    attach_offers(alert, rec)
+    board = Board()
+    board.on_alert(alert)
+    view = board.customer("c-1")
+    assert view is not None and view["entry"] is not None
+    assert [o["offer"] for o in view["entry"]["offers"]][0] == "training"

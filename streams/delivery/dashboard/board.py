@@ -108,6 +108,7 @@ class Entry:
                 "segment": a.get("segment"), "lifecycle_stage": a.get("lifecycle_stage"),
                 "customer_value": a.get("customer_value"),
                 "recommended_action": a.get("recommended_action"),
+                "offers": a.get("offers") or [],
                 "sla_hours": a.get("sla_hours"), "summary": a.get("summary"),
                 "holdout": a.get("holdout"), "status": self.status, "assignee": self.assignee}
 

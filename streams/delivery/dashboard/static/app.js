@@ -228,7 +228,8 @@ function renderCustomer(view) {
   if (e) {
     meta.append(badge(e.severity), el("span", { class: `status ${e.status}`, "data-status": e.status, id: "cust-status", text: e.status + (e.assignee ? ` · ${e.assignee}` : "") }),
       el("span", { text: `${e.team || "?"} · ${e.segment || "?"} · ${e.lifecycle_stage || "?"} · value ${e.customer_value || "?"}` }),
-      el("span", { text: e.sla_hours ? `SLA ${e.sla_hours} h` : "" }));
+      el("span", { text: e.sla_hours ? `SLA ${e.sla_hours} h` : "" }),
+      el("span", { class: "offers", text: (e.offers || []).length ? `offers: ${e.offers.map((o) => o.offer).join(", ")}` : "" }));
   }
   $("#cust-score").textContent = pct(e ? e.score : (view.history.at(-1) || [0, null])[1]);
   $("#cust-summary").textContent = e ? (e.summary || "") : "No open alert.";
