@@ -133,4 +133,4 @@ def test_the_dashboard_customer_view_shows_the_alerts_offers() -> None:
     board.on_alert(alert)
     view = board.customer("c-1")
     assert view is not None and view["entry"] is not None
-    assert [o["offer"] for o in view["entry"]["offers"]][0] == "training"
+    assert view["entry"]["offers"][0]["offer"] == "training"
