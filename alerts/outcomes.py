@@ -28,6 +28,7 @@ False
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -87,12 +88,23 @@ class OutcomeJoiner:
     churns: dict[str, list[float]] = field(default_factory=dict)
     accepted: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     clock: float = float("-inf")
+    _by_customer: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    _due: list[tuple[float, str]] = field(default_factory=list, repr=False)  # heap: end, id
+
+    def __post_init__(self) -> None:
+        for a in self.pending.values():
+            self._index(a)
+
+    def _index(self, a: Action) -> None:
+        self._by_customer.setdefault(a.customer_id, set()).add(a.action_id)
+        heapq.heappush(self._due, (a.ts + self.horizon_s, a.action_id))
 
     def add_action(self, action: Action) -> bool:
         """Track an action; False when its id is pending or resolved already."""
         if action.action_id in self.pending or outcome_id(action.action_id) in self.resolved:
             return False
         self.pending[action.action_id] = action
+        self._index(action)
         return True
 
     def add_offer(self, customer_id: str, ts: float, offer: str) -> None:
@@ -113,8 +125,11 @@ class OutcomeJoiner:
     def advance(self, clock: float) -> list[ActionOutcome]:
         """Resolve as stayed every pending action whose horizon ended by ``clock``."""
         self.clock = max(self.clock, clock)
-        due = sorted((a for a in self.pending.values() if a.ts + self.horizon_s <= self.clock),
-                     key=lambda a: (a.ts + self.horizon_s, a.action_id))
+        due = []
+        while self._due and self._due[0][0] <= self.clock:
+            _, aid = heapq.heappop(self._due)
+            if aid in self.pending:  # else resolved by a churn label already
+                due.append(self.pending[aid])
         out = []
         for a in due:
             end = a.ts + self.horizon_s
@@ -125,10 +140,14 @@ class OutcomeJoiner:
         return out
 
     def _of(self, customer_id: str) -> list[Action]:
-        return [a for a in self.pending.values() if a.customer_id == customer_id]
+        return [self.pending[i] for i in self._by_customer.get(customer_id, ())]
 
     def _resolve(self, a: Action, churned: bool, at: float) -> ActionOutcome:
         del self.pending[a.action_id]
+        ids = self._by_customer[a.customer_id]
+        ids.discard(a.action_id)
+        if not ids:
+            del self._by_customer[a.customer_id]
         oid = outcome_id(a.action_id)
         self.resolved.add(oid)
         offer = next((o for t, o in self.accepted.get(a.customer_id, ())
@@ -147,7 +166,7 @@ class OutcomeJoiner:
         for raw in obj["pending"]:
             a = dict(raw)
             a["offers"] = tuple(a.get("offers", ()))
-            j.pending[a["action_id"]] = Action(**a)
+            j.add_action(Action(**a))
         j.resolved = set(obj["resolved"])
         j.churns = {c: list(v) for c, v in obj["churns"].items()}
         j.accepted = {c: [(float(t), str(o)) for t, o in v] for c, v in obj["accepted"].items()}

@@ -134,3 +134,20 @@ def test_the_dashboard_customer_view_shows_the_alerts_offers() -> None:
     view = board.customer("c-1")
     assert view is not None and view["entry"] is not None
     assert view["entry"]["offers"][0]["offer"] == "training"
+
+
+def test_joiner_matches_the_definition_on_random_histories() -> None:
+    rng = random.Random(11)
+    for _ in range(30):
+        actions = [_a(f"a{i}", f"c{rng.randrange(8)}", rng.uniform(0, 500)) for i in range(40)]
+        labels = [(f"c{rng.randrange(8)}", rng.uniform(0, 700), True) for _ in range(10)]
+        clock = max(t for _, t, _ in labels)
+        got = {o.action.action_id: o.churned for o in join_all(actions, labels, 100.0)}
+        for a in actions:
+            churn = any(c == a.customer_id and a.ts < t <= a.ts + 100.0 for c, t, _ in labels)
+            if churn:
+                assert got[a.action_id] is True
+            elif clock >= a.ts + 100.0:
+                assert got[a.action_id] is False
+            else:
+                assert a.action_id not in got
