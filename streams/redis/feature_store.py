@@ -70,6 +70,9 @@ from streams.redis.client import call
 from streams.redis.cluster import apply_per_slot, is_cluster, slot_groups
 from streams.redis.erasure import RedisErasure, erase_customer
 from streams.redis.packed_state import unpack_state
+from streams.redis.refusals import REFUSALS as REFUSALS  # re-exported
+from streams.redis.refusals import event_refusal, wire_ms
+from streams.redis.refusals import rejected_positions as rejected_positions
 from streams.settings import FeatureSettings
 
 LUA_APPLY_EVENTS = Path(__file__).with_name("lua") / "apply_events.lua"
@@ -128,62 +131,6 @@ def group_by_customer(events: Iterable[CustomerEvent]) -> dict[str, list[Custome
     for event in events:
         groups[event.customer_id].append(event)
     return groups
-
-
-def rejected_positions(events: Sequence[CustomerEvent],
-                       states: Mapping[str, AppliedState]) -> dict[int, str]:
-    """Positions in ``events`` (as passed to ``apply``) of the refused events, with the code.
-
-    >>> evs = [CustomerEvent("e1", "a", "t", 1.0), CustomerEvent("e2", "b", "t", 1.0),
-    ...        CustomerEvent("e3", "a", "t", float("nan"))]
-    >>> rejected_positions(evs, {"a": AppliedState({}, 1, 0, ((1, "bad_timestamp"),)),
-    ...                          "b": AppliedState({}, 1, 0)})
-    {2: 'bad_timestamp'}
-    """
-    refused = {cid: dict(s.rejected) for cid, s in states.items() if s.rejected}
-    if not refused:
-        return {}
-    out: dict[int, str] = {}
-    seen: dict[str, int] = defaultdict(int)
-    for pos, event in enumerate(events):
-        cid = event.customer_id
-        code = refused.get(cid, {}).get(seen[cid])
-        seen[cid] += 1
-        if code is not None:
-            out[pos] = code
-    return out
-
-
-REFUSALS = {
-    "bad_timestamp": "event time is not a number the feature store can keep",
-    "bad_value": "value is not a finite number",
-    "overflow": "the event would make the customer's features overflow",
-    "bad_state": "the customer's stored feature state cannot be read (see churnpulse features)",
-}
-"""What each refusal code of the store means, for the dead-letter reason."""
-
-RING_MS_LIMIT = 2**47
-"""Event times (ms) the ring stores: strictly between -2^47 and 2^47 (6 bytes + offset)."""
-
-
-def event_refusal(ts: float, value: float | None) -> str | None:
-    """The reason code an event is refused for whatever the state (None: acceptable).
-
-    >>> event_refusal(1.0, 2.0), event_refusal(float("inf"), None), event_refusal(1.0, 1e999)
-    (None, 'bad_timestamp', 'bad_value')
-    """
-    ms = wire_ms(ts)
-    if ms is None or not -RING_MS_LIMIT < ms < RING_MS_LIMIT:
-        return "bad_timestamp"
-    if value is not None and not math.isfinite(value):
-        return "bad_value"
-    return None
-
-
-def wire_ms(ts: float) -> int | None:
-    """``ts`` in integer milliseconds, None when it has none (not finite, or absurdly large)."""
-    ms = ts * 1000
-    return round(ms) if math.isfinite(ms) and abs(ms) < 2.0**62 else None
 
 
 def fingerprint(event_id: str) -> str:
