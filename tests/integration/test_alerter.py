@@ -70,20 +70,25 @@ def _dead_count(p: Pipeline) -> int:
 
 
 def test_sigkill_mid_stream_gives_the_ids_of_an_uninterrupted_run(pipeline: Pipeline) -> None:
+    """Three kills, each while alerts of the stream are still to come: the scores arrive in
+    four parts, one per kill, so the alerter cannot finish before a kill."""
     records = crafted_scores(customers=2500, per_customer=10, seed=11)
     expected = expected_alert_ids(records, PARAMS)
-    publish(pipeline.bootstrap, pipeline.scores, records)
-    kills = 0
-    for _ in range(3):  # kill it three times at different points of the stream
+    part = len(records) // 4
+    kills = in_flight = 0
+    for k in range(3):  # kill it three times at different points of the stream
+        publish(pipeline.bootstrap, pipeline.scores, records[k * part:(k + 1) * part])
+        due = len(expected_alert_ids(records[:(k + 1) * part], PARAMS))
         proc = start_alerter(pipeline)
         before = len(_alerts(pipeline))
-        wait_until(lambda b=before: len(_alerts(pipeline)) > b + 50  # type: ignore[misc]
-                   or len(_alerts(pipeline)) >= len(expected), 90, "progress")
-        if len(_alerts(pipeline)) >= len(expected):
-            break
+        wait_until(lambda b=before, d=due: len(_alerts(pipeline)) > b + 50  # type: ignore[misc]
+                   or len(_alerts(pipeline)) >= d, 90, "progress")
         kill(proc)
         kills += 1
-    assert kills >= 1, "the alerter finished before it could be killed; use a larger input"
+        in_flight += len(_alerts(pipeline)) < due
+    assert kills == 3
+    assert in_flight > 0, "every kill came after its part was done"
+    publish(pipeline.bootstrap, pipeline.scores, records[3 * part:])
     start_alerter(pipeline)
     wait_until(lambda: len(_alerts(pipeline)) >= len(expected), 120, "all alerts after restart")
     ids = [str(a["alert_id"]) for a in _alerts(pipeline)]
