@@ -40,7 +40,7 @@ from streams.delivery.dispatch import (
 from streams.redis.client import make_redis
 from streams.settings import load_settings
 
-SECRET = b"bench-secret"
+SECRET = b"bench-secret-0123456789"
 
 
 def alert(i: int, customers: int, sent_ms: float) -> bytes:
@@ -90,7 +90,8 @@ async def run(n: int, customers: int, delay_ms: float, paced_rate: float) -> Non
     settings = load_settings(topics={"alerts": topic, "dead_letter": f"bench-dlq-{tag}"},
                              redis={"key_prefix": f"bench{tag}"},
                              webhook={"targets": [{"name": "bench", "url": url,
-                                                   "secret": SECRET.decode()}],
+                                                   "secret": SECRET.decode(),
+                                                   "allow_insecure_http": True}],
                                       "consumer_group": f"bench-{tag}", "log_sink": False})
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all",
                                 linger_ms=5)

@@ -31,7 +31,7 @@ from tests.integration.worker_proc import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-SECRET = b"pipeline-secret"
+SECRET = b"pipeline-secret-0123456789"
 TOKEN = "pipeline-token-0123456789"
 
 
@@ -66,7 +66,8 @@ async def test_real_alerter_output_reaches_signed_webhooks_once_and_the_live_pag
     receiver = await Receiver(SECRET).start()
     env = alert_env(pipeline)
     env.update({"CHURN_WEBHOOK__TARGETS": orjson.dumps([{"name": "crm", "url": receiver.url,
-                                                          "secret": SECRET.decode()}]).decode(),
+                                                          "secret": SECRET.decode(),
+                                                          "allow_insecure_http": True}]).decode(),
                 "CHURN_WEBHOOK__CONSUMER_GROUP": f"dispatch-{pipeline.tag}",
                 "CHURN_DASHBOARD__TOKENS": orjson.dumps({"sam": TOKEN}).decode()})
     try:
