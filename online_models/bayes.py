@@ -11,9 +11,10 @@ it has seen, so the learner does not care about feature scale or a learning rate
 setting is the prior variance of the weights (on standardised inputs, 1 is weak). Each input
 is standardised by the mean and variance of its first ``warmup`` values, then frozen
 (the belief is about fixed coordinates; a scaler that keeps moving would shift them under
-it); a feature joins the model, with the prior, once placed. ``forget`` (default 0: the belief keeps all evidence,
-which converges to the batch fit on everything seen) inflates the covariance per example so
-that old evidence fades, for drifting streams.
+it); a feature joins the model, with the prior, once placed. Standardised inputs are
+winsorised at ±5 (tenure keeps growing past the range it was placed with). ``forget`` (default
+0: the belief keeps all evidence, which converges to the batch fit on everything seen)
+inflates the covariance per example so that old evidence fades, for drifting streams.
 
 O(d²) per example with numpy (d ≈ 50: ~30 µs); prediction is a dot product over a frozen
 weight table (the point estimate), as cheap as River's logistic regression.

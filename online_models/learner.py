@@ -14,7 +14,9 @@ it is learned):
 
 Then each model learns each resolution with a class weight that balances churners against the
 (many more) stayers, its prior correction is updated from those weights and its Platt
-calibration from the shadow log-odds (:mod:`online_models.calibration`). Expensive models
+calibration (:mod:`online_models.calibration`) from the log-odds of the model as it is before
+learning the batch — the scale of the version about to be published; a frozen copy's scale
+lags it by a horizon. Expensive models
 (trees, forests) may learn and be scored on a deterministic sample: every churner and one
 stayer in ``sample``, weighted ``sample``.
 
@@ -235,7 +237,10 @@ class Learner:
             y = r.churned
             drifted |= slot.metrics.update(p, y)
             weight = float(slot.sample) if slot.sample > 1 and not y else 1.0
-            cal.update(z, y, weight)
+            # calibration evidence comes from the model as it is now (before this batch is
+            # learned): the version about to be published is what it must fit, and a copy's
+            # scale lags it by a horizon (measured: that lag cost 0.02 AUC pooled over time)
+            cal.update(z if copy is slot.model else slot.model.log_odds(dict(obs.x)), y, weight)
             loss = log_loss(p, y)
             losses[obs.obs_id] = loss
             if champion_losses is not None:

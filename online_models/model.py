@@ -76,12 +76,10 @@ def make_model(name: ModelName = "logreg", learning_rate: float = 0.01,
     >>> make_model("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown model 'nope'; known: logreg, logreg_robust, logreg_sgd, logreg_adagrad, \
-bayes, svm, hat, arf
+    ValueError: unknown model 'nope'; known: logreg, logreg_sgd, logreg_adagrad, bayes, svm, hat, \
+arf
     """
     if name == "logreg":
-        return _logreg(optim.SGD(learning_rate), l2, learning_rate, transform=False)
-    if name == "logreg_robust":
         return _logreg(optim.AdaGrad(0.1), l2, 0.1)
     if name == "logreg_sgd":
         return _logreg(optim.SGD(learning_rate), l2, learning_rate, transform=False)

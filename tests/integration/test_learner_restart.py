@@ -47,6 +47,7 @@ class Learner:
     def env(self) -> dict[str, str]:
         env = self.pipeline.env()
         env["CHURN_TOPICS__MODEL_EVENTS"] = f"model-events-{self.pipeline.tag}"
+        env["CHURN_MODEL__CHALLENGERS"] = "[]"  # one model: one learn call per resolution
         return env
 
     def start(self) -> subprocess.Popen[bytes]:

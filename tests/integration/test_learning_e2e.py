@@ -42,6 +42,7 @@ class LearningPipeline(Pipeline):
         env.update({
             "CHURN_TOPICS__MODEL_EVENTS": f"model-events-{self.tag}",
             "CHURN_MODEL__HORIZON_DAYS": "14",
+            "CHURN_MODEL__CHALLENGERS": "[]",
             "CHURN_MODEL__METRICS_WINDOW": "3000",
             "CHURN_MODEL__POLL_S": "1",
             "CHURN_SWEEP__CLOCK": "event",
