@@ -108,7 +108,7 @@ class BudgetParams:
     critical_share: float = 0.1
     exit_factor: float = 2.0
     gain: float = 0.3
-    aim: float = 1.5
+    aim: float = 2.0
     day_cap: float = 2.0
     rank_by: RankBy = "probability"
     refresh: int = 50  # thresholds are re-read from the sketch every this many values

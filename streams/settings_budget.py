@@ -50,7 +50,7 @@ class AlertBudgetSettings(BaseModel):
     exit_factor: float = Field(2.0, ge=1, description="Episodes close below the top "
                                                       "exit_factor x the enter share.")
     gain: float = Field(0.3, ge=0, description="Level step per day, log2 of aimed/sent.")
-    aim: float = Field(1.5, gt=0, le=3, description="Alerts wanted (sent + held by the cap) "
+    aim: float = Field(2.0, gt=0, le=3, description="Alerts wanted (sent + held by the cap) "
                                                     "the controller aims at, x the budget.")
     max_step: float = Field(0.15, gt=0, description="Largest level move per day (log2).")
     day_cap: float = Field(2.0, ge=1, description="A day takes at most this many days' share.")
