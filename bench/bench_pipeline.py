@@ -192,19 +192,24 @@ def latency(bootstrap: str, rate: float, seconds: float, customers: int,
             "scores": len(lat), "p50_ms": q[49], "p99_ms": q[98], "max_ms": lat[-1] if lat else 0}
 
 
-def side_bench(script: str, args: list[str], out: str, key: str) -> float:
-    """Runs another benchmark in its own process; its figure ``key`` from ``out``."""
+def side_bench(script: str, args: list[str], out: str, keys: dict[str, str]
+               ) -> dict[str, float]:
+    """Runs another benchmark in its own process; its figures ``keys`` (label -> dotted key
+    in ``out``), NaN when it failed."""
     path = OUT / out
     path.unlink(missing_ok=True)
     proc = subprocess.run([sys.executable, str(HERE / script), *args], check=False,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if proc.returncode != 0 or not path.exists():
         print(proc.stdout.decode(errors="replace")[-2000:])
-        return float("nan")
-    result = json.loads(path.read_text())
-    for part in key.split("."):
-        result = result[part]
-    return float(result)
+        return dict.fromkeys(keys, float("nan"))
+    figures: dict[str, float] = {}
+    for label, key in keys.items():
+        result = json.loads(path.read_text())
+        for part in key.split("."):
+            result = result[part]
+        figures[label] = float(result)
+    return figures
 
 
 def table(results: dict[str, dict[str, object]], side: dict[str, float]) -> str:
@@ -289,14 +294,18 @@ def main() -> None:
     side: dict[str, float] = {}
     small = args.quick
     if "learner" not in skip:
-        side["learner labels/s (default champion + challengers)"] = side_bench(
+        side.update(side_bench(
             "bench_learner.py", ["--customers", "2000" if small else "10000", "--churners",
-                                 "1000" if small else "5000"], "learner.json", "labels_per_s")
+                                 "1000" if small else "5000"], "learner.json",
+            {"learner labels/s (churn labels joined, default champion + challengers)":
+             "labels_per_s",
+             "learner resolutions/s (snapshots learned at their horizon)":
+             "resolutions_per_s"}))
     if "alerter" not in skip:
-        side["alerter scores/s"] = side_bench(
+        side.update(side_bench(
             "bench_alerts.py", ["--part", "throughput", "--customers",
                                 "2000" if small else "10000"], "alerts.json",
-            "throughput.scores_per_s")
+            {"alerter scores/s": "throughput.scores_per_s"}))
     print("\n" + table(results, side))
     (OUT / "pipeline.json").write_text(json.dumps({**results, "side": side}, indent=2))
     print(f"\nwritten to {OUT / 'pipeline.json'}")
