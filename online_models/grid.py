@@ -3,8 +3,8 @@
 Self-tuning through the registry: the learner runs a small grid of challengers in shadow and
 the promotion rule (paired, statistically careful, :mod:`online_models.learner`) lets the
 delayed outcomes pick. The grid covers the choices that matter on customer bases we did not
-design: optimiser and input transform (the AdaGrad default against the earlier SGD on the
-worker's features, and a second-order Bayesian logistic regression) and a linear SVM. Each
+design: optimiser and input transform (the SGD default on the worker's features, against the robust transform with AdaGrad, and a second-order Bayesian
+logistic regression) and a linear SVM. Each
 adds ~30-70 µs of learner CPU per resolution (champion alone: ~80 µs). Trees and forests
 (``hat``, ``arf``) are opt-in: even trained on a sample, a horizon of frozen copies of a
 Hoeffding tree made the learner state 56 MB (pickled at every step).
@@ -20,15 +20,15 @@ from online_models.learner import Learner, ModelSlot
 from online_models.model import make_model, model_config
 from online_models.served import CalibratedModel
 
-DEFAULT_CHALLENGERS: tuple[str, ...] = ("logreg_sgd", "bayes", "svm")
+DEFAULT_CHALLENGERS: tuple[str, ...] = ("logreg_robust", "bayes", "svm")
 
 
 def config_learner(spec: str, learning_rate: float = 0.001, l2: float = 0.0) -> Learner:
     """A learner whose champion is ``spec`` (see the module docstring), no challengers.
 
-    >>> learner = config_learner("logreg_sgd:u:lr=0.01")
+    >>> learner = config_learner("logreg:u:lr=0.01")
     >>> learner.champion.name, learner.champion.balanced
-    ('logreg_sgd:u:lr=0.01', False)
+    ('logreg:u:lr=0.01', False)
     """
     name, *options = spec.split(":")
     balanced = True

@@ -61,10 +61,10 @@ def make_model(name: ModelName = "logreg", learning_rate: float = 0.01,
                l2: float = 0.0, seed: int = 42) -> base.Classifier:
     """A fresh online classifier (its raw, ranking part; the learner adds calibration).
 
-    ``logreg`` (the default): :func:`online_models.transforms.robust` | StandardScaler |
-    LogisticRegression with AdaGrad steps (per-feature step sizes: no learning rate to tune);
-    ``logreg_sgd``: the earlier default, StandardScaler | LogisticRegression with SGD steps of
-    ``learning_rate``; ``logreg_adagrad``: ``logreg`` without the transform;
+    ``logreg`` (the default): StandardScaler | LogisticRegression with SGD steps of
+    ``learning_rate`` for the weights and the intercept; ``logreg_robust``:
+    :func:`online_models.transforms.robust` | StandardScaler | LogisticRegression with AdaGrad
+    steps (per-feature step sizes); ``logreg_adagrad``: ``logreg_robust`` without the transform;
     ``bayes``: :class:`online_models.bayes.BayesLogistic` on the robust transform (second
     order, no step size); ``svm``: a linear SVM (hinge loss) on the same inputs — its margin
     becomes a probability by the learner's Platt calibration; ``hat``: Hoeffding adaptive
@@ -76,13 +76,13 @@ def make_model(name: ModelName = "logreg", learning_rate: float = 0.01,
     >>> make_model("nope")
     Traceback (most recent call last):
     ...
-    ValueError: unknown model 'nope'; known: logreg, logreg_sgd, logreg_adagrad, bayes, svm, hat, \
-arf
+    ValueError: unknown model 'nope'; known: logreg, logreg_robust, logreg_adagrad, bayes, svm, \
+hat, arf
     """
     if name == "logreg":
-        return _logreg(optim.AdaGrad(0.1), l2, 0.1)
-    if name == "logreg_sgd":
         return _logreg(optim.SGD(learning_rate), l2, learning_rate, transform=False)
+    if name == "logreg_robust":
+        return _logreg(optim.AdaGrad(0.1), l2, 0.1)
     if name == "logreg_adagrad":
         return _logreg(optim.AdaGrad(0.1), l2, 0.1, transform=False)
     if name == "bayes":

@@ -4,5 +4,5 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-ModelName = Literal["logreg", "logreg_sgd", "logreg_adagrad", "bayes", "svm", "hat", "arf"]
+ModelName = Literal["logreg", "logreg_robust", "logreg_adagrad", "bayes", "svm", "hat", "arf"]
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)

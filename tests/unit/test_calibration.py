@@ -76,7 +76,7 @@ def test_the_version_carries_its_calibration_and_old_checkpoints_still_load() ->
     assert back.calibrated and back.score(x) == handle.score(x)
     assert back.raw_score(x) == handle.raw_score(x) != handle.score(x)
     # a checkpoint written before calibration: a bare River pipeline
-    old = make_model("logreg_sgd", learning_rate=0.01)
+    old = make_model("logreg", learning_rate=0.01)
     for i in range(50):
         old.learn_one({"a": float(i % 3)}, i % 3 == 0)
     legacy = load_checkpoint(pickle.dumps({"version": "3-logreg", "river": _river(),

@@ -72,7 +72,7 @@ def test_test_then_train_metrics_see_the_prediction_before_learning() -> None:
 
 
 def test_learn_calls_count_each_model_once_per_resolution() -> None:
-    learner = Learner.create("logreg", ("logreg_sgd",))
+    learner = Learner.create("logreg", ("logreg_robust",))
     for i in range(25):
         learner.learn(Resolution(obs(f"c{i}", float(i), {"a": float(i % 3)}), i % 4 == 0))
     assert learner.total == 25

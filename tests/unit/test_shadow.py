@@ -101,7 +101,7 @@ def test_shadow_scores_leave_out_snapshots_taken_before_the_first_copy() -> None
 
 
 def test_promotion_check_is_cheap_whatever_the_window() -> None:
-    learner = Learner.create("logreg", ("logreg_sgd",), window=100_000)
+    learner = Learner.create("logreg", ("logreg_robust",), window=100_000)
     for d, batch in enumerate(daily(3, 200)):
         learner.learn_batch(batch, now=(d + 30) * DAY)
     calls: list[int] = []
@@ -117,7 +117,7 @@ def test_promotion_check_is_cheap_whatever_the_window() -> None:
 
 
 def test_a_learner_state_from_before_calibration_loads_and_keeps_learning() -> None:
-    learner = Learner.create("logreg_sgd", ("hat",))
+    learner = Learner.create("logreg_robust", ("hat",))
     for slot in learner.slots:  # what an earlier churnpulse pickled: bare models, no new fields
         raw = slot.model.raw
         for name in ("sample", "balanced", "ring", "paired"):
@@ -131,4 +131,4 @@ def test_a_learner_state_from_before_calibration_loads_and_keeps_learning() -> N
     for d, batch in enumerate(daily(3, 50)):
         back.learn_batch(batch, now=(d + 30) * DAY)
     assert back.champion.learned == 150
-    assert isinstance(make_model("logreg_sgd"), object)
+    assert isinstance(make_model("logreg_robust"), object)
