@@ -3,9 +3,9 @@
 Self-tuning through the registry: the learner runs a small grid of challengers in shadow and
 the promotion rule (paired, statistically careful, :mod:`online_models.learner`) lets the
 delayed outcomes pick. The grid covers the choices that matter on customer bases we did not
-design: optimiser and input transform (the SGD default on the worker's features, against the robust transform with AdaGrad, and a second-order Bayesian
-logistic regression) and a linear SVM. Each
-adds ~30-70 µs of learner CPU per resolution (champion alone: ~80 µs). Trees and forests
+design: optimiser and input transform (against the SGD default on the worker's features: the
+robust transform with AdaGrad, and a second-order Bayesian logistic regression) and a linear
+SVM. Each adds ~30-70 µs of learner CPU per resolution (champion alone: ~80 µs). Trees and forests
 (``hat``, ``arf``) are opt-in: even trained on a sample, a horizon of frozen copies of a
 Hoeffding tree made the learner state 56 MB (pickled at every step).
 
