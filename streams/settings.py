@@ -200,11 +200,14 @@ class PolicyRule(_Section):
     action: str
     team: str
     sla_hours: float = Field(gt=0)
+    alternatives: tuple[str, ...] = Field((), description="Other actions a learning policy may "
+                                          "choose for this row (docs/retention.md).")
 
 
 def _default_rules() -> tuple[PolicyRule, ...]:
     return tuple(PolicyRule(category=r.category, severity=r.severity, value=r.value,
-                            action=r.action, team=r.team, sla_hours=r.sla_hours)
+                            action=r.action, team=r.team, sla_hours=r.sla_hours,
+                            alternatives=r.alternatives)
                  for r in DEFAULT_RULES)
 
 
