@@ -90,3 +90,20 @@ def _river() -> str:
     from online_models.model import RIVER_VERSION
 
     return RIVER_VERSION
+
+
+def test_status_json_reliability_renders_as_the_model_status_diagram() -> None:
+    from online_models.calibration import reliability_json, reliability_text
+    from online_models.evaluation import DelayedMetrics
+    from streams.cli.model import _bins
+
+    metrics = DelayedMetrics(window=1000)
+    for i in range(1000):
+        metrics.update(0.05 if i % 2 else 0.85, i % 20 == 0 if i % 2 else i % 10 < 8)
+    report = metrics.report()
+    assert 0.0 < report["ece"] < 0.1
+    bins = report["reliability"]
+    assert [b["n"] for b in bins] == [500, 500]
+    text = reliability_text(_bins(bins))
+    assert "0.00-0.10" in text and "0.80-0.90" in text
+    assert reliability_json(_bins(bins)) == bins
