@@ -14,15 +14,14 @@ alerts by severity with their event-to-alert latency, retention actions and the 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import os
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 import redis
@@ -33,6 +32,14 @@ from rich.panel import Panel
 from rich.table import Table
 
 from streams.dev.demo_alerts import AlertTally
+from streams.dev.demo_clock import (
+    DEMO_DAYS,
+    DemoPlan,
+    demo_plan,
+    for_generation,
+    generation_env,
+    save_position,
+)
 from streams.dev.demo_procs import Running, dead, demo_specs, start_all, stop_all
 from streams.kafka.chunk import EVENT, Chunk
 from streams.kafka.pacing import RatePacer
@@ -40,38 +47,10 @@ from streams.kafka.publish import PumpStats, publish_chunks
 from streams.kafka.topics import ensure_topics
 from streams.redis.client import make_sync_redis
 from streams.settings import Settings
-from streams.simulator.config import SimulationConfig
 from streams.simulator.live import LiveSimulation
 
-DEMO_SEED = 7
-DEMO_DAYS = 730
 MALFORMED_EVERY = 2000
 MALFORMED = b'{"event_id": 1'
-DEMO_STATE = "demo-simulation.json"
-
-
-def demo_config(customers: int, state_dir: Path | None = None,
-                today: dt.date | None = None) -> SimulationConfig:
-    """The demo's simulation: two simulated years starting two years ago (event time stays
-    behind the wall clock), or, when an earlier demo left its position in ``state_dir``, a new
-    seed starting where that one stopped, so event time only moves forward between runs
-    (customers of an earlier run would otherwise see their events again, late)."""
-    today = today or dt.datetime.now(dt.UTC).date()
-    seed, start = DEMO_SEED, today - dt.timedelta(days=DEMO_DAYS)
-    position = state_dir / DEMO_STATE if state_dir is not None else None
-    if position is not None and position.exists():
-        with contextlib.suppress(ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-            saved = orjson.loads(position.read_bytes())
-            seed, start = int(saved["seed"]) + 1, dt.date.fromisoformat(saved["next_start"])
-    return SimulationConfig(seed=seed, n_customers=customers, days=DEMO_DAYS, start=start)
-
-
-def save_position(state_dir: Path, config: SimulationConfig, days_done: int) -> None:
-    """Remember where the demo's simulated time stopped (see :func:`demo_config`)."""
-    next_start = config.start + dt.timedelta(days=days_done + 1)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / DEMO_STATE).write_bytes(orjson.dumps(
-        {"seed": config.seed, "next_start": next_start.isoformat()}))
 
 
 def with_malformed(chunks: Iterable[Chunk], every: int = MALFORMED_EVERY) -> Iterator[Chunk]:
@@ -104,6 +83,7 @@ class Summary:
     """What the live display shows; written by the threads, read by the display."""
 
     started: float = field(default_factory=time.monotonic)
+    days: int = DEMO_DAYS
     produced: int = 0
     malformed: int = 0
     events: int = 0
@@ -157,7 +137,8 @@ def render(summary: Summary, workers: int, settings: Settings) -> Group:
     scores_rate = (summary.scores - s0) / span
     stats.add_row("records produced", f"{summary.produced:,}  ({produced_rate:,.0f}/s)")
     done = " (simulation finished)" if summary.sim_done else ""
-    stats.add_row("simulated day", f"{summary.sim_day:,} of {DEMO_DAYS} · {summary.sim_date}{done}")
+    stats.add_row("simulated day",
+                  f"{summary.sim_day:,} of {summary.days} · {summary.sim_date}{done}")
     stats.add_row("customers", f"{summary.active:,} active · {summary.joined:,} joined or back")
     stats.add_row("events · churn labels", f"{summary.events:,} · {summary.labels:,}")
     stats.add_row("scores received", f"{summary.scores:,}  ({scores_rate:,.0f}/s)")
@@ -190,11 +171,12 @@ def render(summary: Summary, workers: int, settings: Settings) -> Group:
                  "[dim]Ctrl-C stops the demo and everything it started[/dim]")
 
 
-def produce_loop(settings: Settings, summary: Summary, rate: float, customers: int,
+def produce_loop(settings: Settings, summary: Summary, rate: float, plan: DemoPlan,
                  stop: threading.Event) -> None:
     """Publish the live simulation at ``rate`` records/s until it ends or ``stop`` is set."""
     state_dir = settings.services.state_dir
-    sim = LiveSimulation(demo_config(customers, state_dir))
+    sim = LiveSimulation(plan.config)
+    summary.days = plan.config.days
     start = sim.config.start
 
     def days() -> Iterator[Chunk]:
@@ -221,7 +203,7 @@ def produce_loop(settings: Settings, summary: Summary, rate: float, customers: i
         summary.error = exc
         return
     finally:
-        save_position(state_dir, sim.config, summary.sim_day)
+        save_position(state_dir, sim.config, summary.sim_day, plan.generation)
     summary.sim_done = not stop.is_set()
 
 
@@ -343,6 +325,13 @@ def run_demo(settings: Settings, duration_s: float | None, rate: float, customer
     threads: list[threading.Thread] = []
     stop = threading.Event()
     try:
+        plan = demo_plan(customers, settings.services.state_dir)
+        if plan.generation:
+            settings = for_generation(settings, plan.generation)
+            os.environ.update(generation_env(settings))  # the processes read the environment
+            print(f"simulated time continues from {plan.config.start} (generation "
+                  f"{plan.generation}: topics {settings.topics.events}, ..., Redis prefix "
+                  f"{settings.redis.key_prefix}; an earlier demo played up to today)")
         ensure_topics(settings.kafka, settings.topics)
         log_dir = settings.services.state_dir
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -361,7 +350,7 @@ def run_demo(settings: Settings, duration_s: float | None, rate: float, customer
         threads = [threading.Thread(target=consume_loop, args=(settings, summary, stop, ready),
                                     daemon=True),
                    threading.Thread(target=produce_loop,
-                                    args=(settings, summary, rate, customers, stop),
+                                    args=(settings, summary, rate, plan, stop),
                                     daemon=True),
                    threading.Thread(target=status_loop, args=(settings, summary, stop),
                                     daemon=True)]

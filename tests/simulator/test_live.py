@@ -59,7 +59,8 @@ def test_nothing_of_a_churned_customer_follows_its_label_that_day() -> None:
 def test_the_demo_continues_simulated_time_from_where_it_stopped(tmp_path: Path) -> None:
     import datetime as dt
 
-    from streams.dev.demo import DEMO_DAYS, demo_config, save_position, with_malformed
+    from streams.dev.demo import with_malformed
+    from streams.dev.demo_clock import DEMO_DAYS, demo_config, save_position
 
     today = dt.date(2026, 6, 1)
     first = demo_config(100, tmp_path, today)
@@ -78,3 +79,42 @@ def test_the_demo_continues_simulated_time_from_where_it_stopped(tmp_path: Path)
     assert broken == total // 100
     assert [v for c in mixed for v in c.values if v != b'{"event_id": 1'] == [
         v for c in chunks for v in c.values]
+
+
+def test_the_demo_never_simulates_past_today_and_starts_a_new_generation_when_caught_up(
+        tmp_path: Path) -> None:
+    """Events after the wall clock are refused (ts_in_future): the demo must stop at today."""
+    import datetime as dt
+
+    from streams.dev.demo_clock import (
+        DEMO_DAYS,
+        MIN_DAYS,
+        demo_plan,
+        for_generation,
+        generation_env,
+        save_position,
+    )
+    from streams.settings import load_settings
+
+    today = dt.date(2026, 6, 1)
+    first = demo_plan(100, tmp_path, today)
+    assert first.config.start + dt.timedelta(days=first.config.days) == today
+    save_position(tmp_path, first.config, days_done=DEMO_DAYS - 100, generation=0)
+    late = demo_plan(100, tmp_path, today)
+    assert late.generation == 0
+    assert late.config.start + dt.timedelta(days=late.config.days) == today  # capped, not 730
+    assert late.config.days < DEMO_DAYS
+    save_position(tmp_path, late.config, days_done=late.config.days - MIN_DAYS // 2, generation=0)
+    again = demo_plan(100, tmp_path, today)
+    assert again.generation == 1
+    assert (again.config.start, again.config.days) == (today - dt.timedelta(days=DEMO_DAYS),
+                                                       DEMO_DAYS)
+    assert again.config.seed > late.config.seed
+    base = load_settings()
+    fresh = for_generation(base, again.generation)
+    assert fresh.topics.events != base.topics.events
+    assert fresh.redis.key_prefix != base.redis.key_prefix
+    assert for_generation(base, 0) is base
+    env = generation_env(fresh)
+    assert env["CHURN_TOPICS__EVENTS"] == fresh.topics.events
+    assert env["CHURN_REDIS__KEY_PREFIX"] == fresh.redis.key_prefix
