@@ -4,22 +4,25 @@
   churned mark, due indexes, delivered-alert marks), matched exactly;
 * the learner state: :func:`streams.learner.erasure.erase_from_learner`;
 * the dispatcher's alert log file (``webhook.log_file``): lines whose ``customer_id`` is the
-  customer are removed (the file is rewritten and swapped in; see :func:`erase_from_jsonl`).
+  customer are removed (the file is rewritten and swapped in; see :func:`erase_from_jsonl`);
+* running dashboards: asked through a digest of the id, never the id itself
+  (:mod:`streams.delivery.dashboard.erasure`); they erase it within 2 s.
 
 Not reachable from here, and said so in docs/security.md: Kafka topics (events, scores,
-alerts until retention), process logs (the ``log`` sink), the dashboard's memory (until it
-restarts or the customer ages out), receivers of webhooks.
+alerts until retention), process logs (the ``log`` sink), receivers of webhooks.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
 
+from streams.delivery.dashboard.erasure import request_forget
 from streams.learner.erasure import erase_from_learner
 from streams.learner.service import LearnerStateStore
 from streams.redis.erasure import RedisErasure, erase_customer
@@ -72,7 +75,8 @@ class Erasure:
         r = self.redis
         return (f"forgot customer {customer_id!r}: {len(r.keys)} keys, {r.churned} churned "
                 f"mark, {r.due_members} due-index and {r.obs_members} snapshot-index entries "
-                f"removed; {self.learner}; {self.log_lines} alert log lines removed")
+                f"removed; {self.learner}; {self.log_lines} alert log lines removed; "
+                "dashboards asked to erase it (within 2 s)")
 
 
 async def forget_customer(settings: Settings, client: aioredis.Redis, signer: StateSigner,
@@ -89,4 +93,5 @@ async def forget_customer(settings: Settings, client: aioredis.Redis, signer: St
     removed.obs_members += removed_again.obs_members
     log_file = settings.webhook.log_file
     lines = erase_from_jsonl(log_file, customer_id) if log_file is not None else 0
+    await request_forget(client, prefix, customer_id, time.time() * 1000)  # running dashboards
     return Erasure(removed, learner, lines)

@@ -97,9 +97,12 @@ def _forget(redis_url: str, prefix: str, log: Path, who: str) -> int:
 
 
 def contents(client: redis.Redis, prefix: str) -> dict[bytes, object]:
-    """Every key under ``prefix`` (but the learner state) with its whole content."""
+    """Every key under ``prefix`` with its whole content (but the learner state, and the
+    dashboards' erasure requests that ``forget`` adds: digests, tested on their own)."""
     out: dict[bytes, object] = {}
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        if key.endswith(b":dashboard:forget"):
+            continue
         kind = client.type(key)
         if kind == b"zset":
             pairs: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
@@ -172,4 +175,26 @@ async def test_after_forget_nothing_mentions_the_customer_even_with_a_running_le
     assert who.encode() not in raw and b"keep-me-1" in raw  # the signed pickle, byte for byte
     assert learner.state is not None and learner_mentions(learner.state, who) == []
     assert who not in log.read_text() and "keep-me-1" in log.read_text()
+    sync.close()
+
+
+async def test_forget_reaches_a_running_dashboard_without_naming_the_customer(
+        aredis: aioredis.Redis, redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    from streams.delivery.dashboard.board import Board
+    from streams.delivery.dashboard.erasure import forget_key, serve_forget_requests
+
+    who, keep = "erase-me-dash-1", "erase-me-dash-10"
+    board = Board()
+    for cid in (who, keep):
+        board.on_alert({"alert_id": f"{cid}:1:high", "customer_id": cid, "episode_id": f"{cid}:1",
+                        "severity": "high", "score": 0.8, "ts": "2026-11-30T10:00:00Z"})
+    assert await serve_forget_requests(aredis, key_prefix, board) == []  # nothing asked yet
+    assert await asyncio.to_thread(_forget, redis_url, key_prefix, tmp_path / "a.jsonl", who) == 0
+    assert await serve_forget_requests(aredis, key_prefix, board) == [who]
+    assert board.customer(who) is None and board.customer(keep) is not None
+    members = await aredis.zrange(forget_key(key_prefix), 0, -1)
+    assert len(members) == 1 and who.encode() not in members[0]  # a digest, not the id
+    assert 0 < await aredis.ttl(forget_key(key_prefix)) <= 7 * 86400
+    sync = redis.Redis.from_url(redis_url)
+    assert everything_mentioning(sync, key_prefix, who) == []
     sync.close()

@@ -170,3 +170,30 @@ def test_tokens() -> None:
     assert user_for(b, configured) == "bob"
     assert user_for("t-", configured) is None and user_for(None, configured) is None
     assert a not in repr(DashboardSettings(tokens={"alice": a}))
+
+
+def test_forget_erases_a_customer_and_ignores_their_older_records() -> None:
+    import datetime as dt
+
+    board = Board()
+    first = alert("c1", ts="2026-11-30T10:00:00Z")
+    board.on_alert(first)
+    board.on_outcome(outcome(first, "acknowledge"))
+    board.on_score(score("c1", 0.7, "2026-11-30T09:00:00Z"))
+    board.on_alert(alert("c10"))
+    asked = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC).timestamp() * 1000
+
+    def digest_of(cid: str) -> str:
+        return f"d-{cid}"
+
+    assert board.forget_digests({"d-c1": asked}, digest_of) == ["c1"]
+    assert board.customer("c1") is None and board.customer("c10") is not None
+    assert ids(board.at_risk(status="all")) == ["c10"]
+    assert board.customer_of(first["alert_id"]) is None
+    # a restarted feed re-reads the topics: the customer's records before the request stay out
+    assert board.on_alert(first) is None
+    assert board.on_score(score("c1", 0.9, "2026-11-30T11:00:00Z")) is None
+    assert board.customer("c1") is None
+    assert board.forget_digests({"d-c1": asked}, digest_of) == []  # served once
+    # the customer came back after the erasure: new records are theirs to show
+    assert board.on_alert(alert("c1", episode=2, ts="2026-12-01T08:00:00Z")) is not None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -33,6 +34,7 @@ from redis.exceptions import RedisError
 from online_models.features import event_types
 from streams.delivery.dashboard.auth import SECURE_COOKIE_KEY, USER_KEY, auth_middleware
 from streams.delivery.dashboard.board import ACTIONS, Board
+from streams.delivery.dashboard.erasure import serve_forget_requests
 from streams.delivery.dashboard.feeds import BoardFeed, Hub
 from streams.errors import TransientError
 from streams.kafka.clients import new_producer
@@ -74,15 +76,29 @@ class Dashboard:
         await self.producer.start()
         task = asyncio.create_task(self.feed.run_forever())
         task.add_done_callback(_log_crash)
+        forgets = asyncio.create_task(self._serve_forgets(client, redis_cfg.key_prefix))
+        forgets.add_done_callback(_log_crash)
         try:
             yield
         finally:
             self.hub.close_all()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            for t in (task, forgets):
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
             await self.producer.stop()
             await client.aclose()
+
+    async def _serve_forgets(self, client: aioredis.Redis, prefix: str) -> None:
+        """Erase customers ``churnpulse forget`` asked for (dashboard/erasure.py), every 2 s."""
+        while True:
+            try:
+                erased = await serve_forget_requests(client, prefix, self.board)
+                if erased:
+                    log.info("erased %d customer(s) from the board on request", len(erased))
+            except (RedisError, OSError) as exc:
+                log.warning("cannot read erasure requests: %s", exc)
+            await asyncio.sleep(2.0)
 
     # -- handlers -----------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.StreamResponse:

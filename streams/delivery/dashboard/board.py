@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from array import array
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,11 +128,15 @@ class Board:
         self._history_customers = history_customers
         self._seq = 0
         self.skipped = 0
+        self._forgotten: dict[str, float] = {}  # digest of an erased id -> request time, ms
+        self._digest_of: Callable[[str], str] | None = None
 
     # -- writes -------------------------------------------------------------------------
     def on_alert(self, alert: Mapping[str, Any]) -> Entry | None:
         """Apply an alert record; ``None`` when it was a repeat (same ``alert_id``)."""
         alert_id, cid = str(alert["alert_id"]), str(alert["customer_id"])
+        if self._erased(cid, alert.get("ts")):
+            return None
         if self._alert_ids.get(alert_id) == cid:
             return None
         episode = str(alert.get("episode_id") or alert_id.rsplit(":", 1)[0])
@@ -185,6 +189,8 @@ class Board:
         if not isinstance(cid, str) or not isinstance(value, int | float) or ts is None:
             self.skipped += 1
             return None
+        if self._erased(cid, score.get("ts")):
+            return None
         self._ring(cid).add(ts, float(value))
         drivers = score.get("drivers")
         if drivers:
@@ -193,6 +199,36 @@ class Board:
         if entry is not None and str(score.get("ts") or "") >= entry.score_ts:
             entry.score, entry.score_ts = float(value), str(score["ts"])
         return entry
+
+    # -- erasure (streams.delivery.dashboard.erasure) -----------------------------------
+    def forget_digests(self, requests: Mapping[str, float],
+                       digest_of: Callable[[str], str]) -> list[str]:
+        """Erase every customer whose id digest was requested; returns the ids erased now."""
+        new = {d: ms for d, ms in requests.items() if d not in self._forgotten}
+        if not new:
+            return []
+        self._forgotten.update(new)
+        self._digest_of = digest_of
+        held = set(self._entries) | set(self._history) | set(self._drivers)
+        erased = [cid for cid in sorted(held) if digest_of(cid) in new]
+        for cid in erased:
+            entry = self._entries.pop(cid, None)
+            if entry is not None:
+                for alert in entry.alerts:
+                    self._alert_ids.pop(str(alert["alert_id"]), None)
+                self._outcome_ids.difference_update(str(o.get("outcome_id"))
+                                                    for o in entry.outcomes)
+            self._history.pop(cid, None)
+            self._drivers.pop(cid, None)
+        return erased
+
+    def _erased(self, cid: str, ts: object) -> bool:
+        """A record of an erased customer dated before the erasure request."""
+        if not self._forgotten or self._digest_of is None:
+            return False
+        asked = self._forgotten.get(self._digest_of(cid))
+        at = _epoch_ms(ts)
+        return asked is not None and (at is None or at <= asked)
 
     def _ring(self, cid: str) -> ScoreRing:
         ring = self._history.get(cid)
