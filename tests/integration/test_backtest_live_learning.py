@@ -16,7 +16,10 @@ Equal (up to the named edges):
 * **the served metric leaves out the untrained start** live too: ``served.n`` is the number of
   resolvable snapshots that a trained version served;
 * **the final model**: the same resolutions learned in the same per-snapshot order give the
-  same model (largest score difference on the month rows < 0.01).
+  same weights; the calibration on top is refitted at every learner step from predictions
+  made at that step, so it follows the step cadence: scores on the month rows agree to a
+  correlation of 0.998–0.999, largest difference 0.024–0.038 (two runs at ``0a1f862``;
+  identical to 1e-149 with the calibration of ``c013537``).
 
 Not equal, and why: the worker scores a customer once per batch, at the batch's newest event,
 so a batch that spans several days of event time leaves the earlier days without a snapshot.
@@ -214,5 +217,6 @@ def test_backtest_and_live_learn_the_same_snapshots(pipeline: Pipeline, learner:
     assert abs(live["positives"] - run.learner.positives) <= 0.03 * run.learner.positives
     assert abs(live["served"]["n"] - served_n_live) <= 0.02 * served_n_live
     assert live["version"] > 10
-    # same resolutions, learned one by one in the same order: the same final model
-    assert model_corr > 0.999 and diff < 0.01
+    # same resolutions, learned one by one in the same order: the same weights; the Platt
+    # calibration is refitted at each step, on predictions that depend on the step cadence
+    assert model_corr > 0.99 and diff < 0.05
