@@ -55,6 +55,7 @@ class AlertTotals:
     process_s: float = 0.0  # time in batch processing (Redis, policy), alerter
     commit_s: float = 0.0  # time in Kafka transactions, alerter
     by_severity: dict[str, int] = field(default_factory=dict)
+    by_kind: dict[tuple[str, str], int] = field(default_factory=dict)  # (severity, kind)
 
 
 @dataclass
@@ -177,6 +178,8 @@ class AlertBatchProcessor:
                 if kind == "alert":
                     sev = self.totals.by_severity
                     sev[rec["severity"]] = sev.get(rec["severity"], 0) + 1
+                    pair = (str(rec["severity"]), str(rec.get("kind") or "opened"))
+                    self.totals.by_kind[pair] = self.totals.by_kind.get(pair, 0) + 1
         marker: OutboxEntry = [("dead", {})]
         ordered = sorted([*emitted, *((o, marker) for o in dead)], key=lambda e: e[0])
         out: list[OutRecord] = []

@@ -186,18 +186,18 @@ def watch_worker(totals: Callable[[], Any], sweeper: Callable[[], Any],
 
 
 def watch_alerter(totals: Callable[[], Any]) -> None:
-    """Export the alerter's totals: alerts by severity, holdout, scores read."""
+    """Export the alerter's totals: alerts by severity and kind, holdout, scores read."""
 
     def source() -> Iterator[Metric]:
         t = totals()
         if t is None:
             return
         yield from _counters(t, ALERTER_TOTALS)
-        by_severity = CounterMetricFamily("churnpulse_alerts", "Alerts raised, by severity.",
-                                          labels=["severity"])
-        for severity, n in sorted(dict(getattr(t, "by_severity", {}) or {}).items()):
-            by_severity.add_metric([str(severity)[:20]], float(n))
-        yield by_severity
+        by_kind = CounterMetricFamily("churnpulse_alerts", "Alerts raised, by severity and kind.",
+                                      labels=["severity", "kind"])
+        for (severity, kind), n in sorted(dict(getattr(t, "by_kind", {}) or {}).items()):
+            by_kind.add_metric([str(severity)[:20], str(kind)[:20]], float(n))
+        yield by_kind
 
     SOURCES.add("alerter", source)
 

@@ -164,6 +164,20 @@ def test_worker_source_reads_totals_watermarks_and_model_at_scrape() -> None:
     assert sample("churnpulse_events_applied_total") is None
 
 
+def test_alerter_source_counts_alerts_by_severity_and_kind() -> None:
+    from streams.alerter.processor import AlertTotals
+
+    totals = AlertTotals(alerts=3, holdout=1)
+    totals.by_kind = {("high", "opened"): 2, ("critical", "escalated"): 1}
+    sources.watch_alerter(lambda: totals)
+    try:
+        assert sample("churnpulse_alerts_total", severity="high", kind="opened") == 2
+        assert sample("churnpulse_alerts_total", severity="critical", kind="escalated") == 1
+        assert sample("churnpulse_alerts_holdout_total") == 1
+    finally:
+        sources.SOURCES.remove("alerter")
+
+
 async def test_health_server_endpoints() -> None:
     import aiohttp
 
