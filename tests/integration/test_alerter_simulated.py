@@ -117,7 +117,9 @@ def test_simulated_customers_alert_once_per_crossing_across_a_kill(
     expected, alerts = seen["expected"], seen["alerts"]
     assert isinstance(scores, list) and isinstance(churned, set)
     assert isinstance(expected, list) and isinstance(alerts, list)
-    assert len(expected) > 10, "the learned model should make some customers cross"
+    # scores are calibrated probabilities now (docs/learning.md): few never-churned customers
+    # reach the 0.6 threshold in this short simulation (10 at load ~3), but some must
+    assert len(expected) >= 3, "the learned model should make some customers cross"
     ids = [str(a["alert_id"]) for a in alerts]
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     print(f"\n{len(scores)} scores, {len(alerts)} alerts ({len(expected)} of never-churned "
