@@ -31,6 +31,9 @@ from tests.integration.worker_proc import Pipeline, wait_until
 SIMULATION = ["--seed", "11", "--customers", "800", "--days", "90", "--churn-rate", "0.08",
               "--signal-strength", "3", "--events-per-day", "1", "--no-progress",
               "--speedup", str(90 * 86400 / 45)]  # 90 simulated days in 45 s
+# Scores are calibrated probabilities (docs/learning.md): in 90 simulated days few customers
+# reach the default 0.6, so the alerter and the pure policy both run with lower thresholds.
+THRESHOLDS = {"enter": 0.2, "exit": 0.1, "high": 0.3, "critical": 0.45}
 
 
 class SimPipeline(Pipeline):
@@ -40,7 +43,8 @@ class SimPipeline(Pipeline):
                     "CHURN_TOPICS__RETENTION_ACTIONS": f"actions-{self.tag}",
                     "CHURN_TOPICS__ALERT_OUTCOMES": f"outcomes-{self.tag}",
                     "CHURN_MODEL__HORIZON_DAYS": "14", "CHURN_MODEL__POLL_S": "1",
-                    "CHURN_SWEEP__CLOCK": "event"})
+                    "CHURN_SWEEP__CLOCK": "event",
+                    **{f"CHURN_ALERTS__{k.upper()}": str(v) for k, v in THRESHOLDS.items()}})
         return env
 
 
@@ -101,7 +105,7 @@ def test_simulated_customers_alert_once_per_crossing_across_a_kill(
         # a customer who churned and came back has no mark any more, but its alerts depended
         # on when the mark was visible too: every customer with a churn label counts here
         churned |= labelled
-        _, decisions = run(scores, PolicyParams())
+        _, decisions = run(scores, PolicyParams(**THRESHOLDS))
         expected = sorted(d.alert_id for d in decisions if d.customer_id not in churned)
         alerts = committed(pipeline, alerts_topic)
         got = sorted(str(a["alert_id"]) for a in alerts if a["customer_id"] not in churned)
@@ -117,9 +121,7 @@ def test_simulated_customers_alert_once_per_crossing_across_a_kill(
     expected, alerts = seen["expected"], seen["alerts"]
     assert isinstance(scores, list) and isinstance(churned, set)
     assert isinstance(expected, list) and isinstance(alerts, list)
-    # scores are calibrated probabilities now (docs/learning.md): few never-churned customers
-    # reach the 0.6 threshold in this short simulation (10 at load ~3), but some must
-    assert len(expected) >= 3, "the learned model should make some customers cross"
+    assert len(expected) > 10, "the learned model should make some customers cross"
     ids = [str(a["alert_id"]) for a in alerts]
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     print(f"\n{len(scores)} scores, {len(alerts)} alerts ({len(expected)} of never-churned "
