@@ -42,7 +42,7 @@ def paths(settings: Settings) -> KafkaPaths:
 
 
 @contextlib.contextmanager
-def _quiet_kafka_client() -> Iterator[None]:
+def quiet_kafka_client() -> Iterator[None]:
     """kafka-python logs every refused probe; keep our polling silent."""
     logger = logging.getLogger("kafka")
     old = logger.level
@@ -60,7 +60,7 @@ def probe(host: str, port: int, timeout_s: float = 3.0) -> str | None:
     from kafka import KafkaAdminClient  # type: ignore[import-untyped,unused-ignore]  # slow import
 
     ms = int(timeout_s * 1000)
-    with _quiet_kafka_client():
+    with quiet_kafka_client():
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=f"{host}:{port}", client_id="churnpulse-services-probe",

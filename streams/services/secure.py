@@ -16,13 +16,10 @@ churnpulse worker`` (see docs/security.md).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,17 +112,6 @@ def _write_private(path: Path, text: str) -> None:
 
 # -- Kafka -------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    logger = logging.getLogger("kafka")
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
-
-
 def kafka_probe(settings: Settings, user: str = "admin", password: str | None = None,
                 timeout_s: float = 5.0) -> str | None:
     """The cluster id when the secure broker lets ``user`` in over SASL_SSL, else None."""
@@ -140,7 +126,7 @@ def kafka_probe(settings: Settings, user: str = "admin", password: str | None = 
     cfg = admin_kafka(settings).model_copy(
         update={"sasl_username": user, "sasl_password": SecretStr(secret)})
     ms = int(timeout_s * 1000)
-    with _quiet():
+    with plain_kafka.quiet_kafka_client():
         try:
             admin = KafkaAdminClient(**kafka_python_options(cfg),
                                      client_id="churnpulse-secure-probe",
