@@ -16,6 +16,17 @@ winsorised at ±5 (tenure keeps growing past the range it was placed with). ``fo
 0: the belief keeps all evidence, which converges to the batch fit on everything seen)
 inflates the covariance per example so that old evidence fades, for drifting streams.
 
+**Tempered evidence** (``temper``, default :data:`TEMPER` = 1/30). The learner learns one
+snapshot per customer per observation interval (24 h) and each resolves a horizon (30 days)
+later: about 30 snapshots of one customer describe the same month, nearly the same features
+and the same outcome. Counted as 30 independent examples they make the belief ~30 times too
+sure (and the steps too small, the fit too close to noise), so each example's evidence is
+multiplied by ``temper`` = interval / horizon (a tempered likelihood: every customer-month
+counts about once). Measured on recorded streams of three simulator scenarios
+(``bench/learning_stream.py``, docs/learning.md): served AUC +0.02 to +0.07 over
+``temper = 1``; it is not a step size: the belief still converges to the fit on all the
+evidence, and the prior's weight fades as customers accumulate.
+
 O(d²) per example with numpy (d ≈ 50: ~30 µs); prediction is a dot product over a frozen
 weight table (the point estimate), as cheap as River's logistic regression.
 
@@ -41,6 +52,8 @@ import numpy.typing as npt
 from river import base
 
 FloatArray = npt.NDArray[np.float64]
+#: Evidence weight of one snapshot: observation interval / horizon at the defaults (24 h / 30 d).
+TEMPER = 1.0 / 30.0
 CLIP = 5.0  # standardised inputs are winsorised: a value far outside the placing sample
 #             (tenure keeps growing) must not extrapolate the log-odds without bound
 
@@ -55,9 +68,11 @@ def _sigmoid(z: float) -> float:
 class BayesLogistic(base.Classifier):
     """River-style binary classifier (``learn_one`` / ``predict_proba_one``), see the module."""
 
-    def __init__(self, prior_var: float = 1.0, forget: float = 0.0, warmup: int = 200) -> None:
+    def __init__(self, prior_var: float = 1.0, forget: float = 0.0, warmup: int = 200,
+                 temper: float = TEMPER) -> None:
         self.prior_var = prior_var
         self.forget = forget
+        self.temper = temper
         self.warmup = warmup
         self.index: dict[str, int] = {}
         self.mean: FloatArray = np.zeros(1)  # slot 0: intercept
@@ -74,6 +89,7 @@ class BayesLogistic(base.Classifier):
         return {k: v for k, v in self.__dict__.items() if k != "_table"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("temper", 1.0)  # a belief pickled before tempering learns as it did
         self.__dict__.update(state)
         self._table = None
 
@@ -131,6 +147,7 @@ class BayesLogistic(base.Classifier):
         px = self.cov @ v
         s = float(v @ px)
         p = _sigmoid(float(self.mean @ v))
+        w *= self.temper
         h = w * p * (1.0 - p)
         denom = 1.0 + h * s
         self.mean = self.mean + (w * (float(y) - p) / denom) * px

@@ -6,12 +6,26 @@ hence ROC AUC, is unchanged):
 
 1. **Prior correction.** Training with class weights ``w₊`` and ``w₋`` adds ``log(w₊ / w₋)`` to
    the log-odds a model learns; :func:`prior_shift` gives the amount to take back.
-2. **Online Platt scaling** (:class:`PlattCalibrator`) of the corrected log-odds ``z``:
-   ``p = σ(a · z + b)``, fitted on delayed outcomes — each resolved snapshot's ``z`` as the
-   model would have scored it when the snapshot was taken, and whether the customer churned.
-   The fit uses the most recent pairs (recent behaviour of the model is what matters), a few
-   Newton steps, shrunk towards the identity ``(a, b) = (1, 0)`` while evidence is thin. The
-   learner keeps the pairs; a model version carries only ``(shift, a, b)``.
+2. **Online Platt scaling** (:class:`PlattCalibrator`) of the corrected log-odds ``z``: ``p =
+   σ(a · z + b)``, fitted on delayed outcomes: the last ``WINDOW`` resolved snapshots' log-odds
+   from the model of their learner step (or, with ``calibration_window.RESCORE``, re-scored at
+   every step by the version about to be published, so that a version's calibration depends on
+   its raw model and the window only, not on how often the learner stepped; off by default,
+   docs/alerts.md), and whether the customer churned. A few Newton steps, shrunk while evidence
+   is thin towards *no skill*: ``a = 0`` and everyone at the observed base rate (a Beta(½, ½)
+   estimate of the window's churn share), with the weight of ``PRIOR_STRENGTH`` outcomes. A
+   young model must earn its spread from resolved outcomes; until then it serves (close to) the
+   base rate, never 0.5 or 1.0. Log-odds beyond the range the fit saw are clamped to it (Platt
+   does not extrapolate past its evidence); with ``TAIL_CAP`` (and the re-scored window) the
+   top eighth of the range is capped by the churn its own customers showed
+   (:mod:`online_models.calibration_tail`: ``min(Platt, cap)``, still strictly increasing; off
+   by default). A model version carries only ``(shift, a, b)``, the clamp range, the tail knots
+   and the evidence counts (:meth:`online_models.served.CalibratedModel.set_calibration`).
+3. **Calibrated or not.** A version whose calibration rests on fewer than
+   ``MIN_CLASS_OUTCOMES`` churners or stayers (about ten per fitted parameter, the usual
+   events-per-variable rule for a logistic fit) is *calibrating*: its scores are flagged
+   ``calibrated: false`` on the score record, the alerter does not act on them and the
+   dashboard says so (:func:`is_calibrated`).
 
 Measuring calibration: :func:`reliability` (predicted vs observed per bin of the predicted
 probability), :func:`expected_calibration_error` and :func:`reliability_text` (the diagram in
@@ -37,10 +51,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from online_models.calibration_tail import FloatArray, Tail, UIntArray, tail_cap, tail_knots
+
 Z_LIMIT = 30.0
 WINDOW = 10_000  # most recent resolved pairs the calibration is fitted on
 A_MAX = 5.0
-PRIOR_STRENGTH = 20.0  # pseudo-observations pulling (a, b) towards the identity
+PRIOR_STRENGTH = 20.0  # pseudo-observations pulling (a, b) towards no skill at the base rate
+MIN_CLASS_OUTCOMES = 20  # churners and stayers a calibration needs to count as calibrated
+#: The tail cap (online_models/calibration_tail.py) is off by default: on three simulated
+#: years it brought the top bins to their observed churn (p >= 0.5 served 0.53-0.56 for
+#: 0.49-0.54 observed, was 0.64-0.65 for 0.44-0.52) but cut the median warning of the
+#: budget's warned churners by 0.3-1.2 days (seed 1: 15.0 -> 13.8, under issue 10's 14).
+TAIL_CAP = False
 
 
 def sigmoid(z: float) -> float:
@@ -83,7 +105,7 @@ class PlattCalibrator:
     >>> import random
     >>> rnd = random.Random(0)
     >>> cal = PlattCalibrator()
-    >>> cal(0.0)  # no evidence yet: the identity
+    >>> cal(0.0)  # no evidence yet: the identity (and not calibrated)
     0.5
     >>> for _ in range(10000):  # a model whose log-odds are twice too confident
     ...     z = rnd.gauss(-3.0, 1.5)
@@ -91,20 +113,40 @@ class PlattCalibrator:
     >>> cal.fit()
     >>> round(cal.a, 1), abs(round(cal.b, 1))
     (0.5, 0.0)
+
+    Thin evidence: a dozen outcomes of a model that claims certainty (log-odds ±25; one of
+    the three it was sure of churned) give probabilities near what was observed, not 0 or 1.
+
+    >>> cal = PlattCalibrator()
+    >>> for i in range(12):
+    ...     cal.update(25.0 if i % 4 == 0 else -25.0, i == 4)
+    >>> cal.fit()
+    >>> round(cal(25.0), 2), round(cal(-25.0), 2), (cal.churners, cal.stayers)
+    (0.39, 0.06, (1, 11))
     """
 
     def __init__(self, window: int = WINDOW) -> None:
         self.window = window
         self.a = 1.0
         self.b = 0.0
+        self.z_lo = -Z_LIMIT
+        self.z_hi = Z_LIMIT
+        self.churners = 0  # outcomes of each class in the window of the last fit
+        self.stayers = 0
+        self.tail: Tail | None = None
         self.zs = np.zeros(window)
         self.ys = np.zeros(window)
         self.ws = np.zeros(window)
         self.pos = 0
         self.seen = 0
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Calibrators pickled before the clamp and the counts existed load with defaults."""
+        self.__dict__.update({"z_lo": -Z_LIMIT, "z_hi": Z_LIMIT, "churners": 0,
+                              "stayers": 0, "tail": None, **state})
+
     def __call__(self, z: float) -> float:
-        return sigmoid(self.a * z + self.b)
+        return calibrated(z, self.a, self.b, self.z_lo, self.z_hi, self.tail)
 
     def update(self, z: float, y: bool, weight: float = 1.0) -> None:
         """One resolved pair (no refit; :meth:`fit` once per batch)."""
@@ -117,40 +159,126 @@ class PlattCalibrator:
         self.pos = (i + 1) % self.window
         self.seen += 1
 
+    def update_many(self, zs: Sequence[float], ys: Sequence[bool], weights: Sequence[float]
+                    ) -> None:
+        """:meth:`update` of each pair in order, at once (the learner's batches).
+
+        >>> a, b = PlattCalibrator(window=4), PlattCalibrator(window=4)
+        >>> pairs = [(1.0, True, 1.0), (float("nan"), False, 1.0), (-2.0, False, 3.0),
+        ...          (90.0, True, 1.0), (0.5, False, 1.0), (0.1, True, 2.0)]
+        >>> for z, y, w in pairs:
+        ...     a.update(z, y, w)
+        >>> b.update_many(*map(list, zip(*pairs)))
+        >>> all((a.zs == b.zs).all() and (a.ys == b.ys).all() and (a.ws == b.ws).all()
+        ...     for _ in [0]), (a.pos, a.seen) == (b.pos, b.seen)
+        (True, True)
+        """
+        z = np.asarray(zs, dtype=np.float64)
+        keep = np.isfinite(z)
+        n = int(keep.sum())
+        if n == 0:
+            return
+        last = slice(max(0, n - self.window), n)  # older pairs would be overwritten
+        at = ((self.pos + np.arange(n)) % self.window)[last]
+        self.zs[at] = np.clip(z[keep], -Z_LIMIT, Z_LIMIT)[last]
+        self.ys[at] = np.asarray(ys, dtype=np.float64)[keep][last]
+        self.ws[at] = np.asarray(weights, dtype=np.float64)[keep][last]
+        self.pos = (self.pos + n) % self.window
+        self.seen += n
+
     def fit(self, iterations: int = 12) -> None:
-        """Newton steps on the penalised log likelihood of the window (a millisecond)."""
+        """Fit on the pairs given to :meth:`update` (the ring of the last ``window``)."""
         n = min(self.seen, self.window)
         if n == 0:
             return
-        z, y, w = self.zs[:n], self.ys[:n], self.ws[:n]
+        self.fit_pairs(self.zs[:n], self.ys[:n], self.ws[:n], iterations=iterations)
+
+    def fit_pairs(self, z: FloatArray, y: FloatArray, w: FloatArray,
+                  who: UIntArray | None = None, iterations: int = 12,
+                  cap: bool | None = None) -> None:
+        """Newton steps on the penalised log likelihood of these pairs (a millisecond), then
+        the tail cap (:func:`tail_knots`, when ``who`` — the customer of each pair — is given
+        and ``cap``, by default ``TAIL_CAP``, is on).
+
+        Parametrised on centred log-odds, ``a · (z − z̄) + c``, with the prior ``a ~ 0`` and
+        ``c ~ logit(base rate)`` worth ``PRIOR_STRENGTH`` outcomes at p = 0.5 (module
+        docstring).
+        """
+        n = len(z)
+        if n == 0:
+            return
+        z = np.clip(np.where(np.isfinite(z), z, 0.0), -Z_LIMIT, Z_LIMIT)
+        total = float(w.sum())
+        if total <= 0:
+            return
+        zbar = float(w @ z) / total
+        zc = z - zbar
+        base = (float(w @ y) + 0.5) / (total + 1.0)  # Beta(1/2, 1/2) posterior mean
+        c0 = math.log(base / (1.0 - base))
         lam = PRIOR_STRENGTH * 0.25  # curvature of PRIOR_STRENGTH pairs at p = 0.5
 
-        def loss(a: float, b: float) -> float:
-            m = np.clip(a * z + b, -35.0, 35.0)
+        def loss(a: float, c: float) -> float:
+            m = np.clip(a * zc + c, -35.0, 35.0)
             return float(w @ (np.logaddexp(0.0, m) - y * m)) + 0.5 * lam * (
-                (a - 1.0) ** 2 + b * b)
+                a * a + (c - c0) ** 2)
 
-        a, b = self.a, self.b
+        start = (min(max(self.a, 0.0), A_MAX), self.b + self.a * zbar)
+        a, c = start
         for _ in range(iterations):
-            q = 1.0 / (1.0 + np.exp(-np.clip(a * z + b, -35.0, 35.0)))
+            q = 1.0 / (1.0 + np.exp(-np.clip(a * zc + c, -35.0, 35.0)))
             r = w * (q - y)
             h = w * q * (1.0 - q)
-            ga = float(r @ z) + lam * (a - 1.0)
-            gb = float(r.sum()) + lam * b
-            haa = float(h @ (z * z)) + lam
-            hab = float(h @ z)
-            hbb = float(h.sum()) + lam
-            det = haa * hbb - hab * hab
+            ga = float(r @ zc) + lam * a
+            gc = float(r.sum()) + lam * (c - c0)
+            haa = float(h @ (zc * zc)) + lam
+            hac = float(h @ zc)
+            hcc = float(h.sum()) + lam
+            det = haa * hcc - hac * hac
             if det <= 1e-12:
                 break
-            da = max(-1.0, min(1.0, (hbb * ga - hab * gb) / det))  # damped: a few units a step
-            db = max(-3.0, min(3.0, (haa * gb - hab * ga) / det))
+            da = max(-1.0, min(1.0, (hcc * ga - hac * gc) / det))  # damped: a few units a step
+            dc = max(-3.0, min(3.0, (haa * gc - hac * ga) / det))
             a = min(max(a - da, 0.0), A_MAX)
-            b -= db
-            if abs(da) < 1e-7 and abs(db) < 1e-7:
+            c -= dc
+            if abs(da) < 1e-7 and abs(dc) < 1e-7:
                 break
-        if math.isfinite(a) and math.isfinite(b) and loss(a, b) <= loss(self.a, self.b):
-            self.a, self.b = a, b
+        if not (math.isfinite(a) and math.isfinite(c)):
+            return
+        if loss(a, c) > loss(*start):
+            a, c = start
+        self.a, self.b = a, c - a * zbar
+        self.z_lo, self.z_hi = float(z.min()), float(z.max())
+        churners = int(np.count_nonzero(y))
+        self.churners, self.stayers = churners, n - churners
+        on = TAIL_CAP if cap is None else cap
+        self.tail = None if who is None or not on else tail_knots(z, y, w, who, PRIOR_STRENGTH,
+                                                          self.a, self.b)
+
+
+def calibrated(z: float, a: float, b: float, z_lo: float, z_hi: float,
+               tail: Tail | None) -> float:
+    """The served probability of prior-corrected log-odds ``z``: Platt ``σ(a·z + b)`` on ``z``
+    clamped to the fitted range, capped by the tail knots (when any).
+
+    >>> calibrated(3.0, 1.0, 0.0, -2.0, 2.0, None) == sigmoid(2.0)
+    True
+    >>> round(calibrated(2.0, 1.0, 0.0, -2.0, 2.0, ((0.0, 1.0), (-1.0, -1.0))), 4)
+    0.2689
+    """
+    zc = min(max(z, z_lo), z_hi)
+    m = a * zc + b
+    if tail is not None:
+        m = min(m, tail_cap(zc, tail))
+    return sigmoid(m)
+
+
+def is_calibrated(churners: int, stayers: int) -> bool:
+    """Whether a calibration fitted on these outcomes counts as calibrated (module docstring).
+
+    >>> is_calibrated(19, 5000), is_calibrated(20, 20)
+    (False, True)
+    """
+    return min(churners, stayers) >= MIN_CLASS_OUTCOMES
 
 
 @dataclass(frozen=True, slots=True)

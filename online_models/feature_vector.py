@@ -5,8 +5,8 @@ score). Field names are built once per event type and spec, not per score.
 
 from __future__ import annotations
 
-import functools
 import math
+from typing import Any
 
 from online_models.features import (
     DAY_S,
@@ -14,40 +14,76 @@ from online_models.features import (
     FeatureSpec,
     FeatureState,
     active_days,
-    event_types,
     rate_scale,
 )
 
 __all__ = ["feature_vector"]
 
 
-def _log1p_signed(x: float) -> float:
-    """``log1p`` that keeps the sign (heavy tails of either sign, as the model sees them)."""
-    return math.log1p(x) if x >= 0.0 else -math.log1p(-x)
+class _Names:
+    """Field and model-input names of one spec, built once (not per score): per event type
+    (:meth:`of`) and the spec's own."""
+
+    __slots__ = ("active", "long_i", "ratio", "ratio_i", "short_i", "spec", "totals", "types")
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        hls = spec.half_lives_days
+        self.spec = spec
+        self.active = tuple(zip((f"active_days_{w}d" for w in spec.active_day_windows),
+                                spec.active_day_windows, strict=True))
+        self.totals = tuple(f"log_count_{n}d" for n in spec.half_life_names)
+        self.short_i, self.long_i = hls.index(spec.trend[0]), hls.index(spec.trend[1])
+        self.ratio_i = hls.index(spec.ratio_half_life_days)
+        self.ratio = tuple(((num, den), f"log_ratio.{num}_per_{den}") for num, den in spec.ratios)
+        self.types: dict[str, tuple[Any, ...]] = {}
+
+    def of(self, kind: str) -> tuple[Any, ...]:
+        """State fields and model-input names of one event type."""
+        names = self.types.get(kind)
+        if names is None:
+            if len(self.types) >= 4096:
+                self.types.clear()
+            hl = self.spec.half_life_names
+            names = self.types[kind] = (
+                f"n.{kind}", f"t.{kind}", f"v.{kind}",
+                tuple(f"c{n}.{kind}" for n in hl), tuple(f"s{n}.{kind}" for n in hl),
+                f"log_events_total.{kind}", f"days_since.{kind}", f"log_value_total.{kind}",
+                tuple(f"log_count_{n}d.{kind}" for n in hl),
+                tuple(f"log_value_{n}d.{kind}" for n in hl), f"trend.{kind}")
+        return names
 
 
-@functools.lru_cache(maxsize=4096)
-def _type_names(kind: str, spec: FeatureSpec) -> tuple[
-        str, str, str, tuple[str, ...], tuple[str, ...], str, str, str, tuple[str, ...],
-        tuple[str, ...], str]:
-    """State fields and model-input names of one event type (built once, not per score)."""
-    hl = spec.half_life_names
-    return (f"n.{kind}", f"t.{kind}", f"v.{kind}",
-            tuple(f"c{n}.{kind}" for n in hl), tuple(f"s{n}.{kind}" for n in hl),
-            f"log_events_total.{kind}", f"days_since.{kind}", f"log_value_total.{kind}",
-            tuple(f"log_count_{n}d.{kind}" for n in hl),
-            tuple(f"log_value_{n}d.{kind}" for n in hl), f"trend.{kind}")
+_BY_SPEC: dict[int, _Names] = {}
 
 
-@functools.lru_cache(maxsize=64)
-def _spec_names(spec: FeatureSpec) -> tuple[tuple[str, ...], tuple[str, ...], int, int, int,
-                                            tuple[str, ...]]:
-    hls = spec.half_lives_days
-    return (tuple(f"active_days_{w}d" for w in spec.active_day_windows),
-            tuple(f"log_count_{n}d" for n in spec.half_life_names),
-            hls.index(spec.trend[0]), hls.index(spec.trend[1]),
-            hls.index(spec.ratio_half_life_days),
-            tuple(f"log_ratio.{num}_per_{den}" for num, den in spec.ratios))
+def _names(spec: FeatureSpec) -> _Names:
+    """The name tables of ``spec``: looked up by identity first (a worker holds one spec
+    object), so the frozen spec is not hashed field by field on every score."""
+    names = _BY_SPEC.get(id(spec))
+    if names is None or names.spec is not spec:
+        if len(_BY_SPEC) >= 64:
+            _BY_SPEC.clear()
+        names = _BY_SPEC[id(spec)] = _Names(spec)
+    return names
+
+
+_KIND_OF: dict[str, str | None] = {}
+"""State field name -> the event type of an ``n.<type>`` field, None for any other field."""
+
+
+def _kinds(state: FeatureState) -> list[str]:
+    """:func:`~online_models.features.event_types` of ``state``: the scan looks each field name
+    up in :data:`_KIND_OF` instead of slicing and comparing it (half the time; names are
+    few and their hashes cached). Bounded: emptied past 65,536 names."""
+    kind_of = _KIND_OF
+    try:
+        return sorted([kind for f in state if (kind := kind_of[f]) is not None])
+    except KeyError:
+        if len(kind_of) >= 65_536:
+            kind_of.clear()
+        for f in state:
+            kind_of[f] = f[2:] if f[:2] == "n." else None
+        return sorted([f[2:] for f in state if f[:2] == "n."])
 
 
 def feature_vector(state: FeatureState, now: float,
@@ -69,46 +105,58 @@ def feature_vector(state: FeatureState, now: float,
     n = state.get("n")
     if not n:
         return {}
-    lg = _log1p_signed
+    log1p = math.log1p
     t_last = state["t_last"]
     now = max(now, t_last)
     ref = state["r"]
     tenure = (now - state["t_first"]) / DAY_S
-    out: dict[str, float] = {"log_events_total": lg(n), "tenure_days": tenure,
+    out: dict[str, float] = {"log_events_total": log1p(n) if n >= 0.0 else -log1p(-n),
+                             "tenure_days": tenure,
                              "days_since_last": (now - t_last) / DAY_S}
-    active_names, total_names, short_i, long_i, ratio_i, ratio_names = _spec_names(spec)
-    for name, w in zip(active_names, spec.active_day_windows, strict=True):
+    names = _names(spec)
+    for name, w in names.active:
         out[name] = float(active_days(state, now, w))
     factors = [2.0 ** ((ref - now) / (h * DAY_S)) for h in spec.half_lives_days]
     k = range(len(factors))
     totals = [0.0 for _ in k]
+    short_i, long_i, ratio_i = names.short_i, names.long_i, names.ratio_i
     short_scale = rate_scale(spec.trend[0], tenure)
     long_scale = rate_scale(spec.trend[1], tenure)
     ratio_counts: dict[str, float] = {}
-    for kind in event_types(state):
+    get = state.get
+    for kind in _kinds(state):
         (n_key, t_key, v_key, c_keys, s_keys, n_out, since_out, total_out, count_outs,
-         value_outs, trend_out) = _type_names(kind, spec)
-        out[n_out] = lg(state[n_key])
-        out[since_out] = (now - state.get(t_key, now)) / DAY_S
+         value_outs, trend_out) = names.of(kind)
+        x = state[n_key]
+        out[n_out] = log1p(x) if x >= 0.0 else -log1p(-x)
+        out[since_out] = (now - get(t_key, now)) / DAY_S
         has_value = v_key in state
         if has_value:
-            out[total_out] = lg(state[v_key])
-        counts = [state.get(c_keys[i], 0.0) * factors[i] for i in k]
+            x = state[v_key]
+            out[total_out] = log1p(x) if x >= 0.0 else -log1p(-x)
+        counts = [get(c_keys[i], 0.0) * factors[i] for i in k]
         for i in k:
-            out[count_outs[i]] = lg(counts[i])
-            totals[i] += counts[i]
+            x = counts[i]
+            out[count_outs[i]] = log1p(x) if x >= 0.0 else -log1p(-x)
+            totals[i] += x
             if has_value:
-                out[value_outs[i]] = lg(state.get(s_keys[i], 0.0) * factors[i])
+                x = get(s_keys[i], 0.0) * factors[i]
+                out[value_outs[i]] = log1p(x) if x >= 0.0 else -log1p(-x)
         long_count = counts[long_i]
         out[trend_out] = (counts[short_i] * short_scale / (long_count * long_scale) - 1.0
                           if long_count > 0.0 else -1.0)
         ratio_counts[kind] = counts[ratio_i]
-    for i in k:
-        out[total_names[i]] = lg(totals[i])
+    for i, name in zip(k, names.totals, strict=True):
+        x = totals[i]
+        out[name] = log1p(x) if x >= 0.0 else -log1p(-x)
     long_total = totals[long_i]
     out["trend"] = (totals[short_i] * short_scale / (long_total * long_scale) - 1.0
                     if long_total > 0.0 else -1.0)
-    for (num, den), name in zip(spec.ratios, ratio_names, strict=True):
+    for (num, den), name in names.ratio:
         d = ratio_counts.get(den, 0.0)
-        out[name] = lg(ratio_counts.get(num, 0.0) / d) if d else 0.0
+        if d:
+            x = ratio_counts.get(num, 0.0) / d
+            out[name] = log1p(x) if x >= 0.0 else -log1p(-x)
+        else:
+            out[name] = 0.0
     return out

@@ -44,6 +44,7 @@ cannot forget what it has seen).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -94,10 +95,16 @@ class FeatureSpec:
     @property
     def half_life_names(self) -> tuple[str, ...]:
         """How each half-life appears in field names (``c7.login``)."""
-        return tuple(half_life_name(h) for h in self.half_lives_days)
+        return _half_life_names(self.half_lives_days)
 
 
 DEFAULT_SPEC = FeatureSpec()
+
+
+@functools.lru_cache(maxsize=64)
+def _half_life_names(half_lives_days: tuple[float, ...]) -> tuple[str, ...]:
+    """Built once per configuration: every event update reads them (``apply_event``)."""
+    return tuple(half_life_name(h) for h in half_lives_days)
 
 
 def half_life_name(days: float) -> str:
@@ -155,10 +162,15 @@ def apply_event(state: FeatureState, event_type: str, ts: float, value: float | 
     True
     """
     out = dict(state)
-    kind = tracked_type(state, event_type, spec.max_types)
-    count_key = f"n.{kind}"
-    if count_key not in out and kind != OTHER_TYPE:
-        out["k"] = out.get("k", 0.0) + 1.0
+    table = _event_keys(spec)
+    keys = table.of(event_type)
+    count_key = keys[0]
+    if count_key not in out and event_type != OTHER_TYPE:  # tracked_type, inlined
+        if out.get("k", 0.0) >= spec.max_types:
+            keys = table.of(OTHER_TYPE)
+            count_key = keys[0]
+        else:
+            out["k"] = out.get("k", 0.0) + 1.0
     day_start = math.floor(ts / DAY_S) * DAY_S
     ref = out.get("r")
     if ref is None:
@@ -174,20 +186,62 @@ def apply_event(state: FeatureState, event_type: str, ts: float, value: float | 
             out["ad"] = bits + 2.0**j
     out["n"] = out.get("n", 0.0) + 1.0
     out[count_key] = out.get(count_key, 0.0) + 1.0
-    for name, h in zip(spec.half_life_names, spec.half_lives_days, strict=True):
-        w = 2.0 ** ((ts - ref) / (h * DAY_S))
-        key = f"c{name}.{kind}"
+    for key, value_key, scale in keys[3]:
+        w = 2.0 ** ((ts - ref) / scale)
         out[key] = out.get(key, 0.0) + w
         if value is not None:
-            key = f"s{name}.{kind}"
-            out[key] = out.get(key, 0.0) + value * w
+            out[value_key] = out.get(value_key, 0.0) + value * w
     if value is not None:
-        out[f"v.{kind}"] = out.get(f"v.{kind}", 0.0) + value
+        key = keys[2]
+        out[key] = out.get(key, 0.0) + value
     out["t_first"] = min(out.get("t_first", ts), ts)
     out["t_last"] = max(out.get("t_last", ts), ts)
-    last_key = f"t.{kind}"
+    last_key = keys[1]
     out[last_key] = max(out.get(last_key, ts), ts)
     return out
+
+
+EventKeys = tuple[str, str, str, tuple[tuple[str, str, float], ...]]
+"""The state fields one event type updates: ``n.<type>``, ``t.<type>``, ``v.<type>`` and per
+half-life (``c<h>.<type>``, ``s<h>.<type>``, ``h * DAY_S``)."""
+
+
+class _EventKeys:
+    """The field names :func:`apply_event` updates, per event type of one spec, built once
+    (not per event): every state then shares the same key objects, which also makes
+    :func:`online_models.feature_vector.feature_vector`'s look-up by key layout cheap."""
+
+    __slots__ = ("half_lives", "spec", "types")
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.half_lives = tuple(zip(spec.half_life_names,
+                                    [h * DAY_S for h in spec.half_lives_days], strict=True))
+        self.types: dict[str, EventKeys] = {}
+
+    def of(self, kind: str) -> EventKeys:
+        keys = self.types.get(kind)
+        if keys is None:
+            if len(self.types) >= 4096:  # event types come from the input: bounded
+                self.types.clear()
+            keys = self.types[kind] = (
+                f"n.{kind}", f"t.{kind}", f"v.{kind}",
+                tuple((f"c{name}.{kind}", f"s{name}.{kind}", scale)
+                      for name, scale in self.half_lives))
+        return keys
+
+
+_KEYS_BY_SPEC: dict[int, _EventKeys] = {}
+
+
+def _event_keys(spec: FeatureSpec) -> _EventKeys:
+    """The key tables of ``spec``, looked up by identity (a process holds one or two specs)."""
+    table = _KEYS_BY_SPEC.get(id(spec))
+    if table is None or table.spec is not spec:
+        if len(_KEYS_BY_SPEC) >= 64:
+            _KEYS_BY_SPEC.clear()
+        table = _KEYS_BY_SPEC[id(spec)] = _EventKeys(spec)
+    return table
 
 
 def event_types(state: FeatureState) -> list[str]:

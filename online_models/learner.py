@@ -9,14 +9,17 @@ it is learned):
   backtest report);
 * **shadow**, per model: the prediction that model would have served at the snapshot's time,
   from its frozen copy of that time (:mod:`online_models.shadow`). These are the models'
-  delayed metrics (``model status`` columns), the input of each model's calibration and of the
-  promotion rule. Snapshots taken before a model's first copy are not scored (untrained).
+  delayed metrics (``model status`` columns) and the input of the promotion rule. Snapshots
+  taken before a model's first copy are not scored (untrained).
 
 Then each model learns each resolution with a class weight that balances churners against the
-(many more) stayers, its prior correction is updated from those weights and its Platt
-calibration (:mod:`online_models.calibration`) from the log-odds of the model as it is before
-learning the batch — the scale of the version about to be published; a frozen copy's scale
-lags it by a horizon. Expensive models
+(many more) stayers, its prior correction is updated from those weights, and its calibration
+(:mod:`online_models.calibration`) is refitted on each pair's log-odds from the model as it
+was before learning its batch (a frozen copy's scale lags it by a horizon). With
+``calibration_window.RESCORE`` (off by default) it is refitted instead on the evidence window
+— the last 10,000 resolved rows — re-scored by the version about to be published, which
+makes it independent of the step cadence (:mod:`online_models.calibration_window`). Expensive
+models
 (trees, forests) may learn and be scored on a deterministic sample: every churner and one
 stayer in ``sample``, weighted ``sample``.
 
@@ -35,12 +38,52 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
+
+from online_models import calibration_window
+from online_models.bayes_batch import learn_bayes_rows
 from online_models.calibration import PlattCalibrator, prior_shift
-from online_models.evaluation import DelayedMetrics, log_loss
+from online_models.calibration_window import EvidenceWindow, log_odds_of, refit_calibration
+from online_models.evaluation import DelayedMetrics
+from online_models.linear_batch import (
+    Rows,
+    learn_rows,
+    linear_plan,
+    split_transform,
+)
 from online_models.model import UNTRAINED_VERSION, make_model, model_config
 from online_models.observations import Resolution
-from online_models.served import CalibratedModel
+from online_models.served import CalibratedModel, accepts_weight
 from online_models.shadow import PairedLoss, StateRing
+
+
+def _learn_many(model: CalibratedModel, rows: Rows, index: list[int], ys: list[bool],
+                ws: list[float]) -> None:
+    """``model.learn_one`` of the rows at ``index`` in order, through the fastest path that
+    takes the same steps (:mod:`online_models.linear_batch`)."""
+    ensemble = getattr(model.raw, "learn_rows", None)  # steps its members (.ensemble)
+    if ensemble is not None:
+        ensemble(rows, index, ys, ws)
+        return
+    plan = linear_plan(model.raw)
+    if plan is not None:
+        learn_rows(plan, rows, ys, ws, index)
+        return
+    split = split_transform(model.raw)
+    if learn_bayes_rows(model.raw if split is None else split[1], rows,
+                        None if split is None else split[0], index, ys, ws):
+        return
+    if split is None:
+        for i, y, w in zip(index, ys, ws, strict=True):
+            model.learn_one(cast(dict[Hashable, Any], dict(rows.rows[i])), y, w=w)
+        return
+    dicts, final = rows.dicts(split[0]), split[1]
+    if accepts_weight(final):
+        for i, y, w in zip(index, ys, ws, strict=True):
+            final.learn_one(dict(dicts[i]), y, w=w)
+    else:
+        for i, y in zip(index, ys, strict=True):
+            final.learn_one(dict(dicts[i]), y)
 
 
 @dataclass
@@ -121,6 +164,7 @@ class Learner:
     total: int = 0
     learn_calls: int = 0
     promotions: list[str] = field(default_factory=list)
+    evidence: EvidenceWindow = field(default_factory=EvidenceWindow)
 
     def __setstate__(self, saved: dict[str, Any]) -> None:
         _restore(self, saved)
@@ -188,28 +232,35 @@ class Learner:
             if r.observation.model_version != UNTRAINED_VERSION and self.served.update(
                     r.observation.score, r.churned):
                 events.append("drift:served")
-        champion_losses = self._test(self.champion, resolutions, now, None, events)
-        for slot in self.challengers:
-            self._test(slot, resolutions, now, champion_losses, events)
+        rows = Rows([r.observation.x for r in resolutions])
+        # the rows each slot is scored and trained on (sampled slots: a hash per row)
+        slots = self.slots  # the champion first
+        takes = [[i for i, r in enumerate(resolutions) if slot.takes(r)] for slot in slots]
+        ids = [r.observation.obs_id for r in resolutions]
+        champion_losses = self._test(slots[0], resolutions, takes[0], rows, now, None, events,
+                                     ids)
+        for slot, taken in zip(slots[1:], takes[1:], strict=True):
+            self._test(slot, resolutions, taken, rows, now, champion_losses, events, ids)
         weights = self._weights(resolutions)
+        if calibration_window.RESCORE:  # the window costs ~1.9 MB of state: kept only when used
+            self.evidence.add(rows, resolutions)
         w_pos = balanced_weight(True, self.positives, self.total)
         w_neg = balanced_weight(False, self.positives, self.total)
-        for slot in self.slots:
+        for slot, taken in zip(slots, takes, strict=True):
             model = slot.model
-            for r, w in zip(resolutions, weights, strict=True):
-                if not slot.takes(r):
-                    continue
-                weight = (w if slot.balanced else 1.0) * (
-                    slot.sample if slot.sample > 1 and not r.churned else 1.0)
-                model.learn_one(cast(dict[Hashable, Any], dict(r.observation.x)), r.churned,
-                                w=weight)
-                slot.learned += 1
-                self.learn_calls += 1
+            ys = [resolutions[i].churned for i in taken]
+            sampled = float(slot.sample) if slot.sample > 1 else 1.0
+            ws = [(weights[i] if slot.balanced else 1.0) * (1.0 if y else sampled)
+                  for i, y in zip(taken, ys, strict=True)]
+            _learn_many(model, rows, taken, ys, ws)
+            slot.learned += len(taken)
+            self.learn_calls += len(taken)
             if slot.balanced:
                 model.shift = prior_shift(w_pos, w_neg)
             cal = slot.calibrator
-            cal.fit()
-            model.a, model.b = cal.a, cal.b
+            if not self._refit(slot):
+                cal.fit()
+            model.set_calibration(cal)
             slot.paired.forget(len(resolutions))
             if now is not None:
                 slot.ring.take(now, model)
@@ -218,35 +269,60 @@ class Learner:
             events.append(f"promoted:{promoted}")
         return events
 
-    def _test(self, slot: ModelSlot, resolutions: list[Resolution], now: float | None,
-              champion_losses: dict[str, float] | None, events: list[str]
-              ) -> dict[str, float]:
-        """Shadow-score the batch for ``slot``: metrics, calibration evidence, pairing."""
+    def _refit(self, slot: ModelSlot) -> bool:
+        """Refit ``slot``'s calibration on the evidence window re-scored by the model about to
+        be published (:func:`online_models.calibration_window.refit_calibration`)."""
+        return refit_calibration(slot.model, slot.calibrator, self.evidence, slot.sample)
+
+    def _test(self, slot: ModelSlot, resolutions: list[Resolution], taken: list[int],
+              rows: Rows, now: float | None, champion_losses: dict[str, float] | None,
+              events: list[str], ids: list[str]) -> dict[str, float]:
+        """Shadow-score the batch for ``slot`` (the resolutions at ``taken``): metrics,
+        calibration evidence, pairing.
+
+        Log-odds are computed per model (copy) for all its rows at once
+        (:func:`online_models.linear_batch.log_odds_many` for linear pipelines)."""
         losses: dict[str, float] = {}
-        drifted = False
         cal = slot.calibrator
-        for r in resolutions:
-            if not slot.takes(r):
-                continue
-            obs = r.observation
-            copy = slot.model if now is None else slot.ring.at(obs.t)
-            if copy is None:
-                continue
-            z = copy.log_odds(dict(obs.x))
-            p = copy.calibrate(z)
-            y = r.churned
-            drifted |= slot.metrics.update(p, y)
-            weight = float(slot.sample) if slot.sample > 1 and not y else 1.0
-            # calibration evidence comes from the model as it is now (before this batch is
-            # learned): the version about to be published is what it must fit, and a copy's
-            # scale lags it by a horizon (measured: that lag cost 0.02 AUC pooled over time)
-            cal.update(z if copy is slot.model else slot.model.log_odds(dict(obs.x)), y, weight)
-            loss = log_loss(p, y)
-            losses[obs.obs_id] = loss
+        # calibration evidence comes from the model as it is now (before this batch is
+        # learned): the version about to be published is what it must fit, and a copy's
+        # scale lags it by a horizon (measured: that lag cost 0.02 AUC pooled over time);
+        # also for snapshots older than the first copy, or the first horizon of versions
+        # would serve an uncalibrated model (issue 10: 1.000 at the top of the demo)
+        z_now = log_odds_of(slot.model, rows, taken)
+        ys = [resolutions[i].churned for i in taken]
+        if slot.learned:  # an untrained model's log-odds are one constant: no evidence
+            sampled = float(slot.sample) if slot.sample > 1 else 1.0
+            cal.update_many(z_now, ys, [1.0 if y else sampled for y in ys])
+        # each row's copy (StateRing.at, for all rows at once): its index in the ring, -1
+        # before the first; one matrix product per copy
+        scored: list[tuple[int, float, float]] = []  # (row, log-odds, calibrated p)
+        if now is None:
+            calibrate = slot.model.calibrate
+            scored = [(j, z, calibrate(z)) for j, z in enumerate(z_now)]
+        elif slot.ring.states and taken:
+            states = slot.ring.states
+            at = np.searchsorted(np.array([t for t, _ in states]),
+                                 np.array([resolutions[i].observation.t for i in taken]),
+                                 side="right") - 1
+            for k in np.unique(at[at >= 0]).tolist():
+                copy = states[k][1]
+                js = np.flatnonzero(at == k).tolist()
+                calibrate = copy.calibrate
+                scored += [(j, z, calibrate(z)) for j, z in zip(
+                    js, log_odds_of(copy, rows, [taken[j] for j in js]), strict=True)]
+            scored.sort()
+        drifted, row_losses = slot.metrics.update_many([p for _, _, p in scored],
+                                                       [ys[j] for j, _, _ in scored])
+        paired = slot.paired
+        for (j, z, _), loss in zip(scored, row_losses, strict=True):
+            i = taken[j]
+            oid = ids[i]
+            losses[oid] = loss
             if champion_losses is not None:
-                other = champion_losses.get(obs.obs_id)
+                other = champion_losses.get(oid)
                 if other is not None and math.isfinite(z):
-                    slot.paired.update(obs.customer_id, other, loss)
+                    paired.update(resolutions[i].observation.customer_id, other, loss)
         if drifted:
             events.append(f"drift:{slot.name}")
         return losses
@@ -283,21 +359,29 @@ class Learner:
         self.promotions.append(winner.name)
         return winner.name
 
-    def report(self) -> dict[str, Any]:
+    def report(self, window: bool = True) -> dict[str, Any]:
         """Delayed metrics: ``served`` (what the worker served), per model the shadow
-        predictions (what it would have served), calibration and the paired comparison."""
+        predictions (what it would have served), calibration and the paired comparison.
+
+        ``window=False``: the metrics' counters only, not the figures over their windows
+        (AUC, log loss, ECE...: O(window) each, tens of ms for all models)."""
         models: dict[str, Any] = {}
         for s in self.slots:
             m = s.model
-            models[s.name] = {**s.metrics.report(), "learned": s.learned,
-                              "calibration": {"a": m.a, "b": m.b, "shift": m.shift},
+            metrics = s.metrics.report() if window else s.metrics.counts()
+            models[s.name] = {**metrics, "learned": s.learned,
+                              "calibration": {"a": m.a, "b": m.b, "shift": m.shift,
+                                              "churners": m.churners, "stayers": m.stayers,
+                                              "calibrated": m.calibrated,
+                                              "tail": None if m.tail is None else [
+                                                  list(m.tail[0]), list(m.tail[1])]},
                               "paired_gain": s.paired.mean() if s is not self.champion
                               else None,
                               "paired_z": s.paired.z() if s is not self.champion else None,
                               "paired_n": s.paired.count if s is not self.champion else None}
         return {
             "champion": self.champion.name,
-            "served": self.served.report(),
+            "served": self.served.report() if window else self.served.counts(),
             "models": models,
             "resolved": self.total,
             "positives": self.positives,

@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-ModelName = Literal["logreg", "logreg_robust", "logreg_adagrad", "bayes", "svm", "hat", "arf"]
+ModelName = Literal["logreg", "logreg_robust", "logreg_adagrad", "bayes", "svm", "hat", "arf",
+                    "ensemble"]
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)

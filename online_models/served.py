@@ -7,7 +7,11 @@ calibration fitted online on delayed outcomes (``a``, ``b``), see
 ``raw_proba`` the raw model's. The learner trains the raw model through ``learn_one`` and
 keeps ``shift``, ``a`` and ``b`` up to date (the evidence they are fitted on stays with the
 learner); a published version pickles them with the model, so a version's scores and its
-calibration never come apart.
+calibration never come apart. With them travel the range of log-odds the calibration was
+fitted on (scores clamp to it), the knots of its tail cap (:mod:`online_models.calibration_tail`;
+none on versions published before it) and how many churners and stayers it rests on: a
+version with too few is *calibrating* (:func:`model_calibrated`), and every score record says
+so.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from typing import Any, cast
 
 from river import base
 
-from online_models.calibration import logit, sigmoid
+from online_models.calibration import (
+    Z_LIMIT,
+    PlattCalibrator,
+    calibrated,
+    is_calibrated,
+    logit,
+)
+from online_models.calibration_tail import Tail
+from online_models.model import UNTRAINED_VERSION
 
 
 def accepts_weight(model: Any) -> bool:
@@ -40,6 +52,8 @@ class CalibratedModel(base.Classifier):
     >>> m.shift = -2.0  # trained with churners weighed e^2 times the stayers
     >>> round(m.predict_proba_one({"x": 1.0})[True], 4)
     0.1192
+    >>> m.calibrated  # no outcomes behind its calibration
+    False
     """
 
     def __init__(self, raw: base.Classifier, shift: float = 0.0, a: float = 1.0,
@@ -48,11 +62,35 @@ class CalibratedModel(base.Classifier):
         self.shift = shift
         self.a = a
         self.b = b
+        self.z_lo = -Z_LIMIT
+        self.z_hi = Z_LIMIT
+        self.churners: int | None = 0
+        self.stayers: int | None = 0
+        self.tail: Tail | None = None
         self._weighted = accepts_weight(raw)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        # versions published before the clamp and the counts: no clamp, and trusted as before
+        # (counts unknown: None)
+        self.__dict__.update({"z_lo": -Z_LIMIT, "z_hi": Z_LIMIT, "churners": None,
+                              "stayers": None, "tail": None, **state})
         self._weighted = accepts_weight(self.raw)
+
+    def set_calibration(self, cal: PlattCalibrator) -> None:
+        """Take the calibrator's last fit: ``(a, b)``, its log-odds range, counts and tail
+        cap."""
+        self.a, self.b = cal.a, cal.b
+        self.tail = cal.tail
+        self.z_lo, self.z_hi = cal.z_lo, cal.z_hi
+        self.churners, self.stayers = cal.churners, cal.stayers
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the calibration rests on enough churners and stayers (module docstring);
+        a version published before the counts were recorded is trusted as it was."""
+        if self.churners is None or self.stayers is None:
+            return True
+        return is_calibrated(self.churners, self.stayers)
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_weighted"}
@@ -73,11 +111,12 @@ class CalibratedModel(base.Classifier):
 
     def proba(self, x: dict[str, float]) -> float:
         """The calibrated churn probability."""
-        return sigmoid(self.a * self.log_odds(x) + self.b)
+        return self.calibrate(self.log_odds(x))
 
     def calibrate(self, z: float) -> float:
-        """The calibrated probability of prior-corrected log-odds ``z``."""
-        return sigmoid(self.a * z + self.b)
+        """The calibrated probability of prior-corrected log-odds ``z`` (clamped to the range
+        the calibration was fitted on, the top tail capped by its evidence)."""
+        return calibrated(z, self.a, self.b, self.z_lo, self.z_hi, self.tail)
 
     def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any
                           ) -> dict[base.typing.ClfTarget, float]:
@@ -96,7 +135,20 @@ class CalibratedModel(base.Classifier):
             raw.learn_one(x, y)
 
 
-def raw_model(model: Any) -> Any:
-    """The ranking model inside a :class:`CalibratedModel`, or ``model`` itself (a model
-    of a checkpoint written before calibration existed)."""
-    return model.raw if isinstance(model, CalibratedModel) else model
+def model_calibrated(model: Any, version: str) -> bool:
+    """Whether scores of ``model``, published as ``version``, count as calibrated
+    probabilities: not the untrained start, and for a :class:`CalibratedModel`, a calibration
+    resting on enough outcomes. A model without calibration published under a version of its
+    own (a checkpoint written before calibration existed, a hand-made model) keeps being
+    trusted as it was before the flag existed, and so does a version published before the
+    counts were recorded.
+
+    >>> from online_models.model import UNTRAINED_VERSION, make_model
+    >>> model_calibrated(make_model(), UNTRAINED_VERSION), model_calibrated(make_model(), "3")
+    (False, True)
+    >>> model_calibrated(CalibratedModel(make_model()), "1-logreg")
+    False
+    """
+    if version == UNTRAINED_VERSION:
+        return False
+    return model.calibrated if isinstance(model, CalibratedModel) else True

@@ -70,3 +70,30 @@ def test_a_shift_in_the_loss_raises_a_drift_event() -> None:
     assert any(drifted)
     assert m.drifts >= 1
     assert m.report()["drifts"] == m.drifts
+
+
+def test_rolling_auc_equals_counting_every_pair_and_loads_the_old_form() -> None:
+    import pickle
+    import random
+
+    from online_models.evaluation import RollingAUC
+
+    rnd = random.Random(3)
+    auc = RollingAUC(window=300)
+    seen: list[tuple[float, bool]] = []
+    for i in range(1000):
+        p = round(rnd.random(), 2)  # ties
+        y = rnd.random() < 0.2 + 0.5 * p
+        auc.update(p, y)
+        seen.append((p, y))
+        if i % 97 == 50 or i == 999:
+            window = seen[-300:]
+            pos = [q for q, t in window if t]
+            neg = [q for q, t in window if not t]
+            right = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
+            assert abs(auc.get() - right / (len(pos) * len(neg))) < 1e-12
+    old = {"window": 300, "_pairs": auc._pairs, "_pos": [], "_neg": [], "_u": 1.0}
+    loaded = RollingAUC.__new__(RollingAUC)
+    loaded.__setstate__(old)
+    assert loaded.get() == auc.get()
+    assert pickle.loads(pickle.dumps(auc)).get() == auc.get()

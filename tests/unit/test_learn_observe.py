@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import orjson
 
@@ -13,6 +14,7 @@ from streams.records import MemorySink, RawRecord
 from streams.redis.churned import InMemoryChurnedCustomers
 from streams.redis.feature_store import InMemoryFeatureStore
 from streams.redis.observation_store import InMemoryObservationStore
+from streams.redis.packed_state import quantized
 from streams.settings import FeatureSettings, SweepSettings, TopicSettings
 from streams.worker.processor import EventBatchProcessor
 from streams.worker.sweeper import Sweeper
@@ -76,7 +78,8 @@ async def test_every_scored_customer_leaves_the_snapshot_that_was_scored() -> No
     score = next(s for s in w.scores() if s["customer_id"] == "a")
     state = await w.features.get("a")
     assert snap.t == T0 + 10
-    assert snap.x == feature_vector(state, T0 + 10, w.proc.spec)
+    scored = feature_vector(state, T0 + 10, w.proc.spec)
+    assert snap.x == quantized(replace(snap, x=scored)).x  # what was scored, as stored
     assert (snap.score, snap.model_version) == (score["score"], "3-logreg")
     assert w.proc.totals.observed == 2
 
@@ -140,7 +143,8 @@ async def test_scores_carry_drivers_that_add_up_to_the_log_odds() -> None:
 
     explainer = LinearExplainer.of(handle.model)
     assert explainer is not None
-    x = (await w.observations.pending("a"))[0].x
+    snap = (await w.observations.pending("a"))[0]  # the snapshot keeps x packed: recompute
+    x = feature_vector(await w.features.get("a"), snap.t, w.proc.spec)
     total = sum(c.contribution for c in explainer.top(x, k=len(x))) + explainer.intercept
     p = float(score["score"])  # type: ignore[arg-type]
     assert math.isclose(total, math.log(p / (1 - p)), rel_tol=1e-9, abs_tol=1e-9)
