@@ -44,10 +44,9 @@ from alerts.policy import (
     PolicyParams,
     RiskState,
     ScoreInput,
-    state_from_json,
-    state_to_json,
     update,
 )
+from alerts.policy_state import state_from_json, state_to_json
 
 OutboxEntry = list[tuple[str, dict[str, Any]]]
 """Records one score produced: (``"alert"`` | ``"action"`` | ``"dead"``, record)."""
@@ -92,7 +91,8 @@ class Plan:
 def plan_customer(stored: Stored, scores: Sequence[tuple[int, ScoreInput]], first: int,
                   params: PolicyParams, now: float) -> Plan:
     """Apply a customer's scores of one batch (offset order); see the module docstring."""
-    outbox = {k: v for k, v in stored.outbox.items() if k >= first}
+    outbox = ({k: v for k, v in stored.outbox.items() if k >= first} if stored.outbox
+              else {})
     changed = len(outbox) != len(stored.outbox)
     state, applied = stored.state, stored.applied
     replayed: list[tuple[int, OutboxEntry]] = []
@@ -104,15 +104,16 @@ def plan_customer(stored: Stored, scores: Sequence[tuple[int, ScoreInput]], firs
             continue
         state, out = update(state, score, params, now)
         applied, changed = offset, True
-        decisions.extend((offset, d, state) for d in out)
+        if out:
+            decisions.extend((offset, d, state) for d in out)
     return Plan(state, applied, outbox, replayed, decisions, changed)
 
 
 def finish(plan: Plan, produced: Mapping[int, OutboxEntry]) -> Stored:
     """The record to store: the plan's state, plus the records its new decisions produced."""
-    outbox = dict(plan.outbox)
-    for offset, entry in produced.items():
-        outbox.setdefault(offset, []).extend(entry)
+    outbox = dict(plan.outbox) if produced else plan.outbox  # the plan's own: not shared
+    for offset, entry in produced.items():  # new lists: a held record is never changed
+        outbox[offset] = [*outbox.get(offset, ()), *entry]
     return Stored(plan.state, plan.applied, outbox)
 
 

@@ -5,20 +5,32 @@ A team states what it can work: ``per_day`` alerts (over all score partitions), 
 keeps
 
 * a **streaming quantile sketch** of the rank values (probability, or probability x customer
-  value) of the customers it sees, one value per customer per event-time day (their first score
-  of the day): River's :class:`~river.stats.RollingQuantile` at a ladder of levels
-  (top 1/2, 1/4, ... 1/4096), read between the rungs by interpolation in log share;
-* a **level**: the share ``q`` of customer-days that should sit above the *enter* threshold.
+  value) of the customers **free to alert**, one value per customer per event-time day (their
+  first score of the day) unless the customer is in an episode that has alerted or inside the
+  cooldown after an alert: River's :class:`~river.stats.RollingQuantile` at a ladder of levels
+  (top 1/2, 1/4, ... 1/4096), read between the rungs by interpolation in log share. Customers
+  already alerted do not take the top places of the queue, so a level means the same supply of
+  new alerts however many alerted customers stay high (when the model's scores spread out, the
+  alerted ones did, and a whole-population sketch left too few free customers above enter);
+* a **level**: the share ``q`` of free customer-days that should sit above the *enter* threshold.
   The thresholds of the state machine are the sketch's values at ``q`` (enter; also the
   *medium* tier), ``q x high_share`` (high), ``q x critical_share`` (critical) and
   ``q x exit_factor`` (exit, the hysteresis): tiers are ranks inside the budget, critical is
   the top of the queue;
 * a **controller**: at every event-time day boundary the level moves by
-  ``gain x log2(aimed / sent)`` over the last 7 days (aimed = ``aim`` x the budget of those
-  days), so the alert volume follows the budget whatever the score distribution does;
-* a **cap**: no alert while the last 7 days (today included) already hold the week's budget, or
-  today holds ``day_cap`` days' worth. Held episodes stay open and alert at a later score when
-  there is room again (``PolicyParams.paused``);
+  ``gain x log2(aimed / wanted)`` (wanted: a smoothed daily count of alerts sent plus episodes
+  the cap held; aimed = ``aim`` x the daily budget), at most ``max_step``, so the alert volume
+  follows the budget whatever the score distribution does. A calendar week that is a whole
+  alert or more behind its paced allowance (below) has too few customers above enter, whatever
+  the smoothed count says: the level does not fall that day, and rises by
+  ``gain x log2(allowance / sent)`` (no wind-up after a burst of held episodes);
+* a **cap per calendar week** (UTC ISO week, Monday 00:00 to Sunday 24:00 of event time, the
+  week the team and the report count): by the end of the ``k``-th day of the week at most
+  ``k/7`` of the week's budget has gone out (daily pacing; a quiet day's room carries over to
+  the next days of the same week, never into the next week), and no day takes more than
+  ``day_cap`` days' worth. An alert counts on its score's day, also when the score comes
+  after one of a later day. Held episodes stay open and alert at a later score when there is
+  room again (``PolicyParams.paused``);
 * the **active customers** of the last 7 days, counted exactly from each customer's previous
   score time (the risk state has it): a share budget is a share of them.
 
@@ -42,111 +54,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
+from alerts.budget_params import Budget as Budget
+from alerts.budget_params import BudgetParams as BudgetParams
+from alerts.budget_params import RankBy as RankBy
+from alerts.budget_params import free_to_alert as free_to_alert
+from alerts.budget_params import rank_value as rank_value
 from alerts.budget_sketch import LEVELS, ScoreSketch
-from alerts.drivers import DEFAULT_TYPE_CATEGORIES, category
+from alerts.measure import week_start_day
 from alerts.policy import AlertDecision, PolicyParams, RiskState, ScoreInput, update
 
 DAY_S = 86400.0
-RankBy = Literal["probability", "expected_loss"]
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """One team's capacity, and which scores its queue takes (driver categories, ``*`` all).
-
-    >>> Budget(per_day=10).weekly(active=500, partitions=2)
-    35.0
-    >>> Budget(share_per_week=0.02).weekly(active=500, partitions=2)
-    10.0
-    >>> Budget()
-    Traceback (most recent call last):
-    ...
-    ValueError: a budget needs exactly one of per_day > 0 or share_per_week in (0, 1]
-    """
-
-    team: str = "all"
-    categories: tuple[str, ...] = ("*",)
-    per_day: float | None = None
-    share_per_week: float | None = None
-
-    def __post_init__(self) -> None:
-        day = self.per_day is not None and self.per_day > 0
-        share = self.share_per_week is not None and 0 < self.share_per_week <= 1
-        if day == share or (self.per_day is not None and self.share_per_week is not None):
-            raise ValueError("a budget needs exactly one of per_day > 0 or "
-                             "share_per_week in (0, 1]")
-
-    def takes(self, cat: str) -> bool:
-        return "*" in self.categories or cat in self.categories
-
-    def weekly(self, active: int, partitions: int) -> float:
-        """This partition's alerts for a week: its share of a per-day budget, or the share of
-        its active customers."""
-        if self.per_day is not None:
-            return self.per_day * 7.0 / partitions
-        assert self.share_per_week is not None
-        return self.share_per_week * active
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetParams:
-    """How budgets become thresholds (see the module docstring)."""
-
-    budgets: tuple[Budget, ...] = (Budget(share_per_week=0.02),)
-    partitions: int = 1
-    window: int = 2000
-    min_window: int = 200
-    initial_share: float = 0.02
-    high_share: float = 1 / 3
-    critical_share: float = 0.1
-    exit_factor: float = 2.0
-    gain: float = 0.3
-    aim: float = 2.0
-    day_cap: float = 2.0
-    rank_by: RankBy = "probability"
-    refresh: int = 50  # thresholds are re-read from the sketch every this many values
-    smoothing: float = 0.3  # weight of the newest day in the smoothed daily demand
-    max_step: float = 0.15  # largest level move per day (log2 share)
-    type_categories: Mapping[str, str] = field(
-        default_factory=lambda: dict(DEFAULT_TYPE_CATEGORIES))
-
-    def __post_init__(self) -> None:
-        if not self.budgets:
-            raise ValueError("budget mode needs at least one team budget")
-        if len({b.team for b in self.budgets}) != len(self.budgets):
-            raise ValueError("team names of the budgets must differ")
-        if self.partitions < 1 or self.window < 10 or not 1 <= self.min_window <= self.window:
-            raise ValueError("need partitions >= 1, window >= 10, 1 <= min_window <= window")
-        if not (0 < self.critical_share <= self.high_share <= 1 <= self.exit_factor
-                and 0 < self.initial_share < 1 and 0 < self.aim <= 3 and self.gain >= 0
-                and self.day_cap >= 1):
-            raise ValueError("need 0 < critical_share <= high_share <= 1 <= exit_factor, "
-                             "0 < initial_share < 1, 0 < aim <= 3, gain >= 0, day_cap >= 1")
-
-    def team_of(self, score: ScoreInput) -> str:
-        """The team whose queue a score goes to: the first budget taking the category of the
-        driver that pushes hardest towards churn (``unknown`` without drivers)."""
-        if len(self.budgets) == 1:
-            return self.budgets[0].team
-        top = max(score.drivers, key=lambda d: d.contribution, default=None)
-        cat = ("unknown" if top is None or top.contribution <= 0
-               else category(top.feature, self.type_categories))
-        return next((b.team for b in self.budgets if b.takes(cat)), self.budgets[-1].team)
-
-
-def rank_value(score: ScoreInput, rank_by: RankBy) -> float:
-    """What the queue is ordered by: the probability, or the expected loss (probability x the
-    customer's value per month, ``score.value``; 1 when unknown).
-
-    >>> s = ScoreInput("c", "s", 0.2, 0.0, value=50.0)
-    >>> rank_value(s, "probability"), rank_value(s, "expected_loss")
-    (0.2, 10.0)
-    """
-    if rank_by == "expected_loss":
-        return score.score * (score.value if score.value is not None else 1.0)
-    return score.score
 
 
 @dataclass
@@ -218,7 +137,7 @@ class BudgetState:
             _, would = update(before, score, open_params, now)  # what the cap held back
             waiting = would[0].episode_id if would else None
         self.record(offset, score, before.last_ts, score.ts, out, applied=applied,
-                    waiting=waiting)
+                    waiting=waiting, free=free_to_alert(before, score.ts, base))
         return new, out
 
     def _params(self, score: ScoreInput, base: PolicyParams
@@ -237,12 +156,20 @@ class BudgetState:
         assert team.paused is not None
         if len(team.sketch) < self.params.min_window:
             return team.paused, None
-        week = self.weekly_budget(name)
-        day = self.day if self.day is not None else 0
-        if (team.sent_since(day - 6) >= week
-                or team.sent.get(day, 0) >= self.params.day_cap * week / 7.0):
+        day = math.floor(score.ts / DAY_S)  # the week and day the report counts the alert in
+        if not self.room(name, day if self.day is None else min(day, self.day)):
             return team.paused, team.cached
         return team.cached, None
+
+    def room(self, team: str, day: int) -> bool:
+        """Whether ``team`` may send one more alert on ``day``: the week's paced allowance
+        (``k/7`` of the week's budget by the end of its ``k``-th day) and the day cap."""
+        week = self.weekly_budget(team)
+        sent = self.teams[team].sent
+        first = week_start_day(day)
+        allowance = week * (day - first + 1) / 7.0
+        return (sum(n for d, n in sent.items() if first <= d <= day) < allowance
+                and sent.get(day, 0) < self.params.day_cap * week / 7.0)
 
     def _thresholds(self, team: TeamState) -> tuple[float, float, float, float, float]:
         p, sk = self.params, team.sketch
@@ -262,10 +189,11 @@ class BudgetState:
     # -- writing: what a score did ----------------------------------------------------------
     def record(self, offset: int, score: ScoreInput, previous_ts: float | None, new_ts: float,
                alerts: Sequence[AlertDecision] = (), applied: bool = True,
-               waiting: str | None = None) -> None:
+               waiting: str | None = None, free: bool = True) -> None:
         """Count one score of the partition (offset order): its customer's activity, its value
-        in the sketch (first score of the customer's day), the alerts it raised, the episode
-        the cap held back (``waiting``): the controller steers by alerts sent plus held."""
+        in the sketch (first score of the customer's day, when the customer was ``free`` to
+        alert: :func:`free_to_alert`), the alerts it raised, the episode the cap held back
+        (``waiting``): the controller steers by alerts sent plus held."""
         if offset <= self.applied:
             return
         self.applied = offset
@@ -279,14 +207,15 @@ class BudgetState:
                 self.active[old] -= 1
             self.active[day] = self.active.get(day, 0) + 1
         team = self.teams[self.params.team_of(score)]
-        if old != day:
+        if old != day and free:
             team.sketch.update(rank_value(score, self.params.rank_by))
             team.fed += 1
             if team.fed % self.params.refresh == 0 or len(team.sketch) <= self.params.min_window:
                 team.invalidate()
         today = self.day if self.day is not None else day
-        if alerts:
-            team.sent[today] = team.sent.get(today, 0) + len(alerts)
+        if alerts:  # counted on the score's own day (a score may come after the next day's)
+            sent_day = min(day, today)
+            team.sent[sent_day] = team.sent.get(sent_day, 0) + len(alerts)
             for d in alerts:
                 team.waiting.pop(d.episode_id, None)
         if waiting is not None and waiting not in team.waiting:
@@ -309,23 +238,31 @@ class BudgetState:
         horizon = self.day - 7
         self.active = {d: n for d, n in self.active.items() if d > horizon and n > 0}
         for team in self.teams.values():
-            team.sent = {d: n for d, n in team.sent.items() if d > horizon}
+            team.sent = {d: n for d, n in team.sent.items() if d > horizon - 7}  # 2 weeks
             team.waiting = {e: d for e, d in team.waiting.items() if d > horizon}
 
     def _control(self, day: int) -> None:
-        """End of ``day``: move each team's level towards its budget of the last 7 days."""
+        """End of ``day``: move each team's level towards its budget of the last 7 days; a
+        week behind its paced allowance never lowers the level (see the module docstring)."""
         p = self.params
         active = sum(n for d, n in self.active.items() if d > day - 7)
         for b in p.budgets:
             team = self.teams[b.team]
             if len(team.sketch) < p.min_window:
                 continue
-            aimed = p.aim * b.weekly(active, p.partitions) / 7.0
+            weekly = b.weekly(active, p.partitions)
+            aimed = p.aim * weekly / 7.0
             demand = team.demand_since(day) - team.demand_since(day + 1)
             rate = aimed if team.rate is None else team.rate
             team.rate = rate = rate + p.smoothing * (demand - rate)
             eps = 0.1 * aimed + 0.05
             step = p.gain * math.log2((aimed + eps) / (rate + eps))
+            first = week_start_day(day)
+            paced = weekly * (day - first + 1) / 7.0  # the week's allowance by the end of day
+            sent = team.sent_since(first) - team.sent_since(day + 1)
+            if sent + 1 <= paced:  # a whole alert behind: too few customers above enter
+                eps = 0.1 * weekly / 7.0 + 0.05
+                step = max(step, p.gain * math.log2((paced + eps) / (sent + eps)))
             step = min(max(step, -p.max_step), p.max_step)
             team.level = min(max(team.level + step, -float(len(LEVELS))), -1.0)
             team.invalidate()

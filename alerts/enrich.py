@@ -14,10 +14,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerts.advice import Advice, action_extras, advise
 from alerts.budget import BudgetParams
 from alerts.contracts import action_record, alert_record
 from alerts.drivers import DEFAULT_TYPE_CATEGORIES, main_category, summary, views
@@ -42,6 +43,9 @@ class AlertConfig:
     type_categories: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_TYPE_CATEGORIES))
     budget: BudgetParams | None = None  # None: absolute thresholds (``policy``) only
+    # the live retention state (offers, learning policy; docs/retention.md): a getter of the
+    # newest published Advice, None (or returning None): alerts as the static table makes them
+    advice: Callable[[], Advice | None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.holdout_share <= 1.0:
@@ -65,4 +69,7 @@ def enrich(decision: AlertDecision, state: RiskState, features: Mapping[str, flo
     lifecycle = stage(state, decision.ts, tenure, config.new_days, config.returned_days)
     text = summary(decision.score, decision.previous_score, shown)
     alert = alert_record(decision, shown, text, lifecycle, segment, route, holdout, value, cat)
-    return alert, action_record(alert)
+    advice = config.advice() if config.advice is not None else None
+    if advice is not None:
+        advise(alert, route, advice)
+    return alert, {**action_record(alert), **action_extras(alert)}

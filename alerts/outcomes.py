@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from alerts.timefmt import format_ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,8 @@ class ActionOutcome:
         return {"schema_version": 1, "outcome_id": self.outcome_id, "action_id": a.action_id,
                 "customer_id": a.customer_id, "action": a.action, "holdout": a.holdout,
                 "segment": a.segment, "driver_category": a.driver_category,
-                "severity": a.severity, "t0": a.ts, "resolved_at": self.resolved_at,
+                "severity": a.severity, "t0": format_ts(a.ts),
+                "resolved_at": format_ts(self.resolved_at), "context": a.context,
                 "outcome": "churned" if self.churned else "stayed",
                 "accepted_offer": self.accepted}
 
@@ -84,7 +88,7 @@ class OutcomeJoiner:
 
     horizon_s: float
     pending: dict[str, Action] = field(default_factory=dict)
-    resolved: set[str] = field(default_factory=set)
+    resolved: dict[str, float] = field(default_factory=dict)  # outcome id -> action time
     churns: dict[str, list[float]] = field(default_factory=dict)
     accepted: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
     clock: float = float("-inf")
@@ -105,6 +109,12 @@ class OutcomeJoiner:
             return False
         self.pending[action.action_id] = action
         self._index(action)
+        times = self.churns.get(action.customer_id, ())
+        i = bisect.bisect_right(times, action.ts)
+        if i < len(times) and times[i] <= action.ts + self.horizon_s:
+            # its churn label came first (another topic read ahead): due at the churn, so the
+            # next advance() resolves it without waiting for the horizon's end
+            heapq.heappush(self._due, (times[i], action.action_id))
         return True
 
     def add_offer(self, customer_id: str, ts: float, offer: str) -> None:
@@ -125,13 +135,12 @@ class OutcomeJoiner:
     def advance(self, clock: float) -> list[ActionOutcome]:
         """Resolve as stayed every pending action whose horizon ended by ``clock``."""
         self.clock = max(self.clock, clock)
-        due = []
+        out = []
         while self._due and self._due[0][0] <= self.clock:
             _, aid = heapq.heappop(self._due)
-            if aid in self.pending:  # else resolved by a churn label already
-                due.append(self.pending[aid])
-        out = []
-        for a in due:
+            a = self.pending.get(aid)
+            if a is None:  # resolved already (an action can be due twice: at its churn label
+                continue  # and at its horizon's end; resolving it drops it from pending)
             end = a.ts + self.horizon_s
             times = self.churns.get(a.customer_id, [])
             i = bisect.bisect_right(times, a.ts)
@@ -149,25 +158,62 @@ class OutcomeJoiner:
         if not ids:
             del self._by_customer[a.customer_id]
         oid = outcome_id(a.action_id)
-        self.resolved.add(oid)
+        self.resolved[oid] = a.ts
         offer = next((o for t, o in self.accepted.get(a.customer_id, ())
                       if a.ts <= t <= a.ts + self.horizon_s), None)
         return ActionOutcome(oid, a, churned, at, offer)
 
+    def prune(self, keep_s: float) -> int:
+        """Forget churn labels, accepted offers and resolved ids older than ``clock - keep_s``
+        (with ``keep_s`` >= 2 horizons no pending action needs them: a pending action started
+        after ``clock - horizon``); returns how many entries went. An action older than that
+        arriving afterwards would be joined again, so keep ``keep_s`` above the lag of the
+        actions topic.
+
+        >>> j = OutcomeJoiner(10.0); j.add_offer("c", 1.0, "x"); _ = j.add_label("c", 2.0, True)
+        >>> j.advance(100.0), j.prune(20.0), j.churns, j.accepted
+        ([], 2, {}, {})
+        """
+        if not math.isfinite(self.clock):
+            return 0
+        cut = self.clock - keep_s
+        gone = 0
+        for cid in list(self.churns):
+            kept = [t for t in self.churns[cid] if t >= cut]
+            gone += len(self.churns[cid]) - len(kept)
+            self.churns[cid] = kept
+            if not kept:
+                del self.churns[cid]
+        for cid in list(self.accepted):
+            offers = [x for x in self.accepted[cid] if x[0] >= cut]
+            gone += len(self.accepted[cid]) - len(offers)
+            self.accepted[cid] = offers
+            if not offers:
+                del self.accepted[cid]
+        old = [oid for oid, t in self.resolved.items() if t < cut]
+        for oid in old:
+            del self.resolved[oid]
+        return gone + len(old)
+
     def to_json(self) -> dict[str, Any]:
-        return {"horizon_s": self.horizon_s, "clock": self.clock,
+        return {"horizon_s": self.horizon_s,
+                "clock": self.clock if math.isfinite(self.clock) else None,  # JSON has no inf
                 "pending": [asdict(a) for a in self.pending.values()],
-                "resolved": sorted(self.resolved), "churns": self.churns,
+                "resolved": dict(sorted(self.resolved.items())), "churns": self.churns,
                 "accepted": {c: [list(x) for x in v] for c, v in self.accepted.items()}}
 
     @staticmethod
     def from_json(obj: Mapping[str, Any]) -> OutcomeJoiner:
-        j = OutcomeJoiner(float(obj["horizon_s"]), clock=float(obj["clock"]))
+        clock = obj.get("clock")
+        j = OutcomeJoiner(float(obj["horizon_s"]),
+                          clock=float("-inf") if clock is None else float(clock))
         for raw in obj["pending"]:
             a = dict(raw)
             a["offers"] = tuple(a.get("offers", ()))
             j.add_action(Action(**a))
-        j.resolved = set(obj["resolved"])
+        got = obj["resolved"]  # a list before pruning existed: no times, kept a while
+        j.resolved = ({str(k): float(v) for k, v in got.items()} if isinstance(got, dict)
+                      else dict.fromkeys(map(str, got), j.clock))
         j.churns = {c: list(v) for c, v in obj["churns"].items()}
         j.accepted = {c: [(float(t), str(o)) for t, o in v] for c, v in obj["accepted"].items()}
         return j

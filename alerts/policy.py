@@ -8,6 +8,8 @@ Rules, in the order they apply to one score of one customer:
 1. *Duplicates and stale scores change nothing.* A ``score_id`` among the last
    ``params.dedup_ids`` applied, or a score older (event time) than the last applied one, is
    skipped: the worker publishes at least once, and a replay must not count a score twice.
+   Nor does a score of a model version still calibrating (``calibrated`` false, issue 10):
+   it is no probability anyone can act on.
 2. *Churned customers are suppressed.* ``score.churned_at`` (from the learner's churn marks)
    at or after which no event arrived means the customer is gone: the episode closes without an
    alert. An event score after the churn time means the customer came back (``returned_at``).
@@ -42,28 +44,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
 
 SEVERITIES: tuple[str, ...] = ("medium", "high", "critical")
 Kind = Literal["opened", "escalated"]
 
 
-@dataclass(frozen=True, slots=True)
-class Driver:
-    """One feature's part in a score (log-odds contribution), as the score record carries it."""
+class Driver(NamedTuple):
+    """One feature's part in a score (log-odds contribution), as the score record carries it.
+
+    A named tuple, as :class:`RiskState` (decoded for every score: cheap to build)."""
 
     feature: str
     value: float
     contribution: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoreInput:
     """What the policy needs of one score record.
 
     ``ts`` is event time (epoch seconds); ``churned_at`` the learner's churn mark of the customer
-    when the score was processed (None = not churned).
+    when the score was processed (None = not churned). Treated as immutable (change one with
+    ``dataclasses.replace``) but not frozen: the alerter decodes one per score, and a frozen
+    dataclass of these 12 fields cost ~4x more to build (``object.__setattr__`` per field).
     """
 
     customer_id: str
@@ -77,6 +82,7 @@ class ScoreInput:
     churned_at: float | None = None
     value: float | None = None  # customer value per month (expected-loss ranking), if known
     rank: float | None = None  # what thresholds compare (budget mode); None = ``score``
+    calibrated: bool = True  # False: the version was still calibrating (the alerter skips it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +131,14 @@ class PolicyParams:
         return 0
 
 
-@dataclass(frozen=True, slots=True)
-class RiskState:
-    """Everything the policy remembers about one customer (a few hundred bytes as JSON)."""
+class RiskState(NamedTuple):
+    """Everything the policy remembers about one customer (a few hundred bytes as JSON).
+
+    Immutable, built by keyword like a dataclass; a named tuple because the alerter builds
+    one or two per score: a frozen dataclass of these 19 fields cost ~7x more to build (each
+    field set through ``object.__setattr__``), the largest single cost of the policy. Change
+    one with ``state._replace(...)``.
+    """
 
     last_ts: float | None = None
     last_score: float | None = None
@@ -213,34 +224,44 @@ def update(state: RiskState, score: ScoreInput, params: PolicyParams,
     """
     if score.score_id in state.recent_ids or (
             state.last_ts is not None and score.ts < state.last_ts) or not math.isfinite(
-            score.score):
-        return replace(state, scores_skipped=state.scores_skipped + 1), []
-    ids = (*state.recent_ids, score.score_id)[-params.dedup_ids:]
-    seen = replace(state, last_ts=score.ts, last_score=score.score, recent_ids=ids,
-                   first_seen=state.first_seen if state.first_seen is not None else score.ts,
-                   scores_applied=state.scores_applied + 1)
+            score.score) or not score.calibrated:
+        return _evolve(state, {"scores_skipped": state.scores_skipped + 1}), []
+    if (state.episode_start is None and score.churned_at is None and state.churned_at is None
+            and (score.score if score.rank is None else score.rank) < params.enter):
+        return _calm(state, score, params), []
+    # the changes of this score, applied to ``state`` once (a frozen dataclass per
+    # ``replace`` cost the alerter more than the rules themselves)
+    ch: dict[str, Any] = {
+        "last_ts": score.ts, "last_score": score.score,
+        "recent_ids": (*state.recent_ids, score.score_id)[-params.dedup_ids:],
+        "first_seen": state.first_seen if state.first_seen is not None else score.ts,
+        "scores_applied": state.scores_applied + 1}
     churned_at = score.churned_at
     if churned_at is not None and not (score.reason == "event" and score.ts > churned_at):
-        return _close(replace(seen, churned_at=churned_at)), []
-    if seen.churned_at is not None and score.reason == "event" and score.ts > seen.churned_at:
-        seen = replace(seen, churned_at=None, returned_at=score.ts)
+        ch["churned_at"] = churned_at
+        ch.update(_CLOSED)
+        return _evolve(state, ch), []
+    if state.churned_at is not None and score.reason == "event" and score.ts > state.churned_at:
+        ch["churned_at"], ch["returned_at"] = None, score.ts
 
     key = score.score if score.rank is None else score.rank
-    if not seen.in_episode:
+    if not state.in_episode:
         if key < params.enter:
             if score.drivers:  # a calm score: what "normal" looked like for the texts
-                base = dict(seen.baseline_values)
+                base = dict(state.baseline_values)
                 base.update((d.feature, d.value) for d in score.drivers)
-                seen = replace(seen, baseline_values=tuple(sorted(base.items()))[:16])
-            return seen, []
-        seen = replace(seen, episode_start=score.ts, episode_scores=1, episode_peak=score.score,
-                       alerted_tier=-1, pre_episode_score=state.last_score,
-                       episodes=seen.episodes + 1)
+                ch["baseline_values"] = tuple(sorted(base.items()))[:16]
+            return _evolve(state, ch), []
+        ch.update(episode_start=score.ts, episode_scores=1, episode_peak=score.score,
+                  alerted_tier=-1, pre_episode_score=state.last_score,
+                  episodes=state.episodes + 1)
     elif key < params.exit:
-        return _close(seen), []
+        ch.update(_CLOSED)
+        return _evolve(state, ch), []
     else:
-        seen = replace(seen, episode_scores=seen.episode_scores + 1,
-                       episode_peak=max(seen.episode_peak, score.score))
+        ch.update(episode_scores=state.episode_scores + 1,
+                  episode_peak=max(state.episode_peak, score.score))
+    seen = _evolve(state, ch)
 
     tier = params.tier(key)
     assert seen.episode_start is not None
@@ -262,9 +283,48 @@ def update(state: RiskState, score: ScoreInput, params: PolicyParams,
     return seen, []
 
 
-def _close(state: RiskState) -> RiskState:
-    return replace(state, episode_start=None, episode_scores=0, episode_peak=0.0,
-                   alerted_tier=-1)
+_CLOSED: dict[str, Any] = {"episode_start": None, "episode_scores": 0, "episode_peak": 0.0,
+                           "alerted_tier": -1}
+
+
+def _calm(state: RiskState, score: ScoreInput, params: PolicyParams) -> RiskState:
+    """:func:`update` of the most common score: applied, below enter, no episode open, no
+    churn mark on either side (the same state as the general path, built in one step).
+
+    >>> s = ScoreInput("c", "s1", 0.1, 5.0, drivers=(Driver("f", 2.0, 0.1),))
+    >>> st = _calm(RiskState(first_seen=1.0), s, PolicyParams())
+    >>> st.last_ts, st.first_seen, st.recent_ids, st.scores_applied, st.baseline_values
+    (5.0, 1.0, ('s1',), 1, (('f', 2.0),))
+    """
+    values = list(state)
+    recent = state.recent_ids
+    values[_LAST_TS] = score.ts
+    values[_LAST_SCORE] = score.score
+    values[_RECENT_IDS] = ((*recent, score.score_id) if len(recent) < params.dedup_ids
+                           else (*recent, score.score_id)[-params.dedup_ids:])
+    if state.first_seen is None:
+        values[_FIRST_SEEN] = score.ts
+    values[_SCORES_APPLIED] = state.scores_applied + 1
+    if score.drivers:  # a calm score: what "normal" looked like for the texts
+        base = dict(state.baseline_values)
+        for d in score.drivers:
+            base[d.feature] = d.value
+        values[_BASELINE] = tuple(sorted(base.items()))[:16]
+    return _NEW(RiskState, values)
+
+
+def _evolve(state: RiskState, changes: Mapping[str, Any]) -> RiskState:
+    """``state._replace(**changes)``, faster.
+
+    >>> _evolve(RiskState(last_ts=1.0), {"alerts": 2}) == RiskState(last_ts=1.0)._replace(
+    ...     alerts=2)
+    True
+    """
+    values = list(state)
+    index = _INDEX
+    for name, value in changes.items():
+        values[index[name]] = value
+    return _NEW(RiskState, values)
 
 
 def _alert(state: RiskState, score: ScoreInput, tier: int, kind: Kind,
@@ -285,8 +345,9 @@ def _alert(state: RiskState, score: ScoreInput, tier: int, kind: Kind,
         source_timestamp_ms=score.source_timestamp_ms, reason=score.reason, drivers=drivers)
     values = {**before, **{d.feature: d.value for d in score.drivers}}
     kept = tuple(sorted(values.items()))[:64]  # bounded: features of the model
-    new = replace(state, alerted_tier=tier, last_alert_ts=score.ts,
-                  last_alert_score=score.score, alerted_values=kept, alerts=state.alerts + 1)
+    new = _evolve(state, {"alerted_tier": tier, "last_alert_ts": score.ts,
+                          "last_alert_score": score.score, "alerted_values": kept,
+                          "alerts": state.alerts + 1})
     return new, [decision]
 
 
@@ -310,36 +371,9 @@ def run(scores: Sequence[ScoreInput], params: PolicyParams, now: float = 0.0,
     return current, out
 
 
-_FIELDS = tuple(RiskState.__dataclass_fields__)
-
-
-def state_to_json(state: RiskState) -> list[Any]:
-    """Plain data for storage: the fields in declaration order (compact and fast).
-
-    >>> s = RiskState(last_ts=5.0, recent_ids=("x",), alerted_values=(("f", 1.0),))
-    >>> state_from_json(state_to_json(s)) == s
-    True
-    >>> state_to_json(RiskState())[:4]
-    [None, None, (), None]
-    """
-    return [getattr(state, name) for name in _FIELDS]
-
-
-def state_from_json(data: Sequence[Any] | Mapping[str, Any]) -> RiskState:
-    """Inverse of :func:`state_to_json`; a shorter list (older record) leaves the newer fields
-    at their defaults, and the mapping of field names that earlier versions stored is read too.
-
-    >>> state_from_json({"last_ts": 5.0, "recent_ids": ["x"], "gone": 1}).recent_ids
-    ('x',)
-    """
-    if isinstance(data, Mapping):
-        present = {name: data[name] for name in _FIELDS if name in data}
-    else:
-        present = dict(zip(_FIELDS, data, strict=False))
-    for name, value in present.items():
-        if name == "recent_ids":
-            present[name] = tuple(value)
-        elif name in ("alerted_values", "baseline_values"):
-            pairs = value.items() if isinstance(value, Mapping) else value
-            present[name] = tuple((str(k), float(v)) for k, v in pairs)
-    return RiskState(**present)
+_FIELDS = RiskState._fields
+_INDEX = {name: i for i, name in enumerate(_FIELDS)}
+_NEW = tuple.__new__  # a RiskState from its 19 values in order, without the keyword parsing
+_LAST_TS, _LAST_SCORE, _RECENT_IDS, _FIRST_SEEN, _SCORES_APPLIED, _BASELINE = (
+    _INDEX[n] for n in ("last_ts", "last_score", "recent_ids", "first_seen", "scores_applied",
+                        "baseline_values"))

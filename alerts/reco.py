@@ -28,6 +28,8 @@ from typing import Any
 
 from river import optim, reco
 
+MAX_OFFERS = 200  # live catalogue size: answers about offers beyond it are not learned
+
 
 @dataclass(frozen=True, slots=True)
 class Offer:
@@ -71,6 +73,22 @@ class OfferRecommender:
             raise ValueError("the offer catalogue is empty")
         if self.model is None:
             self.model = biased_mf(self.seed, self.n_factors)
+
+    def add_offer(self, offer: str, max_offers: int = MAX_OFFERS) -> bool:
+        """Grow the catalogue by an offer first seen in the answers (live: the catalogue is
+        what customers are offered); False when the catalogue is full (``max_offers``).
+
+        >>> r = OfferRecommender(("a",)); r.add_offer("b"), r.add_offer("b"), r.offers
+        (True, True, ('a', 'b'))
+        >>> r.add_offer("c", max_offers=2)
+        False
+        """
+        if offer in self.offers:
+            return True
+        if len(self.offers) >= max_offers:
+            return False
+        self.offers = (*self.offers, offer)
+        return True
 
     def learn(self, customer_id: str, offer: str, accepted: bool) -> None:
         """One answer of a customer to an offer."""

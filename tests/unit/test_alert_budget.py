@@ -7,12 +7,14 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections import Counter
 
 import orjson
 import pytest
 
 from alerts.batch import Stored, finish, plan_partition
 from alerts.budget import Budget, BudgetParams, BudgetState, ScoreSketch
+from alerts.measure import week_start_day
 from alerts.policy import PolicyParams, RiskState, ScoreInput
 
 DAY = 86400.0
@@ -55,7 +57,11 @@ def run_budget(scores: list[ScoreInput], params: BudgetParams
 
 
 def weekly(alerts: list[tuple[str, float, str]], weeks: int) -> list[int]:
-    return [sum(1 for _, t, _ in alerts if w * WEEK <= t < (w + 1) * WEEK) for w in range(weeks)]
+    """Alerts per UTC ISO week (Monday 00:00), the weeks the cap counts; epoch day 0 was a
+    Thursday, so week 0 holds the simulation's first four days."""
+    first = week_start_day(0)
+    per = Counter(week_start_day(math.floor(t / DAY)) for _, t, _ in alerts)
+    return [per[first + 7 * w] for w in range(weeks)]
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ from alerts.policy import (
     RiskState,
     ScoreInput,
     run,
-    state_from_json,
-    state_to_json,
     update,
 )
+from alerts.policy_state import state_from_json, state_to_json
 
 H = 3600.0
 DAY = 86400.0
@@ -206,3 +205,37 @@ def test_state_round_trips_through_json() -> None:
     s = state["c"]
     assert state_from_json(state_to_json(s)) == s
     assert isinstance(s, RiskState)
+
+
+feature_names = st.sampled_from(["a", "b", "c", "log_count_7d.session"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(feature_names, st.floats(-5, 5)), max_size=20),
+       st.lists(st.tuples(feature_names, st.floats(-5, 5), st.floats(-1, 1)), max_size=3),
+       st.integers(0, 12), st.one_of(st.none(), st.floats(0, 100)),
+       st.floats(0.0, 0.5999), st.one_of(st.none(), st.floats(0.0, 0.5999)))
+def test_a_calm_score_changes_exactly_what_the_rules_say(
+        baseline: list[tuple[str, float]], drivers: list[tuple[str, float, float]],
+        seen: int, first_seen: float | None, value: float, rank: float | None) -> None:
+    """The most common score (applied, below enter, no episode, no churn mark) takes a short
+    path in :func:`update`; it must change what the rules say and nothing else: its time,
+    score and id, first seen, the applied count, and the calm drivers as the baseline."""
+    before = RiskState(last_ts=10.0, last_score=0.3,
+                       recent_ids=tuple(f"old{i}" for i in range(seen)), first_seen=first_seen,
+                       episodes=2, alerts=1, last_alert_ts=1.0, scores_applied=seen,
+                       alerted_values=(("a", 1.0),),
+                       baseline_values=tuple(sorted(dict(baseline).items()))[:16])
+    score = ScoreInput("c", "new", value if rank is None else 0.95, 20.0, rank=rank,
+                       drivers=tuple(Driver(f, v, c) for f, v, c in drivers))
+    after, out = update(before, score, P, now=0.0)
+    base = dict(before.baseline_values)
+    base.update((d.feature, d.value) for d in score.drivers)
+    assert out == []
+    assert after == before._replace(
+        last_ts=20.0, last_score=score.score,
+        recent_ids=(*before.recent_ids, "new")[-P.dedup_ids:],
+        first_seen=20.0 if first_seen is None else first_seen,
+        scores_applied=seen + 1,
+        baseline_values=(tuple(sorted(base.items()))[:16] if drivers
+                         else before.baseline_values))
