@@ -102,6 +102,26 @@ class FeatureStoreContract:
         assert (result["c1"].applied, result["c1"].late) == (1, 0)
         assert result["c1"].state["n"] == 5.0
 
+    async def test_the_state_names_the_event_it_ends_with(self, make_store) -> None:  # type: ignore[no-untyped-def]
+        # the worker names a score after AppliedState.last: a redelivered batch whose customer
+        # the batches after it advanced too must not name that newer state after its own event
+        store: FeatureStore = await make_store(dedup_ids=3)
+        first = await store.apply([ev(1, "a", ts=T0), ev(2, "b", ts=T0 + 1),
+                                   ev(3, "a", ts=T0 + 2)])
+        assert (first["a"].last, first["b"].last) == (ev(3, "a", ts=T0 + 2), ev(2, "b", ts=T0 + 1))
+        older = await store.apply([ev(1, "a", ts=T0), ev(2, "b", ts=T0 + 1)])
+        assert (older["a"].applied, older["a"].last) == (0, None)  # a's state ends with e3
+        assert (older["b"].applied, older["b"].last) == (0, ev(2, "b", ts=T0 + 1))
+        again = await store.apply([ev(1, "a", ts=T0), ev(3, "a", ts=T0 + 2)])
+        assert again["a"].last == ev(3, "a", ts=T0 + 2)
+        mixed = await store.apply([ev(4, "a", ts=T0 + 3), ev(1, "a", ts=T0)])
+        assert (mixed["a"].applied, mixed["a"].last) == (1, ev(4, "a", ts=T0 + 3))
+        await store.apply([ev(5, "a", ts=T0 + 4), ev(6, "a", ts=T0 + 5)])  # e1, e3 leave the ring
+        late = await store.apply([ev(1, "a", ts=T0)])
+        assert (late["a"].late, late["a"].last) == (1, None)
+        refused = await store.apply([ev(7, "a", ts=T0 + 6), ev(8, "a", ts=math.nan)])
+        assert (refused["a"].applied, refused["a"].last) == (1, ev(7, "a", ts=T0 + 6))
+
     async def test_state_does_not_depend_on_batching(self, make_store) -> None:  # type: ignore[no-untyped-def]
         events = random_stream(3, 300, customers=3)
         one, many = await make_store(dedup_ids=4), await make_store(dedup_ids=4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from online_models.observations import LabelPolicy, Observation
 from streams.redis.observation_store import ObservationStore
+from streams.redis.packed_state import quantized
 
 DAY = 86400.0
 POLICY = LabelPolicy(horizon_s=30 * DAY, interval_s=DAY)
@@ -38,3 +39,14 @@ class ObservationStoreContract:
         assert [o.t for o in await store.pending("a")] == [DAY + 1]
         assert await store.count() == 1
         assert await store.due(until=100 * DAY, limit=10) == await store.pending("a")
+
+    async def test_features_read_back_as_packed_and_the_rest_exactly(
+            self, store: ObservationStore) -> None:
+        scored = Observation("a", 7 * DAY + 0.001, {"tenure_days": 1234.567, "trend": 0.1,
+                                                    "days_since_last": 70000.25}, 0.123456789,
+                             "42-logreg")
+        await store.record([scored])
+        [back] = await store.pending("a")
+        assert back == quantized(scored)  # the same numbers in memory (backtest) and Redis
+        assert (back.t, back.score, back.model_version) == (scored.t, 0.123456789, "42-logreg")
+        assert back.x["tenure_days"] == 1234.5670166015625  # one value beyond half: float32

@@ -2,6 +2,8 @@
 URL, credentials and timeouts into a client, for every process, CLI command and local tool;
 and the two helpers the stores share (:func:`call`: an unreachable Redis is a
 :class:`~streams.errors.TransientError`; :func:`raise_fields`: hash fields that only go up).
+A cluster client carries its replica barrier (:func:`durability`, ``CHURN_REDIS__WAIT_REPLICAS``;
+:mod:`streams.redis.cluster` sends the ``WAIT``).
 
 ``url`` may be ``redis://`` or ``rediss://`` (TLS) and may carry ``user:password@``;
 ``username`` and ``password`` in the settings (``CHURN_REDIS__USERNAME``,
@@ -21,7 +23,10 @@ an ACL user's secret need not sit in a URL.
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -33,7 +38,35 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from streams.errors import ConfigurationError, TransientError
 from streams.settings import RedisSettings
 
+log = logging.getLogger(__name__)
 HEALTH_CHECK_S = 30  # PING a connection that sat idle this long before using it
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """The replica barrier of a Redis Cluster client (:mod:`streams.settings_redis`): each
+    write pipeline to a primary ends with ``WAIT replicas timeout_ms``; 0 replicas = none."""
+
+    replicas: int
+    timeout_ms: int
+
+
+_DURABILITY: weakref.WeakKeyDictionary[Any, Durability] = weakref.WeakKeyDictionary()
+DEFAULT_DURABILITY = Durability(RedisSettings().wait_replicas, RedisSettings().wait_timeout_ms)
+
+
+def durability(client: Any) -> Durability:
+    """The barrier of a client: for a cluster client as :func:`make_redis` set it from the
+    settings (the settings' default, one replica, for one built elsewhere); none (0) for a
+    standalone Redis."""
+    if not isinstance(client, (aioredis.RedisCluster, redis.RedisCluster)):
+        return Durability(0, DEFAULT_DURABILITY.timeout_ms)
+    return _DURABILITY.get(client, DEFAULT_DURABILITY)
+
+
+def set_durability(client: Any, value: Durability) -> None:
+    """Give ``client`` (a cluster client) its barrier (benchmarks compare with and without)."""
+    _DURABILITY[client] = value
 RAISE_FIELDS = ("for i = 1, #ARGV, 2 do local c = redis.call('HGET', KEYS[1], ARGV[i]) "
                 "if not c or tonumber(c) < tonumber(ARGV[i + 1]) then "
                 "redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end end return 1")
@@ -77,13 +110,16 @@ def make_redis(cfg: RedisSettings) -> aioredis.Redis:
 
     A :class:`redis.asyncio.RedisCluster` when the settings name a cluster
     (:func:`cluster_url`): it follows MOVED/ASK and failovers; the stores split their
-    multi-customer calls by hash slot (:mod:`streams.redis.cluster`). It is typed as
-    ``Redis`` because the stores use only the commands both have.
+    multi-customer calls by hash slot (:mod:`streams.redis.cluster`), whose write pipelines
+    wait for ``cfg.wait_replicas`` replicas (:func:`durability`). It is typed as ``Redis``
+    because the stores use only the commands both have.
     """
     seed = cluster_url(cfg)
     if seed is not None:
-        return cast(aioredis.Redis, aioredis.RedisCluster.from_url(
-            seed, health_check_interval=HEALTH_CHECK_S, **client_options(cfg)))
+        client = aioredis.RedisCluster.from_url(
+            seed, health_check_interval=HEALTH_CHECK_S, **client_options(cfg))
+        set_durability(client, Durability(cfg.wait_replicas, cfg.wait_timeout_ms))
+        return cast(aioredis.Redis, client)
     return aioredis.Redis.from_url(cfg.url, health_check_interval=HEALTH_CHECK_S,
                                    **client_options(cfg))
 
@@ -119,3 +155,59 @@ async def raise_fields(client: aioredis.Redis, key: str, values: Mapping[str, fl
     for name, value in values.items():
         args += [name, repr(float(value))]
     await call(client.eval(RAISE_FIELDS, 1, key, *args))
+
+
+def primaries_short_of_replicas(nodes: Mapping[str, Mapping[str, Any]], wanted: int
+                                ) -> tuple[list[str], int]:
+    """(addresses of the slot-serving primaries with fewer than ``wanted`` healthy replicas,
+    how many primaries serve slots), from redis-py's ``cluster_nodes()`` map.
+
+    >>> nodes = {"a:1": {"node_id": "A", "flags": "master", "master_id": "-", "slots": [[0, 9]]},
+    ...          "b:1": {"node_id": "B", "flags": "myself,master", "master_id": "-",
+    ...                  "slots": [[10, 16383]]},
+    ...          "c:1": {"node_id": "C", "flags": "slave", "master_id": "A", "slots": []}}
+    >>> primaries_short_of_replicas(nodes, 1)
+    (['b:1'], 2)
+    """
+    primaries = {n["node_id"]: addr for addr, n in nodes.items()
+                 if "master" in str(n.get("flags", "")) and n.get("slots")
+                 and "fail" not in str(n.get("flags", ""))}
+    replicas: dict[str, int] = {}
+    for n in nodes.values():
+        flags = str(n.get("flags", ""))
+        if "slave" in flags and "fail" not in flags:
+            replicas[str(n.get("master_id"))] = replicas.get(str(n.get("master_id")), 0) + 1
+    short = sorted(addr for node_id, addr in primaries.items()
+                   if replicas.get(node_id, 0) < wanted)
+    return short, len(primaries)
+
+
+def check_cluster_replicas(cfg: RedisSettings) -> None:
+    """At a process's start: a Redis Cluster none of whose primaries has the replicas the
+    barrier waits for (``CHURN_REDIS__WAIT_REPLICAS``) would hold every batch forever, so it
+    is a :class:`ConfigurationError` naming the setting; some primaries short (a failover
+    not yet healed) is a warning (their batches wait). Unreachable Redis: left to the
+    process's own retries."""
+    seed = cluster_url(cfg)
+    if seed is None or cfg.wait_replicas == 0:
+        return
+    try:
+        client = redis.RedisCluster.from_url(seed, **client_options(cfg, timeout_s=5.0))
+        try:
+            nodes = cast(Mapping[str, Mapping[str, Any]], client.cluster_nodes())
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        log.warning("could not read the Redis Cluster's nodes to check replicas: %s", exc)
+        return
+    short, primaries = primaries_short_of_replicas(nodes, cfg.wait_replicas)
+    if primaries and len(short) == primaries:
+        raise ConfigurationError(
+            f"every Redis Cluster primary ({', '.join(short)}) has fewer than "
+            f"{cfg.wait_replicas} replica(s): the replica barrier would hold every batch. "
+            f"Attach replicas, or set CHURN_REDIS__WAIT_REPLICAS=0 for a cluster without "
+            f"them (docs/scaling.md, 'Durability on Redis Cluster')")
+    if short:
+        log.warning("Redis Cluster primaries %s have fewer than %d replica(s): their batches "
+                    "wait until one is attached (CHURN_REDIS__WAIT_REPLICAS)",
+                    ", ".join(short), cfg.wait_replicas)

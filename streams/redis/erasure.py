@@ -6,7 +6,8 @@ What a customer leaves in Redis (key layout of the stores)::
                                     ``alert``, ...): deleted
     <prefix>:churned                hash field <id>: removed
     <prefix>:due:{p<n>}             sorted-set member <id> (re-score index): removed
-    <prefix>:obs:due                members "<id>|<slot>" (snapshots to resolve): removed
+    <prefix>:obs:due                the customer's member (observation_store.due_member) and
+                                    older members "<id>|<slot>" (snapshots to resolve): removed
     <prefix>:delivered:<dispatcher>:<id>:<start ms>:<severity>   delivered-alert marks: deleted
     <prefix>:learner:state          churn times, held labels, tombstones: see
                                     :mod:`streams.learner.erasure` (signed state, learner's lock)
@@ -21,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+
+from streams.redis.observation_base import due_member
 
 PART = re.compile(r"[A-Za-z0-9_]+")
 DISPATCHER = re.compile(r"[A-Za-z0-9_.-]+")
@@ -105,7 +108,11 @@ async def erase_customer(client: aioredis.Redis, prefix: str, customer_id: str,
     out.keys = sorted({k for k in candidates if is_customer_key(k, prefix, customer_id)
                        or is_delivered_key(k, prefix, customer_id)})
     if out.keys:
+        obs_key = f"{prefix}:{{c:{customer_id}}}:obs"
+        snapshots = int(await client.hlen(obs_key)) if obs_key in out.keys else 0
         await client.delete(*out.keys)
+        if snapshots and await client.exists(f"{prefix}:obs:due:n"):  # the pending count
+            await client.decrby(f"{prefix}:obs:due:n", snapshots)
     out.churned = int(await client.hdel(f"{prefix}:churned", customer_id))
     async for key in client.scan_iter(match=f"{pfx}:due:*", count=scan_count, _type="zset"):
         out.due_members += int(await client.zrem(key, customer_id))
@@ -113,6 +120,7 @@ async def erase_customer(client: aioredis.Redis, prefix: str, customer_id: str,
     members = [m async for m, _score in client.zscan_iter(
         obs_due, match=f"{cid}|*", count=scan_count)]
     mine = [m for m in members if is_obs_member(_text(m), customer_id)]
+    mine.append(due_member(customer_id))
     if mine:
         out.obs_members = int(await client.zrem(obs_due, *mine))
     return out

@@ -2,7 +2,8 @@
 
 Both implementations apply the same update (:func:`online_models.features.apply_event`) with
 the same exactly-once rule, and the contract suite (``tests/feature_store_contract.py``) runs
-against both.
+against both. The worker wraps the Redis one in a write-behind cache of its customers' states
+(:mod:`streams.redis.feature_cache`, same contract, same Redis content).
 
 Exactly-once, and its bound
 ---------------------------
@@ -62,20 +63,21 @@ from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
 
 from online_models.features import DAY_S, FeatureSpec, apply_event, catalogue
 from streams.contracts import CustomerEvent
-from streams.redis.client import call
+from streams.redis.client import call, durability
 from streams.redis.cluster import apply_per_slot, is_cluster, slot_groups
 from streams.redis.erasure import RedisErasure, erase_customer
 from streams.redis.packed_state import unpack_state
 from streams.redis.refusals import REFUSALS as REFUSALS  # re-exported
 from streams.redis.refusals import event_refusal, wire_ms
 from streams.redis.refusals import rejected_positions as rejected_positions
+from streams.redis.scripts import Scripts
 from streams.settings import FeatureSettings
 
 LUA_APPLY_EVENTS = Path(__file__).with_name("lua") / "apply_events.lua"
+APPLY = "apply_events"
 STATE_FIELD = "s"
 
 DueUpdates = Mapping[str, tuple[int, float]]
@@ -91,6 +93,12 @@ class AppliedState:
     late: int
     rejected: tuple[tuple[int, str], ...] = ()
     """Events refused (position among this customer's events of the call, reason code)."""
+    last: CustomerEvent | None = None
+    """The event of this call the state ends with (the last one applied, or a duplicate of it
+    that was applied before), or None when the state ends with an event of an earlier call: a
+    redelivered batch whose customers were also advanced by the batches after it, or late
+    events only. The worker names a score after this event, so a score id always carries the
+    same state, however a redelivery splits the batches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,18 @@ def group_by_customer(events: Iterable[CustomerEvent]) -> dict[str, list[Custome
     for event in events:
         groups[event.customer_id].append(event)
     return groups
+
+
+def due_shards(due: DueUpdates | None) -> dict[int, dict[str, float]]:
+    """Due-index updates grouped by partition shard: one ``ZADD GT`` each.
+
+    >>> due_shards({"a": (0, 5.0), "b": (1, 6.0), "c": (0, 7.0)})
+    {0: {'a': 5.0, 'c': 7.0}, 1: {'b': 6.0}}
+    """
+    shards: dict[int, dict[str, float]] = defaultdict(dict)
+    for cid, (partition, when) in (due or {}).items():
+        shards[partition][cid] = when
+    return dict(shards)
 
 
 def fingerprint(event_id: str) -> str:
@@ -223,6 +243,7 @@ class InMemoryFeatureStore:
         ring = self._rings.setdefault(cid, deque())
         applied = late = 0
         rejected: list[tuple[int, str]] = []
+        last: CustomerEvent | None = None
         for pos, ev in enumerate(events):
             refusal = event_refusal(ev.ts, ev.value)
             if refusal is not None:
@@ -232,13 +253,17 @@ class InMemoryFeatureStore:
             floor = state.get("dfloor")
             if floor is not None and ms <= floor:
                 late += 1
-            elif all(fp != seen for seen, _ in ring):
+            elif any(fp == seen for seen, _ in ring):
+                if ring[-1][0] == fp:
+                    last = ev
+            else:
                 new = apply_event(state, ev.event_type, ev.ts, ev.value, spec)
                 if not all(map(math.isfinite, new.values())):
                     rejected.append((pos, "overflow"))
                     continue
                 ring.append((fp, ms))
                 applied += 1
+                last = ev
                 if len(ring) > ring_size:
                     gone = ring.popleft()[1]
                     if floor is None or gone > floor:
@@ -246,7 +271,7 @@ class InMemoryFeatureStore:
                 state = new
         if state:
             self._states[cid] = state
-        return AppliedState(dict(state), applied, late, tuple(rejected))
+        return AppliedState(dict(state), applied, late, tuple(rejected), last)
 
 
 class RedisFeatureStore:
@@ -258,7 +283,7 @@ class RedisFeatureStore:
         self._spec = settings.spec
         self._prefix = prefix
         self._source = LUA_APPLY_EVENTS.read_text()
-        self._sha: str | None = None
+        self._scripts = Scripts(client, {APPLY: self._source})
         self._config: dict[str, Any] = {
             "max_types": settings.max_event_types,
             "ring": settings.dedup_ids,
@@ -289,10 +314,22 @@ class RedisFeatureStore:
         if not events:
             return {}
         groups = group_by_customer(events)
-        keys = [self.feature_key(cid) for cid in groups]
-        if is_cluster(self._client) and (due or len(slot_groups(keys)) > 1):
-            return await apply_per_slot(self, self._client, list(groups.values()),
-                                        slot_groups(keys), due)
+        if is_cluster(self._client):
+            split = slot_groups([self.feature_key(cid) for cid in groups])
+            if due or len(split) > 1 or durability(self._client).replicas:  # WAIT: cluster.py
+                return await apply_per_slot(self, self._client, groups, split, due)
+        keys, arg, fingerprints = self.script_call(groups)
+        zadds = [(self.due_key(p), mapping) for p, mapping in due_shards(due).items()]
+        return self.applied(groups, await self._scripts.run(APPLY, keys, [arg, fingerprints],
+                                                            zadds))
+
+    @property
+    def script_source(self) -> str:
+        return self._source
+
+    def script_call(self, groups: dict[str, list[CustomerEvent]]
+                    ) -> tuple[list[str], bytes, bytes]:
+        """KEYS and the two ARGV of one ``apply_events.lua`` call for these customers."""
         request = dict(self._config)
         request["customers"] = [
             [(e.event_type, e.ts, wire_ms(e.ts), False if e.value is None else e.value)
@@ -301,11 +338,18 @@ class RedisFeatureStore:
         ]
         fingerprints = b"".join(fingerprint_bytes(e.event_id)
                                 for evs in groups.values() for e in evs)
-        reply = orjson.loads(await self._eval(keys, orjson.dumps(request), fingerprints,
-                                              due or {}))
+        return ([self.feature_key(cid) for cid in groups], orjson.dumps(request),
+                fingerprints)
+
+    @staticmethod
+    def applied(groups: dict[str, list[CustomerEvent]], raw: Any) -> dict[str, AppliedState]:
+        """The reply of :meth:`script_call`'s call, per customer."""
+        reply = orjson.loads(raw)
         return {cid: AppliedState(state or {}, applied, late,
-                                  tuple((i - 1, code) for i, code in rejected or ()))
-                for cid, (applied, late, state, rejected) in zip(groups, reply, strict=True)}
+                                  tuple((i - 1, code) for i, code in rejected or ()),
+                                  groups[cid][last - 1] if last else None)
+                for cid, (applied, late, state, rejected, last) in zip(groups, reply,
+                                                                       strict=True)}
 
     async def due(self, partition: int, until: float, limit: int) -> list[DueCustomer]:
         key = self.due_key(partition)
@@ -340,35 +384,6 @@ class RedisFeatureStore:
         erased: RedisErasure = await call(erase_customer(self._client, self._prefix,
                                                          customer_id))
         return erased.total
-
-    async def _eval(self, keys: list[str], arg: bytes, fingerprints: bytes,
-                    due: DueUpdates) -> Any:
-        if self._sha is None:
-            self._sha = await call(self._client.script_load(self._source))
-        try:
-            return await self._pipeline(keys, arg, fingerprints, due)
-        except NoScriptError:  # the server restarted or flushed its script cache
-            self._sha = await call(self._client.script_load(self._source))
-            return await self._pipeline(keys, arg, fingerprints, due)
-
-    async def _pipeline(self, keys: list[str], arg: bytes, fingerprints: bytes,
-                        due: DueUpdates) -> Any:
-        assert self._sha is not None
-        if not due:
-            return await call(self._client.evalsha(self._sha, len(keys), *keys, arg,
-                                                         fingerprints))
-        shards: dict[int, dict[str, float]] = defaultdict(dict)
-        for cid, (partition, when) in due.items():
-            shards[partition][cid] = when
-        pipe = self._client.pipeline(transaction=False)
-        pipe.evalsha(self._sha, len(keys), *keys, arg, fingerprints)
-        for partition, mapping in shards.items():
-            pipe.zadd(self.due_key(partition), mapping, gt=True)
-        results = await call(pipe.execute(raise_on_error=False))
-        for result in results:
-            if isinstance(result, ResponseError):
-                raise result
-        return results[0]
 
 
 def _text(raw: bytes | str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -17,14 +16,9 @@ from streams.kafka.topics import ensure_topics
 from streams.settings import KafkaSettings, TopicSettings
 from tests.integration.test_pipeline import make_events, redis_counts
 from tests.integration.worker_proc import Pipeline, wait_until
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisProcess:

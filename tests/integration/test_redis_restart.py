@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -27,16 +26,11 @@ from streams.dev.pipeline import Pipeline, wait_until
 from streams.kafka.producer import ChurnProducer
 from streams.kafka.topics import ensure_topics
 from streams.settings import KafkaSettings, TopicSettings
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 T0 = 1_767_225_600.0
 EVENTS, CUSTOMERS, PARTS = 9_000, 300, 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OwnRedis:

@@ -16,10 +16,12 @@
 --          null where the caller had no finite number)
 -- ARGV[2]: the events' fingerprints, 8 bytes each (sha1(event_id)[:8]), concatenated in the
 --          order of ARGV[1] (customer by customer)
--- Returns: JSON [[applied, late, {field: number, ...}, [[i, code], ...]], ...], per customer in
---          KEYS order: the state after the batch without the ring, and the events refused (i:
---          1-based position in the customer's list). cjson writes 14 significant digits: the
---          reply is for scoring; the stored state is exact (read it with HGET ... s).
+-- Returns: JSON [[applied, late, {field: number, ...}, [[i, code], ...], last], ...], per
+--          customer in KEYS order: the state after the batch without the ring, the events
+--          refused (i: 1-based position in the customer's list), and the position of the event
+--          the state ends with (the last applied, or a duplicate of the ring's newest entry; 0
+--          when the state ends with an event of an earlier call). cjson writes 14 significant
+--          digits: the reply is for scoring; the stored state is exact (read it with HGET ... s).
 --
 -- Poison isolation: an event is checked before it changes anything. Refused: a time that is
 -- not a number or outside the ring's +-2^47 ms ("bad_timestamp"), a value that is not a finite
@@ -226,7 +228,7 @@ local function run(h, events, fp_at)
   if blob then st = cmsgpack.unpack(blob) end
   local ring = st['ids'] or ''
   st['ids'] = nil
-  local applied, late, rejected = 0, 0, NONE
+  local applied, late, rejected, last = 0, 0, NONE, 0
   for i, e in ipairs(events) do
     local fp, ts_ms = sub(fps, fp_at, fp_at + 7), e[3]
     fp_at = fp_at + 8
@@ -237,12 +239,15 @@ local function run(h, events, fp_at)
       rejected[#rejected + 1] = {i, why}
     elseif dfloor ~= nil and ts_ms <= dfloor then
       late = late + 1
-    elseif not in_ring(ring, fp) then
+    elseif in_ring(ring, fp) then
+      if sub(ring, #ring - WIDTH + 1, #ring - WIDTH + 8) == fp then last = i end
+    else
       if not apply(st, e[1], e[2], e[4]) then
         if rejected == NONE then rejected = {} end
         rejected[#rejected + 1] = {i, 'overflow'}
       else
         applied = applied + 1
+        last = i
         ring = ring .. fp .. ms_bytes(ts_ms)
         if #ring > ring_size * WIDTH then
           local gone = first_ms(ring)
@@ -252,7 +257,7 @@ local function run(h, events, fp_at)
       end
     end
   end
-  local reply = {applied, late, st, rejected}
+  local reply = {applied, late, st, rejected, last}
   if applied == 0 then return reply, nil, nil end
   st['ids'] = ring
   local packed = cmsgpack.pack(st)
@@ -263,7 +268,7 @@ end
 local function refused(count)
   local rejected = {}
   for i = 1, count do rejected[i] = {i, 'bad_state'} end
-  return {0, 0, {}, rejected}
+  return {0, 0, {}, rejected, 0}
 end
 
 local function sound(st)
