@@ -83,21 +83,31 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
 def wait_for(
     check: Callable[[], bool], timeout_s: float, interval_s: float = 0.2,
     abort: Callable[[], str | None] | None = None,
+    progress: Callable[[], object] | None = None, limit_s: float | None = None,
 ) -> bool:
     """Poll ``check`` until it is true (True) or the deadline passes (False).
 
     ``abort`` returns a message when waiting is pointless (e.g. the process died): it is
-    raised as :class:`ServiceError`.
+    raised as :class:`ServiceError`. ``progress`` returns something that changes while the
+    awaited process is still working (e.g. its log's size): each change moves the deadline to
+    ``timeout_s`` from then, up to ``limit_s`` in all (a broker loading thousands of old
+    partition logs is slow, not stuck).
     """
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    cap = started + max(limit_s or timeout_s, timeout_s)
+    seen = progress() if progress is not None else None
     while True:
         if check():
             return True
         if abort is not None and (why := abort()) is not None:
             raise ServiceError(why)
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if progress is not None and (mark := progress()) != seen:
+            seen, deadline = mark, min(now + timeout_s, cap)
+        if now >= deadline:
             return False
-        time.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(interval_s, max(0.0, deadline - now)))
 
 
 def _cmdline(pid: int) -> str:

@@ -53,8 +53,9 @@ def quiet_kafka_client() -> Iterator[None]:
         logger.setLevel(old)
 
 
-def probe(host: str, port: int, timeout_s: float = 3.0) -> str | None:
-    """The cluster id when a Kafka broker answers on host:port, else None."""
+def describe(host: str, port: int, timeout_s: float = 3.0) -> tuple[str, int] | None:
+    """(cluster id, brokers it reports) when a Kafka broker answers on host:port, else None
+    (an answer that is not a description: ``("?", 0)``)."""
     if not port_open(host, port):
         return None
     from kafka import KafkaAdminClient  # type: ignore[import-untyped,unused-ignore]  # slow import
@@ -72,7 +73,15 @@ def probe(host: str, port: int, timeout_s: float = 3.0) -> str | None:
                 admin.close()
         except Exception:  # any failure: no working Kafka here
             return None
-    return str(info.get("cluster_id") or "?") if isinstance(info, dict) else "?"
+    if not isinstance(info, dict):
+        return "?", 0
+    return str(info.get("cluster_id") or "?"), len(info.get("brokers") or ())
+
+
+def probe(host: str, port: int, timeout_s: float = 3.0) -> str | None:
+    """The cluster id when a Kafka broker answers on host:port, else None."""
+    seen = describe(host, port, timeout_s)
+    return None if seen is None else seen[0]
 
 
 def _address(settings: Settings) -> tuple[str, int, str]:
@@ -96,7 +105,7 @@ def status(settings: Settings) -> ServiceStatus:
     return ServiceStatus(NAME, address, "stopped", None, None, detail)
 
 
-def _format_storage(java: str, libs: Path, p: KafkaPaths, cid: str) -> str:
+def format_storage(java: str, libs: Path, p: KafkaPaths, cid: str) -> str:
     """Format the log dir once; the cluster id the data dir actually carries."""
     meta = p.data / "meta.properties"
     if meta.is_file():
@@ -123,7 +132,7 @@ def _tails(p: KafkaPaths) -> str:
     return "\n".join(t for t in (log_tail(p.out, 10), log_tail(p.log, 15)) if t)
 
 
-def _java() -> str:
+def find_java() -> str:
     java = shutil.which("java")
     if java is None:
         raise ServiceError(
@@ -131,6 +140,23 @@ def _java() -> str:
             "(install it with 'apt-get install -y openjdk-17-jre-headless')"
         )
     return java
+
+
+LOADING_LIMIT_S = 900.0  # a broker still writing its log (loading old partitions) gets this long
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def _partition_logs(data: Path) -> int:
+    try:
+        return sum(1 for d in data.iterdir() if d.is_dir())
+    except OSError:
+        return 0
 
 
 def up(settings: Settings) -> ServiceStatus:
@@ -151,12 +177,12 @@ def up(settings: Settings) -> ServiceStatus:
         raise ServiceError(f"port {port} is taken by something that is not Kafka")
     if port_open(BIND_HOST, ctl):
         raise ServiceError(f"Kafka controller port {ctl} is taken by another process")
-    java = _java()
+    java = find_java()
     libs, fetched_s = ensure_jars(svc.cache_dir, svc.kafka_scala_version, svc.kafka_version)
     p.root.mkdir(parents=True, exist_ok=True)
     p.props.write_text(render_server_properties(port, ctl, p.data))
     p.log4j.write_text(render_log4j(p.log))
-    ours = _format_storage(java, libs, p, load_cluster_id(p.cluster_id))
+    ours = format_storage(java, libs, p, load_cluster_id(p.cluster_id))
     cmd = [
         java, f"-Xmx{svc.kafka_heap}", f"-Xms{svc.kafka_heap}", "-XX:+UseG1GC",
         "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{p.log4j}",
@@ -165,7 +191,8 @@ def up(settings: Settings) -> ServiceStatus:
     started = time.monotonic()
     proc = spawn(cmd, p.out, p.pid, p.root)
     try:  # ready = OUR cluster id answers (not a broker that raced us to the port)
-        ready = wait_for(lambda: probe(host, port) == ours, timeout, 0.5, exited(proc, "Kafka"))
+        ready = wait_for(lambda: probe(host, port) == ours, timeout, 0.5, exited(proc, "Kafka"),
+                         progress=lambda: _size(p.log), limit_s=LOADING_LIMIT_S)
     except ServiceError as exc:
         abandon(proc, p.pid)
         if (other := probe(host, port)) is not None:
@@ -177,7 +204,8 @@ def up(settings: Settings) -> ServiceStatus:
         raise
     if not ready:
         abandon(proc, p.pid)
-        msg = f"Kafka did not answer on {address} within {timeout:g}s (stopped it)"
+        msg = (f"Kafka did not answer on {address} within {timeout:g}s of its last log line "
+               f"(stopped it); its data dir holds {_partition_logs(p.data):,} partition logs")
         raise ServiceError(msg, _tails(p))
     detail = f"ready in {time.monotonic() - started:.1f}s"
     if fetched_s:

@@ -127,3 +127,50 @@ log4j.logger.kafka.request.logger=WARN
 log4j.logger.state.change.logger=WARN
 log4j.logger.org.apache.kafka.clients=WARN
 """
+
+
+# Storage and group settings of the local multi-broker cluster: every topic (also the offsets
+# and transaction logs) on three brokers, a write acknowledged by two, never an unclean leader.
+MULTI_NODE: dict[str, object] = {
+    **SINGLE_NODE,
+    "default.replication.factor": 3,
+    "min.insync.replicas": 2,
+    "offsets.topic.replication.factor": 3,
+    "transaction.state.log.replication.factor": 3,
+    "transaction.state.log.min.isr": 2,
+    "unclean.leader.election.enable": "false",
+    "broker.session.timeout.ms": 6000,  # a dead broker is fenced (and leaves the ISR) in ~6 s
+    "replica.lag.time.max.ms": 10000,
+}
+
+
+def render_cluster_node_properties(node_id: int, ports: tuple[int, ...],
+                                   controller_ports: tuple[int, ...], data_dir: Path,
+                                   replication: int = 3) -> str:
+    """server.properties of node ``node_id`` (1-based) of a KRaft cluster on 127.0.0.1 whose
+    nodes are all broker+controller: node i listens on ``ports[i-1]`` (clients) and
+    ``controller_ports[i-1]`` (the quorum)."""
+    if len(ports) != len(controller_ports) or not 1 <= node_id <= len(ports):
+        raise ValueError(f"node {node_id} of {len(ports)} ports / {len(controller_ports)}")
+    replication = min(replication, len(ports))
+    voters = ",".join(f"{i}@{BIND_HOST}:{c}" for i, c in enumerate(controller_ports, 1))
+    port, ctl = ports[node_id - 1], controller_ports[node_id - 1]
+    storage = dict(MULTI_NODE)
+    for key in ("default.replication.factor", "offsets.topic.replication.factor",
+                "transaction.state.log.replication.factor"):
+        storage[key] = replication
+    storage["min.insync.replicas"] = storage["transaction.state.log.min.isr"] = \
+        max(1, replication - 1)
+    props: dict[str, object] = {
+        "process.roles": "broker,controller",
+        "node.id": node_id,
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{BIND_HOST}:{port},CONTROLLER://{BIND_HOST}:{ctl}",
+        "advertised.listeners": f"PLAINTEXT://{BIND_HOST}:{port}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": data_dir,
+        **storage,
+    }
+    return render_properties(props, "streams.services.kafka_cluster")

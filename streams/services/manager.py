@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.services import kafka, prometheus, redis_cluster, redis_server
+from streams.services import kafka, kafka_cluster, prometheus, redis_cluster, redis_server
 from streams.services.common import ServiceStatus, file_lock
 from streams.settings import Settings
 
@@ -18,6 +18,8 @@ OPTIONAL: dict[str, dict[str, _Action]] = {
     "prometheus": {"up": prometheus.up, "down": prometheus.down, "status": prometheus.status},
     "cluster": {"up": redis_cluster.up, "down": redis_cluster.down,
                 "status": redis_cluster.status},
+    "kafka3": {"up": kafka_cluster.up, "down": kafka_cluster.down,
+               "status": kafka_cluster.status},
 }
 
 
@@ -40,6 +42,9 @@ def down(settings: Settings) -> list[ServiceStatus]:
     """Stop the services we started (recorded pid files only); leave others alone."""
     with file_lock(_lock_file(settings)):
         ours = [prometheus.down(settings)] if prometheus.paths(settings).pid.exists() else []
+        three = kafka_cluster.cluster(settings)
+        if any(three.node(i).pid.exists() for i in range(three.size)):
+            ours.append(kafka_cluster.down(settings))
         return ours + [action(settings) for action in DOWN_ORDER]
 
 

@@ -61,6 +61,52 @@ def cluster_ok(timeout_s: float = 1.0) -> bool:
         client.close()
 
 
+def replicas_online(timeout_s: float = 1.0) -> bool:
+    """Whether every primary serving slots has each replica ``CLUSTER NODES`` gives it
+    attached and in sync (``state=online`` in its ``INFO replication``).
+
+    ``cluster_state:ok`` comes before that: a replica still loading its first full copy
+    confirms no ``WAIT``, so a process writing with the replica barrier
+    (``CHURN_REDIS__WAIT_REPLICAS``) right after ``--cluster create`` would time out."""
+    client = redis.Redis(host=HOST, port=PORTS[0], socket_timeout=timeout_s)
+    try:
+        nodes = client.execute_command("CLUSTER NODES")  # type: ignore[no-untyped-call]
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    if not isinstance(nodes, dict):
+        return False
+    wanted: dict[str, int] = {}
+    for n in nodes.values():
+        flags = str(n.get("flags", ""))
+        if "slave" in flags and "fail" not in flags:
+            wanted[str(n.get("master_id"))] = wanted.get(str(n.get("master_id")), 0) + 1
+    for addr, n in nodes.items():
+        flags = str(n.get("flags", ""))
+        if "master" not in flags or not n.get("slots") or "fail" in flags:
+            continue
+        want = wanted.get(str(n.get("node_id")), 0)
+        if want and online_replicas(str(addr), timeout_s) < want:
+            return False
+    return True
+
+
+def online_replicas(addr: str, timeout_s: float) -> int:
+    """How many replicas the primary at ``host:port`` (``@cport`` allowed) has in sync."""
+    host, _, port = addr.split("@")[0].rpartition(":")
+    client = redis.Redis(host=host or HOST, port=int(port), socket_timeout=timeout_s)
+    try:
+        info = client.info("replication")
+    except (redis.RedisError, OSError):
+        return 0
+    finally:
+        client.close()
+    return sum(1 for key, value in info.items()
+               if key.startswith("slave") and isinstance(value, dict)
+               and value.get("state") == "online")
+
+
 def status(settings: Settings) -> ServiceStatus:
     base = root(settings)
     pids = [our_pid(base / str(p) / "pid", MARKER) for p in PORTS]
@@ -74,8 +120,12 @@ def status(settings: Settings) -> ServiceStatus:
 
 
 def up(settings: Settings) -> ServiceStatus:
-    """Start the six nodes and join them, unless a cluster already answers."""
+    """Start the six nodes and join them, unless a cluster already answers; either way,
+    return once every replica is in sync with its primary (see :func:`replicas_online`)."""
     if cluster_ok():
+        if not wait_for(replicas_online, settings.services.start_timeout_s, 0.1):
+            raise ServiceError("the cluster's replicas did not come in sync with their primaries",
+                               log_tail(root(settings) / str(PORTS[0]) / "redis.log"))
         return status(settings)
     binary = shutil.which("redis-server")
     cli = shutil.which("redis-cli")
@@ -107,6 +157,9 @@ def up(settings: Settings) -> ServiceStatus:
                                "\n".join((res.stdout + res.stderr).splitlines()[-10:]))
     if not wait_for(cluster_ok, timeout, 0.1):
         raise ServiceError("the cluster did not reach cluster_state:ok",
+                           log_tail(base / str(PORTS[0]) / "redis.log"))
+    if not wait_for(replicas_online, timeout, 0.1):
+        raise ServiceError("the cluster's replicas did not come in sync with their primaries",
                            log_tail(base / str(PORTS[0]) / "redis.log"))
     return ServiceStatus(NAME, f"{HOST}:{PORTS[0]}-{PORTS[-1]}", "started", None,
                          base / str(PORTS[0]) / "redis.log", f"3 masters + 3 replicas; {URL}")

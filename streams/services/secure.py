@@ -8,7 +8,7 @@ Everything lives under ``<services.state_dir>/secure``::
     kafka/             server.properties, data (SCRAM users added when it is formatted), log
     redis/             users.acl (password hashes), log
     env/<user>.env     the CHURN_* variables of each process (worker, learner, alerter,
-                       dispatch, dashboard, admin), mode 0600
+                       dispatch, dashboard, retention, admin), mode 0600
 
 Run a process as its user with e.g. ``set -a; . .churnpulse/secure/env/worker.env; set +a;
 churnpulse worker`` (see docs/security.md).
@@ -22,6 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from pydantic import SecretStr
@@ -173,7 +174,7 @@ def kafka_up(settings: Settings) -> ServiceStatus:
             raise ServiceError(f"port {port} (secure Kafka) is taken by another process")
     creds = credentials(settings)
     tls = ensure_tls(sp.tls.root)
-    java = plain_kafka._java()
+    java = plain_kafka.find_java()
     svc = settings.services
     libs, _ = ensure_jars(svc.cache_dir, svc.kafka_scala_version, svc.kafka_version)
     p.root.mkdir(parents=True, exist_ok=True)
@@ -221,6 +222,17 @@ def redis_probe(settings: Settings, user: str = "admin", password: str | None = 
         client.close()
 
 
+def _acl_load(settings: Settings) -> None:
+    """As admin: reload ``users.acl`` into the running secure Redis."""
+    client = redis.Redis(host=BIND_HOST, port=settings.security.local.redis_port,
+                         username="admin", password=credentials(settings).redis["admin"],
+                         socket_timeout=5, ssl=True, ssl_ca_certs=str(paths(settings).tls.ca_crt))
+    try:
+        client.acl_load()
+    finally:
+        client.close()
+
+
 def redis_up(settings: Settings) -> ServiceStatus:
     sp, loc, timeout = paths(settings), settings.security.local, settings.services.start_timeout_s
     p, address, name = sp.redis, f"{BIND_HOST}:{loc.redis_port}", "redis-secure"
@@ -232,6 +244,7 @@ def redis_up(settings: Settings) -> ServiceStatus:
         if redis_probe(settings) != pid:
             raise ServiceError(f"our secure Redis (pid {pid}) does not let admin in",
                                log_tail(p.log))
+        _acl_load(settings)  # users.acl may have gained a user (retention) since it started
         return ServiceStatus(name, address, "running-ours", pid, p.log, "already running")
     if port_open(BIND_HOST, loc.redis_port):
         raise ServiceError(f"port {loc.redis_port} (secure Redis) is taken by another process")
@@ -292,6 +305,7 @@ def grant_acls(settings: Settings) -> int:
             for g in acl_plan(settings)]
     admin = KafkaAdminClient(**kafka_python_options(kafka), client_id="churnpulse-acls")
     try:
+        add_missing_users(admin, credentials(settings))
         result = admin.create_acls(acls)
     finally:
         admin.close()
@@ -299,6 +313,25 @@ def grant_acls(settings: Settings) -> int:
     if failed:
         raise ServiceError(f"{len(failed)} Kafka ACLs could not be created: {failed[:3]}")
     return len(acls)
+
+
+def add_missing_users(admin: Any, creds: Credentials) -> list[str]:
+    """Add the SCRAM users a broker formatted before they existed lacks (``retention``);
+    returns their names. ``admin`` is a kafka-python admin client of the admin user."""
+    from kafka.admin import (  # type: ignore[import-untyped,unused-ignore]
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    known = admin.describe_user_scram_credentials()
+    missing = [u for u in USERS if u not in known]
+    if missing:
+        failed = {u: e for u, e in admin.alter_user_scram_credentials([
+            UserScramCredentialUpsertion(u, ScramMechanism.SCRAM_SHA_512, creds.kafka[u])
+            for u in missing]).items() if e}
+        if failed:
+            raise ServiceError(f"SCRAM users could not be added: {failed}")
+    return missing
 
 
 # -- all ---------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ alerter    read scores; group ``<alerts app id>.alerts``; write alerts, retentio
            dead letters; transactional ids ``<alerts app id>.alerts*``
 dispatch   read alerts; its group; write dead letters
 dashboard  read alerts, scores, alert outcomes; write alert outcomes; groups ``churnpulse*``
+retention  read retention actions, labels and the offer events (``retention.offers_topic``,
+           default the events); write and create its outcomes topic; write dead letters.
+           No group: it assigns every partition itself and keeps offsets in its checkpoint
 =========  ============================================================================
 """
 
@@ -49,10 +52,13 @@ def acl_plan(settings: Settings) -> list[Grant]:
     """
     t, app = settings.topics, settings.worker.app_id
     alerts_app = f"{settings.alerts.app_id or app}.alerts"
+    r = settings.retention
+    offers = r.offers_topic or t.events
     every = [t.events, t.labels, t.scores, t.alerts, t.dead_letter, t.model_events,
              t.retention_actions, t.alert_outcomes]
     plan = [Grant(u, "DESCRIBE", "TOPIC", name)
-            for u in ("worker", "learner", "alerter", "dispatch", "dashboard") for name in every]
+            for u in ("worker", "learner", "alerter", "dispatch", "dashboard", "retention")
+            for name in every]
 
     def topics(user: str, op: str, *names: str) -> None:
         plan.extend(Grant(user, op, "TOPIC", n) for n in names)
@@ -74,4 +80,10 @@ def acl_plan(settings: Settings) -> list[Grant]:
     topics("dashboard", "READ", t.alerts, t.scores, t.alert_outcomes)
     topics("dashboard", "WRITE", t.alert_outcomes)
     plan.append(Grant("dashboard", "READ", "GROUP", "churnpulse", "PREFIXED"))
+    topics("retention", "READ", *dict.fromkeys((t.retention_actions, t.labels, offers)))
+    topics("retention", "WRITE", r.outcomes_topic, t.dead_letter)
+    # its outcomes topic is not one of settings.topics: it creates it at start
+    topics("retention", "DESCRIBE", *dict.fromkeys(n for n in (r.outcomes_topic, offers)
+                                                   if n not in every))
+    topics("retention", "CREATE", r.outcomes_topic)
     return plan

@@ -6,13 +6,15 @@ password, kept in ``credentials.json`` (mode 0600) next to the services' data:
 =========  ==================================================================================
 user       Redis: keys (``%R~`` = read only) and commands
 =========  ==================================================================================
-worker     features ``{c:*}:f``, due indexes, snapshots ``{c:*}:obs``, ``obs:due``,
+worker     features ``{c:*}:f``, due indexes, snapshots ``{c:*}:obs``, ``obs:*``,
            ``churned``, ``watermarks``; models read only; read/write/scripting
-learner    ``learner:*``, ``model:*``, snapshots, ``obs:due``, ``churned``; watermarks read
+learner    ``learner:*``, ``model:*``, snapshots, ``obs:*``, ``churned``; watermarks read
 alerter    alert state ``{c:*}:alert``, ``alerts:*``, ``churned`` (read by a script: EVAL
-           keys count as writes); features read only
+           keys count as writes); features and the retention advice read only
 dispatch   ``delivered:*``; no scripting
 dashboard  features read only; read commands only
+retention  its checkpoint, published advice and lock ``retention:*`` (``{retention}:*`` on a
+           cluster); read/write/scripting (the lock is renewed and released by a script)
 admin      everything (operator tools: forget, sign-state, train, produce)
 =========  ==================================================================================
 
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from streams.services.kafka_config import SINGLE_NODE, render_properties
 
-USERS = ("worker", "learner", "alerter", "dispatch", "dashboard", "admin")
+USERS = ("worker", "learner", "alerter", "dispatch", "dashboard", "retention", "admin")
 SCRAM = "SCRAM-SHA-512"
 
 _RW = "+@read +@write +@connection +@transaction"
@@ -42,14 +44,16 @@ def redis_permissions(prefix: str) -> dict[str, str]:
     p = prefix
     c = f"{p}:{{c:*}}"
     return {
-        "worker": f"~{c}:f ~{p}:due:* ~{c}:obs ~{p}:obs:due ~{p}:churned ~{p}:watermarks "
-                  f"%R~{p}:model:* {_RW} +@scripting {_NO}",
-        "learner": f"~{p}:learner:* ~{p}:model:* ~{c}:obs ~{p}:obs:due ~{p}:churned "
-                   f"%R~{p}:watermarks {_RW} +@scripting {_NO}",
+        "worker": f"~{c}:f ~{p}:due:* ~{c}:obs ~{p}:obs:due ~{p}:obs:due:n ~{p}:obs:schema "
+                  f"~{p}:churned ~{p}:watermarks %R~{p}:model:* {_RW} +@scripting {_NO}",
+        "learner": f"~{p}:learner:* ~{p}:model:* ~{c}:obs ~{p}:obs:due ~{p}:obs:due:n "
+                   f"~{p}:obs:schema ~{p}:churned %R~{p}:watermarks {_RW} +@scripting {_NO}",
         # churned is read by a script, and EVAL declares its keys read-write for ACLs
-        "alerter": f"~{c}:alert ~{p}:alerts:* ~{p}:churned %R~{c}:f {_RW} +@scripting {_NO}",
+        "alerter": f"~{c}:alert ~{p}:alerts:* ~{p}:churned %R~{c}:f %R~{p}:retention:* "
+                   f"%R~{p}:{{retention}}:* {_RW} +@scripting {_NO}",
         "dispatch": f"~{p}:delivered:* {_RW} {_NO}",
         "dashboard": f"%R~{c}:f +@read +@connection {_NO}",
+        "retention": f"~{p}:retention:* ~{p}:{{retention}}:* {_RW} +@scripting {_NO}",
         "admin": "~* &* +@all",
     }
 
@@ -68,16 +72,31 @@ class Credentials:
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
-        """The credentials stored at ``path`` (mode 0600), created there on first use."""
+        """The credentials stored at ``path`` (mode 0600), created there on first use; a file
+        from before a user existed (``retention``) gains that user's passwords, kept in it."""
         if path.is_file():
             data = json.loads(path.read_text())
-            return cls(dict(data["kafka"]), dict(data["redis"]))
+            creds = cls(dict(data["kafka"]), dict(data["redis"]))
+            missing = [u for u in USERS if u not in creds.kafka or u not in creds.redis]
+            if not missing:
+                return creds
+            new = cls.generate()
+            creds = cls({**new.kafka, **creds.kafka}, {**new.redis, **creds.redis})
+            tmp = path.with_name(path.name + ".new")
+            tmp.unlink(missing_ok=True)
+            _write_new(tmp, creds)
+            os.replace(tmp, path)
+            return creds
         creds = cls.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"kafka": creds.kafka, "redis": creds.redis}, fh, indent=2)
+        _write_new(path, creds)
         return creds
+
+
+def _write_new(path: Path, creds: Credentials) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"kafka": creds.kafka, "redis": creds.redis}, fh, indent=2)
 
 
 def render_acl_file(creds: Credentials, prefix: str) -> str:

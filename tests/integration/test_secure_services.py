@@ -1,8 +1,8 @@
 """Security end to end: `services up --secure` starts a Kafka whose only listener is SASL_SSL
 (SCRAM-SHA-512, our own CA, ACLs per user) and a TLS Redis with one ACL user per process; the
-real worker, learner and alerter run on them, each as its own user, and scores, alerts and
-learned labels arrive. Wrong passwords, the default user and out-of-bounds commands are
-refused.
+real worker, learner, alerter and retention process run on them, each as its own user, and
+scores, alerts, learned labels and retention outcomes arrive. Wrong passwords, the default
+user and out-of-bounds commands are refused.
 
 The secure services run on free ports under a temporary state dir and are stopped at the end;
 the shared plain services are not touched.
@@ -116,6 +116,11 @@ def test_wrong_passwords_the_default_user_and_forbidden_commands_are_refused(
 
 def _start(cmd: str, user: str, secured: Settings, topics: dict[str, str], workdir: Path,
            ready: bytes, procs: list[subprocess.Popen[bytes]]) -> None:
+    _ready(cmd, workdir, ready, _spawn(cmd, user, secured, topics, workdir, procs))
+
+
+def _spawn(cmd: str, user: str, secured: Settings, topics: dict[str, str], workdir: Path,
+           procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("CHURN_") and k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     env.update(secure.env_for(secured, user))
@@ -128,6 +133,11 @@ def _start(cmd: str, user: str, secured: Settings, topics: dict[str, str], workd
                             stdout=path.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     procs.append(proc)
+    return proc
+
+
+def _ready(cmd: str, workdir: Path, ready: bytes, proc: subprocess.Popen[bytes]) -> None:
+    path = workdir / f"{cmd}.log"
     wait_until(lambda: ready in path.read_bytes() or proc.poll() is not None, 90,
                f"{cmd} ready")
     assert proc.poll() is None, f"{cmd} exited:\n{path.read_text(errors='replace')[-3000:]}"
@@ -158,9 +168,11 @@ def test_worker_learner_and_alerter_run_over_sasl_ssl_and_redis_acls(
     asyncio.run(publish_model())
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        _start("worker", "worker", secured, topics, tmp_path, b"[^Worker]: Ready", procs)
-        _start("alerter", "alerter", secured, topics, tmp_path, b"alerter ready", procs)
-        _start("learner", "learner", secured, topics, tmp_path, b"learner ready", procs)
+        readiness = {"worker": b"[^Worker]: Ready", "alerter": b"alerter ready",
+                     "learner": b"learner ready"}  # started at once: start-ups overlap
+        spawned = {cmd: _spawn(cmd, cmd, secured, topics, tmp_path, procs) for cmd in readiness}
+        for cmd, ready in readiness.items():
+            _ready(cmd, tmp_path, ready, spawned[cmd])
         producer = KafkaProducer(**kafka_python_options(admin.kafka), acks="all")
         t0 = __import__("time").time() - 6 * 3600
         rounds = [["session"] * CUSTOMERS, ["session"] * CUSTOMERS,
@@ -198,6 +210,91 @@ def test_worker_learner_and_alerter_run_over_sasl_ssl_and_redis_acls(
         logs = "".join((tmp_path / f"{n}.log").read_text(errors="replace")
                        for n in ("worker", "alerter", "learner"))
         assert "NOPERM" not in logs and "no permissions" not in logs
+    finally:
+        stop_procs(procs)
+
+
+def test_the_retention_process_runs_as_its_own_user_with_only_its_grants(
+        secured: Settings, tmp_path: Path) -> None:
+    """Issue 16: the ``retention`` user (added to a broker formatted without it by
+    ``grant_acls``) reads actions and labels, writes outcomes, keeps its checkpoint under
+    ``retention:*``, and can neither forge alerts nor touch the model or features."""
+    from kafka.admin import (  # type: ignore[import-untyped,unused-ignore]
+        KafkaAdminClient,
+        ScramMechanism,
+        UserScramCredentialDeletion,
+    )
+
+    from streams.timefmt import format_ts
+
+    admin = as_user(secured, "admin")
+    client = KafkaAdminClient(**kafka_python_options(admin.kafka))
+    try:  # as on a broker formatted before the retention user existed
+        client.alter_user_scram_credentials(
+            [UserScramCredentialDeletion("retention", ScramMechanism.SCRAM_SHA_512)])
+    finally:
+        client.close()
+    wait_until(lambda: secure.kafka_probe(secured, "retention") is None, 30,
+               "the retention user removed")
+    tag = uuid.uuid4().hex[:8]
+    names = {"LABELS": f"rlabels-{tag}", "RETENTION_ACTIONS": f"ractions-{tag}",
+             "DEAD_LETTER": f"rdlq-{tag}", "EVENTS": f"revents-{tag}"}
+    outcomes = f"routcomes-{tag}"
+    topics = {f"CHURN_TOPICS__{k}": v for k, v in names.items()}
+    port = _free_port()
+    topics.update({"CHURN_RETENTION__OUTCOMES_TOPIC": outcomes,
+                   "CHURN_RETENTION__HORIZON_DAYS": "30",
+                   "CHURN_RETENTION__CHECKPOINT_S": "0.3",
+                   "CHURN_METRICS__RETENTION_PORT": str(port)})
+    ours = secured.model_copy(update={
+        "topics": secured.topics.model_copy(update={k.lower(): v for k, v in names.items()}),
+        "retention": secured.retention.model_copy(update={"outcomes_topic": outcomes})})
+    secure.grant_acls(ours)  # adds the missing SCRAM user back, then the ACLs
+    assert secure.kafka_probe(secured, "retention") is not None
+
+    p = secured.redis.key_prefix
+    mine = _redis(secured, "retention")
+    mine.set(f"{p}:retention:probe", b"ok")
+    for forbidden in (f"{p}:model:v:666", f"{p}:{{c:c1}}:f", f"{p}:alerts:x"):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            mine.set(forbidden, b"forged")
+    mine.delete(f"{p}:retention:probe")
+    mine.close()
+    producer = KafkaProducer(**kafka_python_options(as_user(secured, "retention").kafka))
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(secured.topics.alerts, b"{}").get(timeout=30)
+    finally:
+        producer.close()
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        _start("retention", "retention", secured, topics, tmp_path, b"retention ready", procs)
+        t0 = 1_767_225_600.0
+        producer = KafkaProducer(**kafka_python_options(admin.kafka), acks="all")
+        for i in range(6):
+            cid = f"c-{i}"
+            producer.send(names["RETENTION_ACTIONS"], orjson.dumps({
+                "action_id": f"{cid}:0:high", "customer_id": cid, "holdout": i == 0,
+                "action": "email", "recommended_action": "email", "severity": "high",
+                "segment": "fading", "driver_category": "engagement",
+                "ts": format_ts(t0 + i)}), key=cid.encode())
+        for i in (1, 2):
+            producer.send(names["LABELS"], orjson.dumps({
+                "label_id": f"l-{i}", "customer_id": f"c-{i}", "ts": format_ts(t0 + 86400),
+                "churned": True}), key=f"c-{i}".encode())
+        producer.flush()
+        producer.close()
+        wait_until(lambda: len(_read(admin, outcomes)) >= 2, 60, "the churned outcomes")
+        assert sorted(str(o["outcome_id"]) for o in _read(admin, outcomes)) == [
+            "c-1:0:high:outcome", "c-2:0:high:outcome"]
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            assert r.status == 200
+        assert procs[0].poll() is None
+        log = (tmp_path / "retention.log").read_text(errors="replace")
+        assert "NOPERM" not in log and "AuthorizationFailed" not in log
     finally:
         stop_procs(procs)
 

@@ -24,20 +24,9 @@ from streams.services import ServiceError, ServiceStatus, down, redis_server, st
 from streams.services import kafka as kafka_service
 from streams.services.common import pid_alive, port_open
 from streams.settings import Settings, load_settings
+from tests.ports import free_ports
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct ports nobody listens on right now (the kernel's pick, not a guess)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def make_settings(state_dir: Path, kafka_port: int, controller_port: int,

@@ -91,7 +91,7 @@ def test_dockerfile_runs_the_cli() -> None:
     assert "FROM python:3.11" in dockerfile
 
 
-PIPELINE = ("worker", "learner", "alerter", "dispatch", "dashboard")
+PIPELINE = ("worker", "learner", "alerter", "dispatch", "dashboard", "retention")
 
 
 def test_the_whole_pipeline_runs_real_commands_with_the_same_settings(
@@ -111,6 +111,21 @@ def test_the_whole_pipeline_runs_real_commands_with_the_same_settings(
         assert service["environment"] == worker_env, f"{name} must share the worker's settings"
         for dependency in ("kafka", "redis"):
             assert service["depends_on"][dependency]["condition"] == "service_healthy"
+
+
+def test_every_pipeline_process_is_healthy_only_when_its_own_readyz_answers(
+        compose: dict[str, Any]) -> None:
+    """Each process's healthcheck asks its own metrics port (no two share one), the
+    retention process included (issue 16)."""
+    metrics = Settings().metrics
+    ports = set()
+    for name in PIPELINE:
+        check = " ".join(compose["services"][name]["healthcheck"]["test"])
+        port = metrics.port(name)
+        assert f"http://127.0.0.1:{port}/readyz" in check, name
+        ports.add(port)
+    assert len(ports) == len(PIPELINE)
+    assert metrics.port("retention") == 9415
 
 
 def test_dashboard_is_reachable_from_this_host_only(compose: dict[str, Any]) -> None:

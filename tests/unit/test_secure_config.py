@@ -52,7 +52,7 @@ def test_kafka_grants_follow_each_process_and_nobody_else_writes_alerts() -> Non
     assert writers[t.model_events] == {"learner"}
     assert writers[t.events] == set() and writers[t.labels] == set()  # producers use admin
     readers = {g.user for g in plan if g.operation == "READ" and g.name == t.labels}
-    assert readers == {"learner"}
+    assert readers == {"learner", "retention"}  # the retention process joins outcomes
     assert "admin" not in {g.user for g in plan}  # a super user
 
 
@@ -67,7 +67,7 @@ def test_acl_file_stores_hashes_and_turns_the_default_user_off() -> None:
 
 def test_each_process_gets_only_its_keys_and_no_dangerous_command() -> None:
     rules = {user: r.split() for user, r in redis_permissions("cp").items()}
-    for user in ("worker", "learner", "alerter", "dispatch", "dashboard"):
+    for user in ("worker", "learner", "alerter", "dispatch", "dashboard", "retention"):
         assert "-@dangerous" in rules[user] and "-@admin" in rules[user], user
         assert "~*" not in rules[user] and "+@all" not in rules[user], user
     assert "%R~cp:model:*" in rules["worker"]  # scorers cannot plant a checkpoint
@@ -94,3 +94,44 @@ def test_a_process_env_file_is_valid_settings(tmp_path: Path,
     assert settings.kafka.security_protocol == "SASL_SSL"
     assert settings.kafka.sasl_username == "worker" and settings.redis.username == "worker"
     assert settings.kafka.ssl_cafile == tmp_path / "ca.crt"
+
+
+def test_the_retention_process_gets_its_own_least_grants() -> None:
+    """Issue 16: read actions, labels and offer events, write (and create) its outcomes
+    topic and dead letters; no group, no transactional id, no other topic written."""
+    settings = load_settings()
+    t, r = settings.topics, settings.retention
+    mine = {(g.operation, g.resource, g.name, g.pattern) for g in acl_plan(settings)
+            if g.user == "retention"}
+    assert {x for x in mine if x[0] != "DESCRIBE"} == {
+        ("READ", "TOPIC", t.retention_actions, "LITERAL"),
+        ("READ", "TOPIC", t.labels, "LITERAL"),
+        ("READ", "TOPIC", t.events, "LITERAL"),  # the offer events (default: the events)
+        ("WRITE", "TOPIC", r.outcomes_topic, "LITERAL"),
+        ("WRITE", "TOPIC", t.dead_letter, "LITERAL"),
+        ("CREATE", "TOPIC", r.outcomes_topic, "LITERAL")}
+    assert ("DESCRIBE", "TOPIC", r.outcomes_topic, "LITERAL") in mine
+    apart = load_settings(retention={"offers_topic": "offers", "outcomes_topic": "outs"})
+    reads = {g.name for g in acl_plan(apart) if g.user == "retention" and g.operation == "READ"}
+    assert reads == {t.retention_actions, t.labels, "offers"}
+    rules = redis_permissions("cp")["retention"].split()
+    assert [x for x in rules if "~" in x] == ["~cp:retention:*", "~cp:{retention}:*"]
+    assert "+@scripting" in rules  # the lock is renewed and released by a script
+    alerter = redis_permissions("cp")["alerter"].split()  # reads what it publishes, both layouts
+    assert "%R~cp:retention:*" in alerter and "%R~cp:{retention}:*" in alerter
+
+
+def test_credentials_from_before_the_retention_user_gain_it_and_keep_the_rest(
+        tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "credentials.json"
+    old = {"kafka": {u: f"k-{u}" for u in USERS if u != "retention"},
+           "redis": {u: f"r-{u}" for u in USERS if u != "retention"}}
+    path.write_text(json.dumps(old))
+    os.chmod(path, 0o600)
+    creds = Credentials.load_or_create(path)
+    assert creds.kafka["worker"] == "k-worker" and creds.redis["admin"] == "r-admin"
+    assert len(creds.kafka["retention"]) == 32 and creds.redis["retention"] not in old["redis"]
+    assert Credentials.load_or_create(path) == creds  # written back, private
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

@@ -195,3 +195,69 @@ def test_format_table() -> None:
         "kafka", "127.0.0.1:9092", "running-ours", "42", "x", "/s/kafka.log"
     ]
     assert lines[2].split() == ["redis", "127.0.0.1:6379", "stopped", "-", "-", "-"]
+
+
+def test_cluster_node_properties_three_brokers_rf3_min_isr2(tmp_path: Path) -> None:
+    from streams.services.kafka_config import render_cluster_node_properties
+
+    ports, ctls = (29092, 29093, 29094), (29192, 29193, 29194)
+    nodes = [parse_properties(render_cluster_node_properties(i, ports, ctls, tmp_path / str(i)))
+             for i in (1, 2, 3)]
+    voters = "1@127.0.0.1:29192,2@127.0.0.1:29193,3@127.0.0.1:29194"
+    for i, props in enumerate(nodes, 1):
+        assert props["node.id"] == str(i)
+        assert props["controller.quorum.voters"] == voters
+        assert props["listeners"] == (f"PLAINTEXT://127.0.0.1:{ports[i - 1]},"
+                                      f"CONTROLLER://127.0.0.1:{ctls[i - 1]}")
+        assert props["log.dirs"] == str(tmp_path / str(i))
+        for key in ("default.replication.factor", "offsets.topic.replication.factor",
+                    "transaction.state.log.replication.factor"):
+            assert props[key] == "3"
+        assert props["min.insync.replicas"] == props["transaction.state.log.min.isr"] == "2"
+        assert props["unclean.leader.election.enable"] == "false"
+    # one node of its own: replication 1, min ISR 1 (a cluster of one still starts)
+    one = parse_properties(render_cluster_node_properties(1, (1,), (2,), tmp_path))
+    assert one["default.replication.factor"] == one["min.insync.replicas"] == "1"
+    with pytest.raises(ValueError, match="node 4"):
+        render_cluster_node_properties(4, ports, ctls, tmp_path)
+
+
+def test_kafka3_cluster_layout_from_settings(tmp_path: Path) -> None:
+    from streams.services import kafka_cluster
+    from streams.services.manager import OPTIONAL
+    from streams.settings import load_settings
+
+    assert set(OPTIONAL["kafka3"]) == {"up", "down", "status"}
+    c = kafka_cluster.cluster(load_settings(services={"state_dir": tmp_path}))
+    assert c.root == tmp_path.resolve() / "kafka3"
+    assert c.size == 3 and c.bootstrap == kafka_cluster.BOOTSTRAP
+    assert kafka_cluster.BOOTSTRAP == "127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094"
+    nodes = [c.node(i) for i in range(3)]
+    assert len({n.root for n in nodes}) == len({n.marker for n in nodes}) == 3
+    assert all(c.pid(i) is None for i in range(3))  # nothing of ours runs there
+
+
+def test_cli_brokers_flag_is_one_or_three(capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli.main import main
+
+    assert main(["services", "status", "--brokers", "2"]) == 2
+    assert "--brokers is 1" in capsys.readouterr().err
+
+
+def test_a_broker_still_writing_its_log_is_waited_for_past_the_timeout() -> None:
+    # a broker loading thousands of old partition logs is slow, not stuck: each change of the
+    # progress mark moves the deadline on (bounded by limit_s); without progress it gives up
+    from streams.services.common import wait_for
+
+    calls = {"n": 0}
+
+    def progress() -> int:
+        calls["n"] += 1
+        return calls["n"]  # changes on every poll: still loading
+
+    def ready() -> bool:
+        return calls["n"] > 12  # ready after ~12 polls of 0.02 s = 0.24 s > timeout 0.1 s
+
+    assert wait_for(ready, 0.1, 0.02, progress=progress, limit_s=5.0)
+    assert not wait_for(lambda: False, 0.1, 0.02, progress=lambda: 0, limit_s=5.0)
+    assert not wait_for(lambda: False, 0.05, 0.01, progress=progress, limit_s=0.15)
