@@ -8,13 +8,14 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from alerts.uplift import Cell
+from alerts.uplift import Cell, Outcome
 from streams.settings import Settings
 
 
@@ -51,9 +52,87 @@ def print_cells(cells: list[Cell], by: tuple[str, ...], confidence: float) -> No
     Console().print(table)
 
 
+def outcomes_from(values: Iterable[bytes | None]) -> tuple[list[Outcome], dict[str, int]]:
+    """Per customer the outcome of their first action, from ``retention-outcomes`` records
+    (the first record of each ``outcome_id`` counts; the same id again is a re-publication
+    after a crash, see ``streams.retention.service``)."""
+    from alerts.contracts import BadScore, parse_ts
+
+    seen: set[str] = set()
+    first: dict[str, Outcome] = {}
+    counts = {"records": 0, "duplicates": 0, "malformed": 0}
+    for raw in values:
+        counts["records"] += 1
+        try:
+            rec = json.loads(raw or b"")
+            oid = str(rec["outcome_id"])
+            if oid in seen:
+                counts["duplicates"] += 1
+                continue
+            o = Outcome(str(rec["customer_id"]), bool(rec["holdout"]), parse_ts(rec["t0"]),
+                        rec["outcome"] == "churned", str(rec.get("action") or ""),
+                        str(rec.get("segment") or ""), str(rec.get("driver_category") or ""))
+        except (ValueError, KeyError, TypeError, BadScore):
+            counts["malformed"] += 1
+            continue
+        seen.add(oid)
+        held = first.get(o.customer_id)
+        if held is None or o.t0 < held.t0:
+            first[o.customer_id] = o
+    return [first[c] for c in sorted(first)], counts
+
+
+def report_from_outcomes(settings: Settings, args: argparse.Namespace) -> int:
+    """``report uplift --outcomes``: the report from the retention process's outcomes."""
+    from alerts.uplift import breakdown, compare, z_of
+    from streams.cli import alerts as cli_alerts
+
+    values: list[bytes | None] = (
+        _topic(settings, settings.retention.outcomes_topic, args.timeout)
+        if args.outcomes == "topic" else list(cli_alerts._lines(Path(args.outcomes))))
+    outcomes, counts = outcomes_from(values)
+    horizon_days = settings.retention.horizon_days or settings.model.horizon_days
+    n_actioned = sum(1 for o in outcomes if not o.holdout)
+    n_holdout = len(outcomes) - n_actioned
+    info = {**counts, "customers": len(outcomes), "resolved": len(outcomes), "unresolved": 0,
+            "horizon_days": horizon_days}
+    if min(n_actioned, n_holdout) < args.min_resolved:
+        message = (f"not enough resolved customers yet: {n_actioned} actioned and {n_holdout} "
+                   f"holdout (need {args.min_resolved} in each)")
+        if args.json:
+            print(json.dumps({"status": "not_enough_data", "message": message, **info}))
+        else:
+            print(f"churnpulse: {message}", file=sys.stderr)
+        return cli_alerts.NOT_ENOUGH
+    z = z_of(args.confidence)
+    report = compare(outcomes, z=z, confidence=args.confidence)
+    by = tuple(b.strip() for b in args.by.split(",") if b.strip())
+    cells = breakdown(outcomes, by, z=z, confidence=args.confidence,
+                      min_resolved=args.min_cell) if by else []
+    if args.json:
+        print(json.dumps({"status": "ok", "source": "outcomes", **info,
+                          **cli_alerts.report_json(report),
+                          **({"breakdown": by, "cells": [cell_json(c) for c in cells]}
+                             if by else {})}))
+        return 0
+    cli_alerts.print_report(report, info)
+    if by:
+        print_cells(cells, by, args.confidence)
+    return 0
+
+
+def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.retention.run import run_retention
+
+    return run_retention(settings)
+
+
 def cmd_report_uplift(settings: Settings, args: argparse.Namespace) -> int:
     """The overall report, then the breakdown when ``--by`` is given."""
     from streams.cli import alerts as cli_alerts
+
+    if args.outcomes:
+        return report_from_outcomes(settings, args)
 
     code = cli_alerts.cmd_report_uplift(settings, args)
     if code != 0 or not args.by:
@@ -168,11 +247,43 @@ def cmd_simulate_treatment(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _published_recommender(settings: Settings) -> Any:
+    """The recommender the retention process published to Redis (None: none yet)."""
+    import asyncio
+
+    from streams.redis.client import make_redis
+    from streams.redis.retention_store import RetentionStore
+    from streams.signing import signer_from_settings
+
+    async def load() -> Any:
+        client = make_redis(settings.redis)
+        try:
+            store = RetentionStore(client, settings.redis.key_prefix,
+                                   signer_from_settings(settings))
+            return await store.recommender()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(load())
+
+
 def cmd_report_offers(settings: Settings, args: argparse.Namespace) -> int:
-    """Top offers per customer from an offers file (CF with a popularity fallback)."""
+    """Top offers per customer from an offers file (CF with a popularity fallback), or from
+    the recommender the retention process published (without ``--offers``)."""
     from alerts.reco import OfferRecommender
     from streams.contracts import decode_event, offer_of
     from streams.errors import InvalidMessage
+
+    if not args.offers:
+        published = _published_recommender(settings)
+        if published is None:
+            print("churnpulse: no recommender published yet (run `churnpulse retention`)",
+                  file=sys.stderr)
+            return 3
+        for cid in args.customer:
+            print(json.dumps({"customer_id": cid, "source": "published",
+                              "offers": [o.to_wire() for o in published.top(cid, args.k)]}))
+        return 0
 
     answers_at: list[tuple[float, str, str, bool]] = []
     bad = 0
@@ -200,9 +311,17 @@ def cmd_report_offers(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(report_sub: argparse._SubParsersAction[argparse.ArgumentParser],
-             uplift: argparse.ArgumentParser, treat: argparse.ArgumentParser) -> None:
-    """Add the retention options to ``report uplift`` and ``simulate-treatment``, and the
-    ``report patterns`` and ``report offers`` commands."""
+             uplift: argparse.ArgumentParser, treat: argparse.ArgumentParser,
+             sub: argparse._SubParsersAction[argparse.ArgumentParser] | None = None) -> None:
+    """Add the retention options to ``report uplift`` and ``simulate-treatment``, the
+    ``report patterns`` and ``report offers`` commands, and ``churnpulse retention``."""
+    if sub is not None:
+        sub.add_parser("retention", help="run the retention process: outcomes from the "
+                                         "topics, offer recommender, learning policy"
+                       ).set_defaults(func=cmd_retention)
+    uplift.add_argument("--outcomes", nargs="?", const="topic", default=None, metavar="FILE",
+                        help="report from the retention process's outcomes (the topic, or "
+                             "a JSON lines FILE) instead of joining actions and labels")
     uplift.add_argument("--by", default="", metavar="FIELDS",
                         help="break the effect down by action, segment, driver_category "
                              "(comma-separated)")
@@ -235,8 +354,9 @@ def register(report_sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
     offers = report_sub.add_parser("offers", help="top offers per customer (collaborative "
                                                   "filtering, popularity for cold starts)")
-    offers.add_argument("--offers", required=True, metavar="FILE",
-                        help="offer_accepted / offer_declined events as JSON lines")
+    offers.add_argument("--offers", metavar="FILE",
+                        help="offer_accepted / offer_declined events as JSON lines (default: "
+                             "the recommender churnpulse retention published to Redis)")
     offers.add_argument("--customer", action="append", default=[], required=True)
     offers.add_argument("-k", type=int, default=3)
     offers.set_defaults(func=cmd_report_offers)

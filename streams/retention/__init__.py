@@ -1,0 +1,1 @@
+"""The retention process: outcomes joined from the topics, offer recommender, learning policy."""
