@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 
 from streams.errors import InvalidMessage
+from streams.records import slot_init
 from streams.timefmt import format_ts, parse_ts
 
 SCHEMA_VERSION = 1
@@ -76,6 +77,7 @@ class InputLimits:
 DEFAULT_LIMITS = InputLimits()
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class CustomerEvent:
     """One customer interaction; ``ts`` is event time in seconds since the Unix epoch (UTC)."""
@@ -102,6 +104,7 @@ class CustomerEvent:
         return out
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ChurnLabel:
     """A churn outcome: ``churned`` at event time ``ts`` (seconds since the epoch)."""

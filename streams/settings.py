@@ -40,6 +40,8 @@ from streams.settings_delivery import WebhookTarget as WebhookTarget  # re-expor
 from streams.settings_input import InputSettings
 from streams.settings_kafka import KafkaSettings as KafkaSettings  # re-exported
 from streams.settings_ops import LogSettings, MetricsSettings
+from streams.settings_redis import RedisDurabilitySettings
+from streams.settings_retention import RetentionSettings
 from streams.settings_security import SecuritySettings, mask_urls
 
 
@@ -60,7 +62,7 @@ class TopicSettings(_Section):
     alert_outcomes: str = "churn-alert-outcomes"
 
 
-class RedisSettings(_Section):
+class RedisSettings(_Section, RedisDurabilitySettings):  # + WAIT_REPLICAS, WAIT_TIMEOUT_MS
     url: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL of the feature store.")
     username: str | None = Field(None, description="ACL user (None: the URL's, else default).")
     password: SecretStr | None = None
@@ -162,9 +164,9 @@ class WorkerSettings(_Section):
 class ModelSettings(_Section):
     """Models and learning from delayed labels (see README "Learning")."""
 
-    name: ModelName = Field("logreg", description="Champion model.")
+    name: ModelName = Field("ensemble", description="Champion model (docs/learning.md).")
     challengers: tuple[ModelName, ...] = Field(
-        ("logreg_robust", "bayes", "svm"),
+        ("logreg_robust", "svm"),
         description="Models that learn in shadow and may be promoted (docs/learning.md).")
     learning_rate: float = Field(
         0.001, gt=0,
@@ -241,7 +243,7 @@ class AlertSettings(_Section):
         default_factory=_default_rules,
         description="Driver category x severity x customer value -> action, team, SLA (JSON "
                     "list in CHURN_ALERTS__POLICY_TABLE).")
-    batch_size: int = Field(500, ge=1, description="Scores per fetch.")
+    batch_size: int = Field(5000, ge=1, description="Scores per fetch (up to).")
     batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
     segment_share: float = Field(0.02, ge=0, le=1, description="Share of scores whose "
                                  "customer's features the behaviour segments learn from.")
@@ -308,6 +310,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = WebhookSettings()
     dashboard: DashboardSettings = DashboardSettings()
     alerts: AlertSettings = AlertSettings()
+    retention: RetentionSettings = RetentionSettings()  # docs/retention.md
     input: InputSettings = InputSettings()
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()  # CHURN_METRICS__WORKER_PORT ...

@@ -43,8 +43,9 @@ class AlertBudgetSettings(BaseModel):
     window: int = Field(2000, ge=10, description="Customer-day values in each sketch: about "
                                                  "two days of a partition's active customers.")
     min_window: int = Field(200, ge=1, description="No alert before the sketch holds this many.")
-    initial_share: float = Field(0.02, gt=0, lt=1, description="Share of customer-days above "
-                                                               "the enter threshold at start.")
+    initial_share: float = Field(0.02, gt=0, lt=1, description="Share of the customer-days "
+                                                               "of customers free to alert "
+                                                               "above enter at start.")
     high_share: float = Field(1 / 3, gt=0, le=1, description="Top share of the budget: high.")
     critical_share: float = Field(0.1, gt=0, le=1, description="Top share: critical.")
     exit_factor: float = Field(2.0, ge=1, description="Episodes close below the top "

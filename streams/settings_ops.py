@@ -2,9 +2,10 @@
 
 ``CHURN_METRICS__ENABLED=false`` turns every metric call into a no-op and serves nothing (the
 benchmark's "without metrics"); ``CHURN_METRICS__WORKER_PORT`` (and ``LEARNER_``, ``ALERTER_``,
-``DISPATCH_``, ``DASHBOARD_``) choose where each process serves ``/metrics``, ``/healthz``
-and ``/readyz`` (0 = that process serves none). Several processes of one kind on one host
-need one port each. ``CHURN_LOG__FORMAT=json`` writes one JSON object per log line.
+``DISPATCH_``, ``DASHBOARD_``, ``RETENTION_``) choose where each process serves
+``/metrics``, ``/healthz`` and ``/readyz`` (0 = that process serves none). Several processes
+of one kind on one host need one port each. ``CHURN_LOG__FORMAT=json`` writes one JSON object
+per log line.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROCESSES = ("worker", "learner", "alerter", "dispatch", "dashboard")
+PROCESSES = ("worker", "learner", "alerter", "dispatch", "dashboard", "retention")
 
 
 class MetricsSettings(BaseModel):
@@ -29,6 +30,7 @@ class MetricsSettings(BaseModel):
     alerter_port: int = Field(9412, ge=0, le=65535)
     dispatch_port: int = Field(9413, ge=0, le=65535)
     dashboard_port: int = Field(9414, ge=0, le=65535)
+    retention_port: int = Field(9415, ge=0, le=65535)
     ready_timeout_s: float = Field(2.0, gt=0, description="Time each /readyz check may take.")
     prometheus_port: int = Field(9090, ge=1, le=65535,
                                  description="Port of `churnpulse services up prometheus`.")

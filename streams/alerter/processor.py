@@ -14,16 +14,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
+from zlib import crc32
 
 from alerts.batch import OutboxEntry, Plan, finish, plan_customer, plan_partition
 from alerts.budget import BudgetState
 from alerts.contracts import BadScore, decode_score
 from alerts.enrich import AlertConfig, enrich
 from alerts.policy import ScoreInput
-from alerts.routing import holdout_bucket
 from alerts.segments import SegmentModel, behaviour
 from streams.contracts import encode
 from streams.dead_letter import dead_letter_record
@@ -52,6 +52,7 @@ class AlertTotals:
     replayed: int = 0
     holdout: int = 0
     conflicts: int = 0
+    uncalibrated: int = 0  # scores of a version still calibrating: not alerted on (issue 10)
     process_s: float = 0.0  # time in batch processing (Redis, policy), alerter
     commit_s: float = 0.0  # time in Kafka transactions, alerter
     by_severity: dict[str, int] = field(default_factory=dict)
@@ -68,7 +69,8 @@ class BatchResult:
 class AlertBatchProcessor:
     def __init__(self, store: AlertStore, features: FeatureReader | None, config: AlertConfig,
                  topics: TopicSettings, segment_share: float = 0.02,
-                 wall_clock: Callable[[], float] = time.time, partitions: int = 1) -> None:
+                 wall_clock: Callable[[], float] = time.time, partitions: int = 1,
+                 cache_size: int = 200_000) -> None:
         self.store = store
         self.features = features
         self.config = config
@@ -82,6 +84,27 @@ class AlertBatchProcessor:
         self.segments = SegmentModel.initial()
         self._wall = wall_clock
         self.totals = AlertTotals()
+        # the records this alerter wrote last, with their version: not read again while they
+        # are current (the compare-and-set write names any that moved; forgotten then, and
+        # when partitions move)
+        self.cache_size = cache_size
+        self._cache: dict[str, Versioned] = {}
+
+    def forget(self, customers: Iterable[str] | None = None) -> None:
+        """Drop held records (all of them: partitions were assigned or revoked)."""
+        if customers is None:
+            self._cache.clear()
+            return
+        for cid in customers:
+            self._cache.pop(cid, None)
+
+    def _hold(self, records: Mapping[str, Versioned]) -> None:
+        cache = self._cache
+        for cid, versioned in records.items():
+            cache.pop(cid, None)  # newest last: the oldest go first when full
+            cache[cid] = versioned
+        while len(cache) > self.cache_size:
+            del cache[next(iter(cache))]
 
     async def start(self) -> None:
         saved = await self.store.load_segments()
@@ -104,6 +127,9 @@ class AlertBatchProcessor:
             except BadScore as exc:
                 dead[r.offset] = self._dead_letter(r, exc, now)
                 continue
+            if not score.calibrated:  # a probability nobody can trust yet moves no episode
+                self.totals.uncalibrated += 1
+                continue
             by_customer[score.customer_id].append((r.offset, score))
         self.totals.dead_lettered += len(dead)
         self.totals.scores += len(records) - len(dead)
@@ -120,7 +146,11 @@ class AlertBatchProcessor:
     async def _attempt(self, by_customer: dict[str, list[tuple[int, ScoreInput]]], first: int,
                        now: float, dead: dict[int, OutRecord],
                        partition: int = 0) -> BatchResult | None:
-        stored, churned = await self.store.read(by_customer)
+        cache = self._cache
+        held = {cid for cid in by_customer if cid in cache}
+        stored, churned = await self.store.read(by_customer, held)
+        for cid in held:
+            stored[cid] = cache[cid]
         marked: dict[str, list[tuple[int, ScoreInput]]] = {}
         for cid, scores in by_customer.items():
             mark = churned.get(cid)
@@ -167,7 +197,10 @@ class AlertBatchProcessor:
         if moved:
             if budget is not None:
                 self._budgets.pop(budget[0], None)
+            self.forget(moved)
             return None
+        self._hold({cid: ((writes[cid][0], writes[cid][1] + 1) if cid in writes
+                          else stored[cid]) for cid in plans})
         if budget is not None:
             self._budgets[budget[0]] = (budget[1], budget[2] + 1)
         self.totals.alerts += alerts
@@ -218,9 +251,11 @@ class AlertBatchProcessor:
                               ) -> None:
         if self.segment_share <= 0 or self.features is None:
             return
-        share = self.segment_share  # a fixed share of scores, drawn by score id (replayable)
+        # a fixed share of scores, drawn by score id (replayable); CRC-32, not the holdout's
+        # keyed hash: it runs over every customer of every batch
+        below = self.segment_share * 2.0**32
         sample = [c for c, scores in by_customer.items()
-                  if holdout_bucket(scores[-1][1].score_id, "segments") < share]
+                  if crc32(scores[-1][1].score_id.encode()) < below]
         got = await self._features(sample, {c: by_customer[c][-1][1].ts for c in sample})
         model = self.segments
         for cid in sample:

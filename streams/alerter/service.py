@@ -29,6 +29,7 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -41,10 +42,12 @@ from streams.kafka.clients import new_consumer, new_producer
 from streams.kafka.runner import Runner, RunnerConfig
 from streams.kafka.strategy import Batch, Strategy
 from streams.kafka.topics import ensure_topics
+from streams.observability.memory import settle_memory
 from streams.records import OutRecord
 from streams.redis.alert_store import RedisAlertStore, RedisFeatureReader
-from streams.redis.client import make_redis
+from streams.redis.client import check_cluster_replicas, make_redis
 from streams.redis.feature_store import RedisFeatureStore
+from streams.redis.retention_store import advice_watcher
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,6 +115,7 @@ class Alerter(Strategy[BatchResult]):
         await self.runner().run()
 
     async def on_start(self, runner: Runner[BatchResult]) -> None:
+        settle_memory()
         log.info("%s: consuming %s as group %s", READY, self.settings.topics.scores,
                  self.group_id)
         self._reporting = asyncio.create_task(self._report())
@@ -146,6 +150,7 @@ class Alerter(Strategy[BatchResult]):
                  sorted(tp.partition for tp in partitions) or "none")
         self._began.clear()  # batches of an aborted transaction are read again
         self._processed.clear()
+        self.processor.forget()  # another alerter may have written our customers meanwhile
 
     async def on_stop(self) -> None:
         if self._reporting is not None:
@@ -164,7 +169,11 @@ def build_alerter(settings: Settings, client: aioredis.Redis) -> Alerter:
     prefix = settings.redis.key_prefix
     store = RedisAlertStore(client, prefix, settings.alerts.state_ttl_days * 86400.0)
     features = RedisFeatureReader(RedisFeatureStore(client, settings.features, prefix), client)
-    processor = AlertBatchProcessor(store, features, settings.alerts.config, settings.topics,
+    config = settings.alerts.config
+    advice = advice_watcher(settings, client)  # offers and learning policy (docs/retention.md)
+    if advice is not None:
+        config = replace(config, advice=advice.current)
+    processor = AlertBatchProcessor(store, features, config, settings.topics,
                                     segment_share=settings.alerts.segment_share,
                                     partitions=settings.kafka.partitions)
     return Alerter(settings, processor)
@@ -187,9 +196,23 @@ async def _main(settings: Settings) -> None:
         await client.aclose()
 
 
+def use_uvloop() -> bool:
+    """Run the alerter's asyncio on uvloop (a dependency, as for the worker): less CPU in the
+    event loop and socket I/O of the Kafka and Redis clients than the standard loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a dependency; the standard loop still works
+        log.warning("uvloop is not installed: running on the standard asyncio loop")
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
 def run_alerter(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     ensure_topics(settings.kafka, settings.topics)
+    check_cluster_replicas(settings.redis)  # its alert-state writes wait for replicas too
+    use_uvloop()
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(_main(settings))
     return 0

@@ -210,4 +210,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     from streams.cli.retention import register as register_retention
 
-    register_retention(report_sub, uplift, treat)
+    register_retention(report_sub, uplift, treat, sub)

@@ -49,10 +49,15 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     from streams.services.common import format_table
     from streams.services.manager import OPTIONAL, optional
 
+    if args.brokers not in (1, 3):
+        print("churnpulse: --brokers is 1 (the single broker) or 3 (kafka3)", file=sys.stderr)
+        return 2
+    if args.brokers == 3:  # the three-broker cluster (kafka3) instead of the single broker
+        args.names = [n for n in args.names if n not in ("kafka", "kafka3")] + ["kafka3"]
     unknown = set(args.names) - {"kafka", "redis", *OPTIONAL}
     if unknown:
         print(f"churnpulse: unknown service {', '.join(sorted(unknown))}; "
-              "known: kafka, redis, prometheus, cluster", file=sys.stderr)
+              "known: kafka, redis, prometheus, cluster, kafka3", file=sys.stderr)
         return 2
     extra = [name for name in OPTIONAL if name in args.names]  # started only when named
     core = [name for name in args.names if name not in OPTIONAL]
@@ -64,6 +69,9 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     elif args.action == "down" and args.names:
         stoppers = {"kafka": kafka.down, "redis": redis_server.down}
         rows = [stoppers[name](settings) for name in ("kafka", "redis") if name in core]
+    elif args.brokers == 3:  # Redis with it; the single broker is left alone
+        rows = [{"up": redis_server.up, "down": redis_server.down,
+                 "status": redis_server.status}[args.action](settings)]
     elif extra and not core:
         rows = []
     else:
@@ -121,10 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     services = sub.add_parser("services", help="local Kafka and Redis (no Docker needed)")
     services.add_argument("action", choices=("up", "down", "status"))
-    services.add_argument("names", nargs="*", metavar="kafka|redis|prometheus|cluster",
+    services.add_argument("names", nargs="*", metavar="kafka|redis|prometheus|cluster|kafka3",
                           help="with down: only these (default: every service we started);"
                                " prometheus and cluster start only when named")
     services.add_argument("--json", action="store_true", help="machine-readable output")
+    services.add_argument("--brokers", type=int, default=1, metavar="1|3",
+                          help="3: the three-broker KRaft cluster (kafka3: 127.0.0.1:29092-29094,"
+                               " RF 3, min ISR 2) instead of the single broker")
     services.add_argument("--secure", action="store_true",
                           help="the SASL_SSL Kafka and ACL Redis on their own ports "
                                "(docs/security.md); the plain services are left alone")

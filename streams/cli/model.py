@@ -61,6 +61,28 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def calibration_state(cal: dict[str, Any]) -> str:
+    """One line on the champion's calibration: calibrated, or still calibrating (its scores
+    carry ``calibrated: false`` and are not alerted on).
+
+    >>> calibration_state({"a": 0.9, "b": -0.1, "shift": -3.0, "churners": 25, "stayers": 900})
+    'calibration: calibrated on 25 churners, 900 stayers (a 0.900, b -0.100, shift -3.000)'
+    >>> calibration_state({"a": 1.0, "b": 0.0, "shift": 0.0})
+    'calibration: calibrating on 0 churners, 0 stayers (needs 20 of each; scores flagged \
+calibrated=false, no alerts) (a 1.000, b 0.000, shift 0.000)'
+    """
+    from online_models.calibration import MIN_CLASS_OUTCOMES, is_calibrated
+
+    churners, stayers = int(cal.get("churners") or 0), int(cal.get("stayers") or 0)
+    params = ", ".join(f"{k} {float(cal[k]):.3f}" for k in ("a", "b", "shift")
+                       if isinstance(cal.get(k), int | float))
+    state = ("calibrated" if is_calibrated(churners, stayers) else "calibrating")
+    note = "" if state == "calibrated" else (f" (needs {MIN_CLASS_OUTCOMES} of each; scores "
+                                             "flagged calibrated=false, no alerts)")
+    return (f"calibration: {state} on {churners:,} churners, {stayers:,} stayers{note}"
+            + (f" ({params})" if params else ""))
+
+
 def _bins(rows: list[dict[str, Any]]) -> list[Any]:
     from online_models.calibration import ReliabilityBin
 
@@ -108,6 +130,7 @@ def cmd_model_status(settings: Settings, args: argparse.Namespace) -> int:
                       *(_fmt(models[n].get(row)) for n in models))
     console.print(table)
     champion = models.get(status["champion"], {})
+    console.print(calibration_state(champion.get("calibration") or {}), markup=False)
     for title, metrics in (("served", status["served"]),
                            (f"{status['champion']} (champion, shadow)", champion)):
         bins = metrics.get("reliability") or []

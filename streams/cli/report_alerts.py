@@ -22,8 +22,9 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from alerts.measure import WEEK_S, measure
+from alerts.measure import WEEK_S, measure, week_origin
 from streams.settings import Settings
+from streams.timefmt import format_ts
 
 
 def _values(settings: Settings, path: str | None, topic: str,
@@ -79,7 +80,7 @@ def cmd_report_alerts(settings: Settings, args: argparse.Namespace) -> int:
     horizon_days = args.horizon_days or settings.model.horizon_days
     churns = [(lb.customer_id, lb.ts) for lb in labels if lb.churned]
     clock = max((lb.ts for lb in labels), default=float("-inf"))
-    origin = min((t for _, t in alerts), default=0.0)
+    origin = week_origin(min((t for _, t in alerts), default=0.0))  # UTC ISO weeks
     active = None
     if args.scores:
         active = active_from(_values(settings, None, settings.topics.scores, args.timeout),
@@ -109,13 +110,15 @@ def print_alert_report(result: dict[str, Any], counts: dict[str, Any]) -> None:
     console = Console()
     table = Table(title=f"Alerts per week (right = churned within {counts['horizon_days']:g} "
                         "days of the alert)")
-    for col in ("week", "alerts", "customers", "per 1,000 active", "resolved", "precision",
+    for col in ("week of", "alerts", "customers", "per 1,000 active", "resolved", "precision",
                 "base rate", "churns", "recall", "days of warning (right)"):
         table.add_column(col, justify="right")
     rows = [*result["weeks"], {**result["total"], "week": "all"}]
     for w in rows:
         per = w.get("per_1000_active")
-        table.add_row(str(w["week"]), f"{w['alerts']:,}", f"{w['customers']:,}",
+        week = (format_ts(w["start"])[:10] if isinstance(w["week"], int) and "start" in w
+                else str(w["week"]))
+        table.add_row(week, f"{w['alerts']:,}", f"{w['customers']:,}",
                       "-" if per is None else f"{per:.1f}", f"{w['resolved']:,}",
                       _pct(w["precision"]), _pct(w["base_rate"]), f"{w['churns']:,}",
                       _pct(w["recall"]), _days(w["warning_days"]))

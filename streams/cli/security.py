@@ -15,10 +15,8 @@ import secrets
 
 import redis.asyncio as aioredis
 
-from streams.learner.service import STATE_PURPOSE
 from streams.pickle_audit import suspicious_globals
 from streams.redis.client import make_redis
-from streams.redis.model_registry import PURPOSE as MODEL_PURPOSE
 from streams.settings import Settings
 from streams.signing import SignatureError, StateSigner, is_signed, signer_from_settings
 
@@ -48,6 +46,11 @@ async def sign_state(client: aioredis.Redis, prefix: str, signer: StateSigner,
                      dry_run: bool = False) -> list[tuple[str, str]]:
     """(key, outcome) for every state key: ``signed``, ``ok`` (already signed with our key),
     ``REFUSED ...`` (names suspicious globals, or signed with another key), ``changed``."""
+    # lazy: the learner and the registry pull in river (seconds), and every command builds
+    # this parser
+    from streams.learner.service import STATE_PURPOSE
+    from streams.redis.model_registry import PURPOSE as MODEL_PURPOSE
+
     keys = [f"{prefix}:learner:state"]
     keys += sorted([k.decode() if isinstance(k, bytes) else str(k)
                     async for k in client.scan_iter(match=f"{prefix}:model:v:*", count=500)])

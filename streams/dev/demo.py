@@ -1,15 +1,17 @@
 """``churnpulse demo``: the whole pipeline, live, on local services.
 
 Brings the local Kafka broker and redis-server up (reusing running ones), starts the pipeline's
-processes (workers, the learner, the alerter, the alert dispatcher and the support dashboard, see
-:mod:`streams.dev.demo_procs`) and runs the customer simulator live (:mod:`streams.simulator.live`):
-two simulated years of a subscription base, starting two years ago, published at a steady rate
-of events per second (simulated time runs as fast as that rate needs). Customers join, use the
-product, file tickets, fail payments and churn; churn labels go to the labels topic; one
-malformed message per 2,000 records shows the dead-letter path. A live summary shows what comes
-out: scores and their latency, the model versions the learner publishes with their delayed AUC,
-alerts by severity with their event-to-alert latency, retention actions and the holdout. Ctrl-C
-(or ``--duration``) stops everything the demo started, and nothing it did not.
+processes (workers, the learner, the alerter, the retention process, the alert dispatcher and
+the support dashboard, see :mod:`streams.dev.demo_procs`) and runs the customer simulator live
+(:mod:`streams.simulator.live`): two simulated years of a subscription base, starting two years
+ago, published at a steady rate of events per second (simulated time runs as fast as that rate
+needs). Customers join, use the product, file tickets, fail payments and churn; churn labels go
+to the labels topic; one malformed message per 2,000 records shows the dead-letter path. A live
+summary shows what comes out: scores and their latency, the model versions the learner
+publishes with their delayed AUC, alerts by severity with their event-to-alert latency,
+retention actions (holdout, offers attached, the learning policy's choices) and the outcomes
+joined to them; the demo answers some offers (:mod:`streams.dev.demo_retention`). Ctrl-C (or
+``--duration``) stops everything the demo started, and nothing it did not.
 """
 
 from __future__ import annotations
@@ -25,13 +27,19 @@ from dataclasses import dataclass, field
 
 import orjson
 import redis
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from streams.dev.demo_alerts import AlertTally
+from streams.dev.demo_alerts import (
+    AlertTally,
+    budget_per_1000_week,
+    calibration_line,
+    closing_lines,
+    learner_line,
+)
 from streams.dev.demo_clock import (
     DEMO_DAYS,
     DemoPlan,
@@ -40,11 +48,12 @@ from streams.dev.demo_clock import (
     generation_env,
     save_position,
 )
-from streams.dev.demo_procs import Running, dead, demo_specs, start_all, stop_all
+from streams.dev.demo_procs import DEMO_BUDGET, Running, dead, demo_specs, start_all, stop_all
+from streams.dev.demo_retention import DemoRetention
 from streams.kafka.chunk import EVENT, Chunk
 from streams.kafka.pacing import RatePacer
 from streams.kafka.publish import PumpStats, publish_chunks
-from streams.kafka.topics import ensure_topics
+from streams.kafka.topics import ensure_named_topics, ensure_topics
 from streams.redis.client import make_sync_redis
 from streams.settings import Settings
 from streams.simulator.live import LiveSimulation
@@ -97,14 +106,14 @@ class Summary:
     scores: int = 0
     dead_letters: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
-    risk: dict[str, float] = field(default_factory=dict)
+    risk: dict[str, float] = field(default_factory=dict)  # calibrated scores only
+    uncalibrated: int = 0  # scores of the untrained start or of a version still calibrating
     events_total: dict[str, int] = field(default_factory=dict)
     model_versions: set[str] = field(default_factory=set)
     rates: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=50))
     alerts: dict[str, int] = field(default_factory=dict)
     alert_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
-    actions: int = 0
-    holdout: int = 0
+    retention: DemoRetention = field(default_factory=DemoRetention)
     learner: dict[str, object] = field(default_factory=dict)
     dashboard_url: str | None = None
     first_day: int | None = None  # simulated day this run started at
@@ -153,14 +162,17 @@ def render(summary: Summary, workers: int, settings: Settings) -> Group:
     alerts = " · ".join(f"{summary.alerts.get(k, 0):,} {k}" for k in ("medium", "high", "critical"))
     stats.add_row("alerts", f"{sum(summary.alerts.values()):,} ({alerts})")
     stats.add_row("alert load · precision", summary.tally.line(
-        summary.active, summary.sim_day - (summary.first_day or 0), settings.model.horizon_days))
+        summary.active, summary.sim_day - (summary.first_day or 0), settings.model.horizon_days,
+        budget_per_1000_week(os.environ, DEMO_BUDGET)))
+    stats.add_row("calibration", calibration_line(summary.learner, summary.uncalibrated))
     stats.add_row("event→alert latency", f"p50 {percentile(alat, 0.5):,.0f} ms · "
                   f"p99 {percentile(alat, 0.99):,.0f} ms")
-    stats.add_row("retention actions", f"{summary.actions:,} decided · {summary.holdout:,} "
-                  "in the holdout (no action)")
+    stats.add_row("retention actions", summary.retention.actions_line())
+    stats.add_row("retention outcomes", summary.retention.outcomes_line())
     if summary.dashboard_url:
         stats.add_row("support dashboard", summary.dashboard_url)
-    top = Table(title="highest churn risk now", expand=False)
+    top = Table(title=f"highest churn risk now (calibrated probability of churn within "
+                      f"{settings.model.horizon_days:g} days)", expand=False)
     top.add_column("customer")
     top.add_column("risk", justify="right")
     top.add_column("events", justify="right")
@@ -210,8 +222,11 @@ def produce_loop(settings: Settings, summary: Summary, rate: float, plan: DemoPl
 def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
                  ready: threading.Event) -> None:
     topics = settings.topics
+    outcomes = settings.retention.outcomes_topic
+    ensure_named_topics(settings.kafka, [outcomes])  # the retention process creates it too
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_list, linger_ms=20)
     consumer = KafkaConsumer(topics.scores, topics.dead_letter, topics.alerts,
-                             topics.retention_actions, topics.labels,
+                             topics.retention_actions, topics.labels, outcomes,
                              bootstrap_servers=settings.kafka.bootstrap_list,
                              auto_offset_reset="latest", group_id=None,
                              isolation_level="read_committed")
@@ -228,14 +243,21 @@ def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
                         (summary.tally.add_label(msg.value) if msg.topic == topics.labels
                          else count_alert(summary, orjson.loads(msg.value)))
                         continue
-                    if msg.topic == topics.retention_actions:
-                        summary.actions += 1
-                        summary.holdout += bool(orjson.loads(msg.value).get("holdout"))
+                    if msg.topic == outcomes:
+                        summary.retention.on_outcome(msg.value)
+                    elif msg.topic == topics.retention_actions:
+                        for key, value in summary.retention.on_action(msg.value):
+                            producer.send(topics.events, value, key=key)  # offer answers
+                    if msg.topic in (outcomes, topics.retention_actions):
                         continue
                     score = orjson.loads(msg.value)
                     cid = score["customer_id"]
                     summary.scores += 1
-                    summary.risk[cid] = score["score"]
+                    if score.get("calibrated") is False:  # no probability yet: not shown
+                        summary.uncalibrated += 1
+                        summary.risk.pop(cid, None)
+                    else:
+                        summary.risk[cid] = score["score"]
                     summary.events_total[cid] = score["events_total"]
                     summary.model_versions.add(score["model_version"])
                     source_ms = score.get("source_timestamp_ms") or 0
@@ -243,6 +265,7 @@ def consume_loop(settings: Settings, summary: Summary, stop: threading.Event,
                         summary.latencies_ms.append(time.time() * 1000 - source_ms)
     finally:
         consumer.close()
+        producer.close(timeout=5)
 
 
 def count_alert(summary: Summary, alert: dict[str, object]) -> None:
@@ -257,26 +280,6 @@ def count_alert(summary: Summary, alert: dict[str, object]) -> None:
 def _version_order(version: str) -> tuple[int, str]:
     head, _, rest = version.partition("-")
     return (int(head) if head.isdigit() else -1, rest)
-
-
-def learner_line(status: dict[str, object]) -> str:
-    """One line on the learner from its published status.
-
-    >>> learner_line({})
-    'waiting for the first resolved observations'
-    >>> learner_line({"version": 3, "champion": "logreg", "resolved": 1200,
-    ...               "served": {"roc_auc": 0.81}})
-    'version 3-logreg · 1,200 resolved · served AUC 0.810'
-    """
-    if not status:
-        return "waiting for the first resolved observations"
-    served = status.get("served")
-    auc = served.get("roc_auc") if isinstance(served, dict) else None
-    auc_text = f"{auc:.3f}" if isinstance(auc, float) and auc == auc else "-"
-    resolved = status.get("resolved", 0)
-    count = f"{resolved:,}" if isinstance(resolved, int) else str(resolved)
-    return (f"version {status.get('version')}-{status.get('champion')} · {count} resolved · "
-            f"served AUC {auc_text}")
 
 
 def status_loop(settings: Settings, summary: Summary, stop: threading.Event) -> None:
@@ -303,13 +306,15 @@ def metrics_line(settings: Settings, workers: int) -> str:
     metrics (also /healthz, /readyz): worker-0 http://127.0.0.1:9410/metrics, worker-1
     http://127.0.0.1:9420/metrics, learner http://127.0.0.1:9411/metrics, alerter
     http://127.0.0.1:9412/metrics, dispatch http://127.0.0.1:9413/metrics, dashboard
-    http://127.0.0.1:9414/metrics; scrape them with `churnpulse services up prometheus`
+    http://127.0.0.1:9414/metrics, retention http://127.0.0.1:9415/metrics; scrape them with
+    `churnpulse services up prometheus`
     """
     m = settings.metrics
     if not m.enabled:
         return "metrics: off (CHURN_METRICS__ENABLED=false)"
     ports = [(f"worker-{n}", m.worker_port + 10 * n) for n in range(workers)]
-    ports += [(p, m.port(p)) for p in ("learner", "alerter", "dispatch", "dashboard")]
+    ports += [(p, m.port(p)) for p in ("learner", "alerter", "dispatch", "dashboard",
+                                       "retention")]
     return ("metrics (also /healthz, /readyz): "
             + ", ".join(f"{name} http://{m.host}:{port}/metrics" for name, port in ports if port)
             + "; scrape them with `churnpulse services up prometheus`")
@@ -373,6 +378,12 @@ def run_demo(settings: Settings, duration_s: float | None, rate: float, customer
         print(f"produced {summary.produced:,} records ({summary.events:,} simulated events, "
               f"{summary.labels:,} churn labels), received {summary.scores:,} scores, "
               f"{sum(summary.alerts.values()):,} alerts, {summary.dead_letters} dead letters")
+        print(closing_lines(summary.tally, summary.active, summary.sim_day - (
+            summary.first_day or 0), settings.model.horizon_days, budget_per_1000_week(
+            os.environ, DEMO_BUDGET), calibration_line(summary.learner, summary.uncalibrated),
+            sorted(summary.risk.values(), reverse=True)[:5]))
+        print(f"retention actions: {summary.retention.actions_line()}\n"
+              f"retention outcomes: {summary.retention.outcomes_line()}")
     except KeyboardInterrupt:
         print("\nstopping...")
     finally:

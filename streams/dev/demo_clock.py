@@ -79,8 +79,8 @@ def for_generation(settings: Settings, generation: int) -> Settings:
 
     >>> from streams.settings import load_settings
     >>> s = for_generation(load_settings(), 2)
-    >>> s.topics.events, s.redis.key_prefix
-    ('customer-events.g2', 'cp.g2')
+    >>> s.topics.events, s.redis.key_prefix, s.retention.outcomes_topic
+    ('customer-events.g2', 'cp.g2', 'retention-outcomes.g2')
     """
     if generation == 0:
         return settings
@@ -91,6 +91,8 @@ def for_generation(settings: Settings, generation: int) -> Settings:
         "topics": settings.topics.model_copy(update=topics),
         "redis": settings.redis.model_copy(
             update={"key_prefix": f"{settings.redis.key_prefix}{suffix}"}),
+        "retention": settings.retention.model_copy(
+            update={"outcomes_topic": f"{settings.retention.outcomes_topic}{suffix}"}),
     })
 
 
@@ -99,4 +101,5 @@ def generation_env(settings: Settings) -> dict[str, str]:
     env = {f"CHURN_TOPICS__{name.upper()}": value
            for name, value in settings.topics.model_dump().items() if isinstance(value, str)}
     env["CHURN_REDIS__KEY_PREFIX"] = settings.redis.key_prefix
+    env["CHURN_RETENTION__OUTCOMES_TOPIC"] = settings.retention.outcomes_topic
     return env

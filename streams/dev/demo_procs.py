@@ -1,5 +1,6 @@
-"""The processes ``churnpulse demo`` runs: workers, the learner, the alerter, the dispatcher and
-the support dashboard, each a real ``churnpulse`` subprocess with its log in the state dir.
+"""The processes ``churnpulse demo`` runs: workers, the learner, the alerter, the retention
+process, the dispatcher and the support dashboard, each a real ``churnpulse`` subprocess with
+its log in the state dir.
 
 A process counts as started when its log shows its readiness line; one that exits or stays
 silent past the deadline stops the whole set (with the tail of its log in the error), so the demo
@@ -42,15 +43,19 @@ DEMO_BUDGET = {"CHURN_ALERTS__BUDGET__MODE": "budget",
                "CHURN_ALERTS__BUDGET__SHARE_PER_WEEK": "0.02",
                "CHURN_ALERTS__BUDGET__WINDOW": "600",
                "CHURN_ALERTS__BUDGET__MIN_WINDOW": "100"}
+# The learning policy chooses the action in the demo (docs/retention.md, "What runs live"): it
+# keeps the table's action until an alternative has evidence, within a bounded exploration.
+DEMO_RETENTION = {"CHURN_RETENTION__BANDIT": "true"}
 
 
 def demo_specs(workers: int, state_dir: Path, dashboard_token: str | None,
                dashboard_port: int, worker_metrics_port: int = 9410) -> list[ProcSpec]:
-    """Workers, learner, alerter, dispatcher (JSON-lines log sink) and, with a token, the
-    dashboard. Worker ``n`` serves /metrics on ``worker_metrics_port + 10 * n``.
+    """Workers, learner, alerter, retention process, dispatcher (JSON-lines log sink) and,
+    with a token, the dashboard. Worker ``n`` serves /metrics on ``worker_metrics_port + 10 *
+    n``.
 
     >>> [s.name for s in demo_specs(2, Path("/tmp/x"), "t", 8765)]
-    ['worker-0', 'worker-1', 'learner', 'alerter', 'dispatch', 'dashboard']
+    ['worker-0', 'worker-1', 'learner', 'alerter', 'retention', 'dispatch', 'dashboard']
     >>> [s.name for s in demo_specs(1, Path("/tmp/x"), None, 8765)][-1]
     'dispatch'
     """
@@ -61,7 +66,10 @@ def demo_specs(workers: int, state_dir: Path, dashboard_token: str | None,
     specs += [
         ProcSpec("learner", ("learner",), b"learner ready"),
         ProcSpec("alerter", ("alerter",), b"alerter ready",
-                 {k: v for k, v in DEMO_BUDGET.items() if k not in os.environ}),
+                 {k: v for k, v in {**DEMO_BUDGET, **DEMO_RETENTION}.items()
+                  if k not in os.environ}),
+        ProcSpec("retention", ("retention",), b"retention ready",
+                 {k: v for k, v in DEMO_RETENTION.items() if k not in os.environ}),
         ProcSpec("dispatch", ("dispatch",), b"dispatching",
                  {"CHURN_WEBHOOK__LOG_FILE": str(state_dir / "demo-alerts.jsonl")}),
     ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import threading
 import time
@@ -57,8 +58,26 @@ def java_partition(key: bytes, partitions: int) -> int:
     return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
+class KeyHashes:
+    """``murmur2(key) & 0x7FFFFFFF`` of each key, cached (murmur2 is pure Python; keys repeat
+    a lot); the cache is emptied when it grows past ``max_cached`` keys. The hash does not
+    depend on a partition count, so one cache serves any topic."""
+
+    def __init__(self, max_cached: int = 1_000_000) -> None:
+        self.max_cached = max_cached
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) >= self.max_cached:
+                self._hashes.clear()
+            h = self._hashes[key] = int(murmur2(key)) & 0x7FFFFFFF
+        return h
+
+
 class KeyPartitioner:
-    """:func:`java_partition` with a cache (murmur2 is pure Python; keys repeat a lot).
+    """:func:`java_partition` with each key's hash cached (:class:`KeyHashes`).
 
     Parameters
     ----------
@@ -72,16 +91,37 @@ class KeyPartitioner:
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         self.partitions = partitions
-        self.max_cached = max_cached
-        self._cache: dict[bytes, int] = {}
+        self._hash = KeyHashes(max_cached)
 
     def __call__(self, key: bytes) -> int:
-        part = self._cache.get(key)
-        if part is None:
-            if len(self._cache) >= self.max_cached:
-                self._cache.clear()
-            part = self._cache[key] = java_partition(key, self.partitions)
-        return part
+        return self._hash(key) % self.partitions
+
+
+class CachedPartitioner:
+    """aiokafka's default partitioner (``partitioner=`` of ``AIOKafkaProducer``) with each
+    key's hash cached: the same partition as :class:`aiokafka.partitioner.DefaultPartitioner`
+    for every key and partition list, without its pure-Python murmur2 on every record (a
+    worker sends one score per event, and customers repeat).
+
+    The cache holds ``murmur2(key) & 0x7FFFFFFF``, which does not depend on the topic or its
+    partition count, so it never goes stale: the partition is still taken from the partition
+    list of each call. A record without a key gets a random available partition, as before.
+
+    >>> p = CachedPartitioner()
+    >>> p(b"c-000042", [0, 1, 2, 3], [0, 1, 2, 3]) == java_partition(b"c-000042", 4)
+    True
+    >>> p(b"c-000042", [0, 1, 2], [0, 1]) == java_partition(b"c-000042", 3)
+    True
+    """
+
+    def __init__(self, max_cached: int = 1_000_000) -> None:
+        self._hash = KeyHashes(max_cached)
+
+    def __call__(self, key: bytes | None, all_partitions: list[int],
+                 available: list[int]) -> int:
+        if key is None:
+            return random.choice(available or all_partitions)
+        return all_partitions[self._hash(key) % len(all_partitions)]
 
 
 class BatchPublisher:

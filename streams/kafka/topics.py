@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 
 def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
     """Create the missing topics; returns the names that were created."""
+    return ensure_named_topics(kafka, topics.model_dump().values())
+
+
+def ensure_named_topics(kafka: KafkaSettings, names: Iterable[str]) -> list[str]:
+    """Create the missing topics of ``names``; returns the names that were created."""
     try:
         admin = KafkaAdminClient(**kafka_python_options(kafka), client_id="churnpulse-admin",
                                  request_timeout_ms=15000)
@@ -32,7 +38,7 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
         raise TransientError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
     try:
         existing = set(admin.list_topics())
-        wanted = [name for name in topics.model_dump().values() if name not in existing]
+        wanted = [name for name in dict.fromkeys(names) if name not in existing]
         if not wanted:
             return []
         new = [NewTopic(name, kafka.partitions, kafka.replication_factor) for name in wanted]

@@ -158,7 +158,11 @@ class LearningLoop:
         elif self.mark_churned is not None:
             for cid, ts in marks.items():
                 await self.mark_churned(cid, ts)
-        pending = await pending_of(self.store, list(marks))
+        stubs = getattr(self.store, "pending_stubs", None) if self.positives_at_horizon else None
+        if stubs is not None:  # positives wait for their horizon: the times are all we need
+            pending = await stubs(list(marks))
+        else:
+            pending = await pending_of(self.store, list(marks))
         positives: list[Resolution] = []
         dropped: list[Observation] = []
         for lb in ready:

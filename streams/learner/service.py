@@ -44,6 +44,7 @@ from streams.kafka.runner import Runner, RunnerConfig
 from streams.learner.consumer import LabelStrategy
 from streams.learner.erasure import serve_forget_requests
 from streams.learner.loop import LabelCounts, LearningLoop, RecentIds
+from streams.learner.tombstones import Tombstones
 from streams.observability import metrics
 from streams.records import RawRecord
 from streams.redis.churned import RedisChurnedCustomers
@@ -58,6 +59,7 @@ from streams.timefmt import format_ts
 log = logging.getLogger(__name__)
 STATE_PURPOSE = "learner-state"
 LOCK_TTL_MS = 15_000
+STATUS_EVERY_S = 1.0  # the status's window figures, while steps come back to back
 # KEYS[1] lock, ARGV[1] our token, ARGV[2] ttl ms. A step that ran longer than the TTL (a big
 # batch for slow challengers) finds the lock expired: it may take it back unless another
 # learner holds it now, which is what fencing must refuse.
@@ -171,8 +173,19 @@ async def renew_lock(client: aioredis.Redis, key: str, token: str) -> bool:
     return bool(renewed)
 
 
-def status_of(state: LearnerState, loop: LearningLoop, pending: int) -> dict[str, Any]:
-    report = state.learner.report()
+def status_of(state: LearnerState, loop: LearningLoop, pending: int,
+              previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The status saved with the state. With ``previous`` (a status of the same models), the
+    metrics' window figures are taken from it and only the counters are fresh."""
+    report = state.learner.report(window=previous is None)
+    if previous is not None:
+        before = previous.get("models", {})
+        if set(before) != set(report["models"]):
+            report = state.learner.report()
+        else:
+            report["models"] = {name: {**before[name], **m}
+                                for name, m in report["models"].items()}
+            report["served"] = {**previous.get("served", {}), **report["served"]}
     c = state.counts
     return {**report, "version": state.version, "labels": {**c.__dict__, "held": len(state.held)},
             "pending": pending,
@@ -198,6 +211,10 @@ class LearnerService:
         self.loop: LearningLoop | None = None
         self.invalid_labels = 0
         self.status: dict[str, Any] | None = None  # the last status saved (/metrics reads it)
+        # the metrics' window figures (O(window) per model) are recomputed at most every
+        # STATUS_EVERY_S while steps come back to back, and when the learner goes idle
+        self._status_at: float | None = None
+        self._status_whole = False
         self.published_at: float | None = None  # when this learner last published a model
 
     async def mark_churned(self, customer_id: str, ts: float) -> None:
@@ -296,16 +313,35 @@ class LearnerService:
         loop.flush()
         state.watermark = loop.watermark
         if not (moved or resolved or released):
+            if self.status is not None and not self._status_whole:  # idle: the whole status
+                state.tombstones = []
+                await self._save(state, loop, max(0, await self.store.count()), producer,
+                                 whole=True)
             return 0
         state.version += 1 if learned else 0
-        state.tombstones = resolved
+        state.tombstones = Tombstones.of(resolved)
         pending = await self.store.count() - len({o.obs_id for o in resolved})
-        self.status = status_of(state, loop, max(0, pending))
+        await self._save(state, loop, max(0, pending), producer, publish=bool(learned),
+                         resolved=resolved)
+        return learned
+
+    async def _save(self, state: LearnerState, loop: LearningLoop, pending: int,
+                    producer: AIOKafkaProducer | None, publish: bool = False,
+                    resolved: list[Observation] | None = None, whole: bool = False) -> None:
+        """Checkpoint, publish, remove the tombstoned snapshots, announce events (module doc)."""
+        now = time.monotonic()
+        whole = whole or self.status is None or self._status_at is None or (
+            now - self._status_at >= STATUS_EVERY_S)
+        self.status = status_of(state, loop, pending, None if whole else self.status)
+        if whole:
+            self._status_at = now
+        self._status_whole = whole
         with metrics.redis_timer("learner_checkpoint"):
             await self.states.save(state, self.token, self.status)
-        if learned:
+        if publish:
             await self.publish_model()
-        await self.store.remove(resolved)
+        if resolved:
+            await self.store.remove(resolved)
         loop.settle()
         if producer is not None:
             for event in loop.events:
@@ -313,7 +349,6 @@ class LearnerService:
                     {"event": event, "version": self.model_version(),
                      "at": format_ts(time.time())}))
         loop.events.clear()
-        return learned
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Learn until ``stop`` is set (see :mod:`streams.learner.consumer`)."""

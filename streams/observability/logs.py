@@ -14,8 +14,9 @@ Both formats carry the same fields: ``time`` (RFC 3339, UTC, ms), ``level``, ``l
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -44,9 +45,22 @@ def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes to ``sys.stderr`` as it is at each record, not as it was
+    when the handler was made: a command run in-process (tests, notebooks) whose stderr was
+    swapped and closed afterwards does not leave a handler writing to a closed file."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Root logging to stderr in ``fmt`` (``text`` or ``json``)."""
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.setFormatter(formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -158,6 +158,8 @@ def poll_done(name: str, consumer: Any, fetched: Mapping[Any, Sequence[Any]]) ->
     if _owned.get(name) != owned:
         _owned[name] = owned
         assigned(name, owned)
+        for topic in {tp.topic for tp in owned}:  # at 0 before the first records: rate()
+            RECORDS_CONSUMED.labels(name, topic)  # misses a series' first value
     highwater = getattr(consumer, "highwater", None)
     counts: dict[str, int] = {}
     nexts: dict[Any, int] = {}

@@ -1,8 +1,9 @@
 """Metrics read when Prometheus scrapes, from counters and status the processes keep anyway.
 
 The worker's :class:`~streams.worker.processor.Totals`, the alerter's ``AlertTotals``, the
-learner's status dict (the one ``churnpulse model status`` prints) and the dashboard's client
-count are already kept for logs and the CLI; a process registers a getter with one ``watch_*``
+learner's status dict (the one ``churnpulse model status`` prints), the retention process's
+checkpointed counts and the dashboard's client count are already kept for logs, checkpoints and
+the CLI; a process registers a getter with one ``watch_*``
 call and this module turns what it returns into metric families at scrape time. Nothing runs
 on the hot path, and nothing is counted twice.
 
@@ -33,6 +34,9 @@ WORKER_TOTALS = {
     "skipped_churned": ("churnpulse_scores_skipped_churned",
                         "Scores not published because the customer had churned."),
     "retries": ("churnpulse_worker_retries", "Retries of a transient Redis or Kafka error."),
+    "unscored": ("churnpulse_customers_unscored",
+                 "Customers of a batch not scored: their state ends with an event of a later "
+                 "batch (a redelivery) or the batch held only late events for them."),
 }
 SWEEPER_STATS = {
     "passes": ("churnpulse_sweeper_passes", "Sweeps over the owned partitions."),
@@ -267,6 +271,78 @@ def learner_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
             drifts.add_metric([str(model)[:20], role], d)
     yield from gauges.values()
     yield drifts
+
+
+def watch_retention(service: Callable[[], Any]) -> None:
+    """Export the retention process's counts and state (:func:`retention_metrics`)."""
+
+    def source() -> Iterator[Metric]:
+        s = service()
+        if s is not None:
+            yield from retention_metrics(s, time.time())
+
+    SOURCES.add("retention", source)
+
+
+def retention_metrics(service: Any, now: float) -> Iterator[Metric]:
+    """Metric families of the retention process: ``service`` has ``tally`` (its checkpointed
+    counts, :mod:`streams.retention.tally`), ``loop`` (``counts``, ``joiner.pending``),
+    ``retries``, ``version``, ``outbox`` and ``last_checkpoint_at``."""
+    t, c = service.tally, service.loop.counts
+
+    def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+        return CounterMetricFamily(name, doc, value=float(value))
+
+    yield counter("churnpulse_retention_actions_read",
+                  "Action records read (alerts decided by the alerter; duplicates excluded).",
+                  t.actions)
+    yield counter("churnpulse_retention_actions_duplicate", "Action records read again "
+                  "(an id seen before, e.g. after an alerter replay).", c.duplicate_actions)
+    yield counter("churnpulse_retention_actions_holdout", "Action records of holdout customers.",
+                  t.holdout)
+    yield counter("churnpulse_retention_actions_with_offers",
+                  "Action records whose alert carried recommended offers.", t.with_offers)
+    decisions = CounterMetricFamily("churnpulse_retention_policy_decisions",
+                                    "Action records whose action the learning policy chose, "
+                                    "by whether it was an exploration draw.",
+                                    labels=["explored"])
+    decisions.add_metric(["true"], float(t.explored))
+    decisions.add_metric(["false"], float(t.policy - t.explored))
+    yield decisions
+    outcomes = CounterMetricFamily("churnpulse_retention_outcomes",
+                                   "Outcomes joined to their action (churned or stayed).",
+                                   labels=["outcome"])
+    for kind in ("churned", "stayed"):
+        outcomes.add_metric([kind], float(t.outcomes.get(kind, 0)))
+    yield outcomes
+    yield counter("churnpulse_retention_rewards",
+                  "Outcomes of actioned customers learned by the policy as rewards.", c.rewards)
+    yield counter("churnpulse_retention_labels", "Churn labels read.", c.labels)
+    yield counter("churnpulse_retention_offer_answers",
+                  "Offer answers (accepted or declined) learned by the recommender.",
+                  c.offer_answers)
+    errors = CounterMetricFamily("churnpulse_retention_input_errors",
+                                 "Inputs refused: action records dead-lettered, labels and "
+                                 "offer events skipped, by kind:reason.", labels=["reason"])
+    for reason, n in sorted(t.input_errors.items()):
+        errors.add_metric([reason[:40]], float(n))
+    yield errors
+    yield counter("churnpulse_retention_retries", "Retries of a transient Redis error.",
+                  service.retries)
+    yield GaugeMetricFamily("churnpulse_retention_checkpoint_version",
+                            "Version of the process's last checkpoint.",
+                            value=float(service.version))
+    joiner = service.loop.joiner
+    yield GaugeMetricFamily("churnpulse_retention_pending_actions",
+                            "Actions waiting for their outcome (label or horizon).",
+                            value=float(len(joiner.pending) if joiner is not None else 0))
+    yield GaugeMetricFamily("churnpulse_retention_outbox",
+                            "Outcomes resolved and not yet published.",
+                            value=float(len(service.outbox)))
+    if service.last_checkpoint_at is not None:
+        yield GaugeMetricFamily("churnpulse_retention_checkpoint_age_seconds",
+                                "Wall clock minus the time of the last checkpoint.",
+                                value=now - service.last_checkpoint_at)
 
 
 def watch_dashboard(stats: Callable[[], Mapping[str, Any]]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from alerts.budget import BudgetParams, BudgetState, rank_value
-from alerts.measure import WEEK_S, measure, summarize_weeks
+from alerts.measure import WEEK_S, measure, summarize_weeks, week_origin
 from alerts.policy import PolicyParams, RiskState, ScoreInput, update
 from online_models.model import UNTRAINED_VERSION
 from streams.offline.backtest_stores import ScoreLog
@@ -99,7 +99,9 @@ def alert_section(scores: ScoreLog, churns: Sequence[tuple[str, float]], *, hori
                   origin: float, clock: float, policy: PolicyParams,
                   budget: BudgetParams | None,
                   baseline: Sequence[tuple[str, float, float]] = ()) -> dict[str, Any]:
-    """The ``alerts`` section of the backtest report."""
+    """The ``alerts`` section of the backtest report (weeks: UTC ISO weeks, from the Monday
+    of ``origin``'s week, as the budget counts them)."""
+    origin = week_origin(origin)
     alerts, state = replay_alerts(scores, policy, budget)
     active = active_weeks(scores, origin)
     budgets = weekly_budget(active, origin, budget) if budget is not None else None
@@ -117,7 +119,7 @@ def alert_section(scores: ScoreLog, churns: Sequence[tuple[str, float]], *, hori
                         "critical": policy.critical} if budget is None else None),
         "by_severity": by_severity,
         "online": online,
-        "after_first_month": summarize_weeks(online["weeks"], skip_weeks=5),
+        "after_first_month": summarize_weeks(online["weeks"], skip_weeks=5, until=clock),
     }
     if state is not None:
         section["final_levels"] = {name: 2.0 ** t.level for name, t in state.teams.items()}

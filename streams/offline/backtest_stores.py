@@ -32,6 +32,7 @@ from online_models.observations import LabelPolicy, Observation
 from streams.records import OutRecord
 from streams.redis.churned import ChurnedCustomers
 from streams.redis.observation_store import ObserveOutcome, ScoredSnapshot, record_scored_generic
+from streams.redis.packed_state import quantized
 from streams.timefmt import parse_ts
 
 
@@ -68,7 +69,7 @@ class IndexedObservationStore:
             slots = self._by_customer.setdefault(obs.customer_id, {})
             slot = self._policy.slot(obs.t)
             if slot not in slots:
-                slots[slot] = obs
+                slots[slot] = quantized(obs)  # the numbers the Redis store reads back
                 heapq.heappush(self._heap, (self._policy.due(obs), obs.customer_id, slot))
                 new += 1
         self._count += new

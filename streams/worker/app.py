@@ -23,6 +23,7 @@ from streams.kafka.clients import faust_credentials
 from streams.records import RecordSink
 from streams.redis.churned import RedisChurnedCustomers
 from streams.redis.client import make_redis
+from streams.redis.feature_cache import CachedFeatureStore
 from streams.redis.feature_store import RedisFeatureStore
 from streams.redis.model_registry import ModelWatcher, RedisModelRegistry
 from streams.redis.observation_store import RedisObservationStore
@@ -60,7 +61,7 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     sweep = settings.sweep
-    stores: list[RedisFeatureStore] = []
+    stores: list[CachedFeatureStore] = []
     boards: list[RedisWatermarkBoard] = []
     prefix = settings.redis.key_prefix
     policy = settings.model.policy
@@ -68,7 +69,9 @@ def create_app(settings: Settings) -> faust.App:
 
     def make_processor(sink: RecordSink) -> EventBatchProcessor:
         client = make_redis(settings.redis)
-        store = RedisFeatureStore(client, settings.features, prefix)
+        # write-behind cache of the owned customers' states (streams.redis.feature_cache)
+        store = CachedFeatureStore(RedisFeatureStore(client, settings.features, prefix),
+                                   client, settings.features)
         stores.append(store)
         boards.append(RedisWatermarkBoard(client, prefix))
         return EventBatchProcessor(
@@ -107,9 +110,10 @@ def create_app(settings: Settings) -> faust.App:
             t = events.processor.totals
             o = events.processor.observer.totals
             log.info("totals: records=%d applied=%d scores=%d dead_lettered=%d late=%d "
-                     "retries=%d model=%s observed=%d skipped_churned=%d returned=%d",
-                     t.records, t.applied, t.scores, t.dead_lettered, t.late, t.retries,
-                     t.last_model_version, o.recorded, o.skipped_churned, o.returned)
+                     "retries=%d model=%s observed=%d skipped_churned=%d returned=%d "
+                     "unscored=%d", t.records, t.applied, t.scores, t.dead_lettered, t.late,
+                     t.retries, t.last_model_version, o.recorded, o.skipped_churned,
+                     o.returned, t.unscored)
         if events.sweeper is not None:
             s = events.sweeper.stats
             log.info("sweeper: passes=%d rescored=%d skipped=%d", s.passes, s.rescored,

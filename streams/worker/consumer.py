@@ -18,7 +18,7 @@ Guarantees, per batch of up to ``batch_size`` records:
 * the observation snapshots of a batch (:mod:`streams.worker.scoring`) are recorded before its
   scores are published, and so before its offsets are committed;
 * before partitions move to another worker, the batches in flight finish and commit, and the
-  revoked partitions' watermarks are forgotten;
+  revoked partitions' watermarks and the cached feature states are forgotten;
 * nothing escapes: a batch that fails for an unexpected reason goes to the dead-letter topic
   whole, with the reason, and is committed (:meth:`EventStrategy.failed`).
 
@@ -38,8 +38,10 @@ from aiokafka.structs import TopicPartition
 
 from streams.errors import InvalidMessage, TransientError
 from streams.kafka.clients import new_consumer, new_producer
+from streams.kafka.publish import CachedPartitioner
 from streams.kafka.runner import Runner, RunnerConfig
 from streams.kafka.strategy import Batch, Strategy
+from streams.observability.memory import settle_memory
 from streams.records import OutRecord, RecordSink
 from streams.settings import Settings
 from streams.worker.processor import Batch as EventBatch
@@ -86,8 +88,7 @@ class EventStrategy(Strategy[EventBatch]):
         return ()
 
     async def on_revoked(self, partitions: frozenset[TopicPartition]) -> None:
-        if self.processor.watermarks is not None:
-            self.processor.watermarks.forget([tp.partition for tp in partitions])
+        self.processor.released([tp.partition for tp in partitions])
 
 
 class EventConsumer:
@@ -126,7 +127,7 @@ class EventConsumer:
     def _producer(self, transactional_id: str | None) -> Any:
         return new_producer(self._settings.kafka, acks="all", enable_idempotence=True,
                             linger_ms=5, max_batch_size=512 * 1024,
-                            client_id="churnpulse-scores")
+                            client_id="churnpulse-scores", partitioner=CachedPartitioner())
 
     async def run(self) -> None:
         """Consume until cancelled; on the way out, finish and commit what is in flight."""
@@ -177,6 +178,7 @@ class _Events(Strategy[EventBatch]):
         if owner._make_sweeper is not None and owner.processor is not None:
             owner.sweeper = owner.sweeper or owner._make_sweeper(owner.processor)
             self._sweeping = asyncio.create_task(owner.sweep_loop(owner.sweeper))
+        settle_memory()  # everything is built: the collector off the hot path
 
     def _strategy(self) -> EventStrategy:
         assert self.inner is not None

@@ -39,11 +39,19 @@ from streams.errors import InvalidMessage, TransientError
 from streams.observability import metrics
 from streams.records import OutRecord, RawRecord, RecordSink, retry_transient
 from streams.redis.churned import ChurnedCustomers
+from streams.redis.feature_cache import CachedFeatureStore
 from streams.redis.feature_store import REFUSALS, AppliedState, FeatureStore, rejected_positions
 from streams.redis.observation_store import ObservationStore
 from streams.settings import TopicSettings
 from streams.timefmt import format_ts
-from streams.worker.scoring import Explainers, Observer, PendingScore, build_score
+from streams.worker.scoring import (
+    Explainers,
+    Observer,
+    PendingScore,
+    ScoreRequest,
+    Scorers,
+    build_scores,
+)
 from streams.worker.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,7 @@ class Counts:
     retries: int = 0
     observed: int = 0
     skipped_churned: int = 0
+    unscored: int = 0
 
 
 @dataclass
@@ -147,7 +156,8 @@ class EventBatchProcessor:
         self.watermarks = watermarks
         self.totals = Totals()
         self.observer = Observer(observations, policy or LabelPolicy(), churned)
-        self.explainers = Explainers()
+        self.explainers = Explainers()  # the sweeper's (row by row)
+        self.scorers = Scorers()
 
     def prepare(self, records: Sequence[RawRecord]) -> Batch:
         """Decode; invalid records become dead-letter output right away."""
@@ -193,6 +203,14 @@ class EventBatchProcessor:
                     self.watermarks.observe(partition, newest, wall)
             batch.handle = await self._retrying(self.models.current, batch.stats)
 
+    def released(self, partitions: Sequence[int]) -> None:
+        """Partitions revoked: forget their watermarks and the cached feature states (the next
+        owner writes to Redis; a state cached here could be stale when they come back)."""
+        if self.watermarks is not None:
+            self.watermarks.forget(list(partitions))
+        if isinstance(self._store, CachedFeatureStore):
+            self._store.invalidate()
+
     def _refuse(self, batch: Batch, refused: dict[int, str]) -> None:
         """Dead-letter the events the feature store refused (nothing of them was written);
         the watermarks and the scores never see them."""
@@ -226,31 +244,30 @@ class EventBatchProcessor:
         return {cid: (batch.partition_of[cid], ts + after) for cid, ts in newest.items()}
 
     def score(self, batch: Batch) -> None:
-        """One score per customer touched, on its state after the batch."""
+        """One score per customer touched, on its state after the batch, named after the event
+        that state ends with (:attr:`AppliedState.last`): a score id always carries the same
+        state, however a redelivery splits the batches. A customer whose state ends with an
+        event of an earlier batch (a redelivered batch whose customers the batches after it
+        advanced too, or late events only) is not scored: its state's score belongs to the
+        batch of that event, which is redelivered as well (counted as ``unscored``)."""
         handle = batch.handle
         if handle is None:
             return
-        newest: dict[str, CustomerEvent] = {}
-        for event in batch.events:
-            seen = newest.get(event.customer_id)
-            if seen is None or event.ts >= seen.ts:
-                newest[event.customer_id] = event
-        scored_at = format_ts(self._wall())
-        spec, stats, scored = self.spec, batch.stats, batch.scored
-        explainer = self.explainers.of(handle)
+        stats, arrived = batch.stats, batch.arrived
+        requests: list[ScoreRequest] = []
         for cid, applied in batch.states.items():
-            event = newest[cid]
-            state = applied.state
             stats.applied += applied.applied
             stats.late += applied.late
+            event = applied.last
+            if event is None:
+                stats.unscored += 1
+                continue
+            state = applied.state
             t_last = state.get("t_last", event.ts)
-            now = max(event.ts, t_last)
-            record, x = build_score(cid, state, now, handle, spec, reason="event",
-                                    scored_at=scored_at, last_event_id=event.event_id,
-                                    events_applied=applied.applied,
-                                    source_timestamp_ms=batch.arrived.get(cid, 0),
-                                    explainer=explainer)
-            scored.append(PendingScore(cid, record, x, now, t_last))
+            requests.append((cid, state, max(event.ts, t_last), event.event_id,
+                             applied.applied, arrived.get(cid, 0), t_last))
+        batch.scored.extend(build_scores(requests, handle, self.spec, self.scorers,
+                                         reason="event", scored_at=format_ts(self._wall())))
         self.totals.last_model_version = handle.version
 
     async def observe(self, batch: Batch) -> None:

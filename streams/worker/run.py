@@ -1,23 +1,45 @@
 """Running the Faust worker (``churnpulse worker``).
 
 Start as many as you like: they join one consumer group (``CHURN_WORKER__APP_ID``) and share the
-partitions of the events topic. ``faust -A streams.worker.faust_app worker`` works as well.
+partitions of the events topic. ``faust -A streams.worker.faust_app worker`` works as well
+(add ``--loop uvloop`` there for the event loop ``churnpulse worker`` uses).
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import faust
 
 from streams.kafka.topics import ensure_topics
 from streams.observability.logs import dict_config
+from streams.redis.client import check_cluster_replicas
 from streams.settings import Settings
 from streams.worker.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+def use_uvloop() -> bool:
+    """Run the worker's asyncio on uvloop (a dependency) when it imports: less CPU per event
+    in the event loop and socket writes than the standard loop. Must run before the app
+    creates its loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a dependency; the standard loop still works
+        log.warning("uvloop is not installed: running on the standard asyncio loop")
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
 
 
 def run_worker(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
+    use_uvloop()
     ensure_topics(settings.kafka, settings.topics)
+    check_cluster_replicas(settings.redis)  # a cluster without replicas: say so, do not stall
     app = create_app(settings)
     logging_config = (dict_config(settings.log_level, "json")  # CHURN_LOG__FORMAT=json
                       if settings.log.format == "json" else None)

@@ -184,6 +184,23 @@ async def read_outcomes(bootstrap: str, topic: str, want: int) -> list[dict[str,
     return got
 
 
+STATUS = {  # the learner's status, as `model status` reads it (calibration panel, issue 10)
+    "version": 12, "champion": "logreg", "resolved": 5400, "positives": 260,
+    "served": {"ece": 0.011, "n": 5400, "positives": 260, "reliability": [
+        {"lo": 0.0, "hi": 0.1, "n": 4700, "predicted": 0.028, "observed": 0.031},
+        {"lo": 0.1, "hi": 0.2, "n": 520, "predicted": 0.14, "observed": 0.13},
+        {"lo": 0.2, "hi": 0.3, "n": 130, "predicted": 0.24, "observed": 0.26},
+        {"lo": 0.4, "hi": 0.5, "n": 50, "predicted": 0.44, "observed": 0.4}]},
+    "models": {"logreg": {"calibration": {"a": 0.93, "b": -0.08, "shift": -2.9,
+                                          "churners": 260, "stayers": 5140}}}}
+
+
+def write_status(redis_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"{prefix}:learner:status", orjson.dumps(STATUS))
+    client.close()
+
+
 def rows_js() -> str:
     return "[...document.querySelectorAll('#board tbody tr[data-customer]')]"
 
@@ -195,6 +212,7 @@ async def test_the_page_shows_alerts_live_filters_opens_a_customer_and_acknowled
     history = [s for cid in CUSTOMERS for s in score_history(cid, now)]
     await publish(kafka_bootstrap, dashboard.topics["scores"], history)  # before the page
     await seed_features(redis_url, dashboard.prefix, "acme-corp", now)
+    write_status(redis_url, dashboard.prefix)
     await caught_up(dashboard)
     async with chromium_page(tmp_path / "chromium") as page:
         await page.goto(f"{dashboard.url}?token={dashboard.token}")
@@ -205,6 +223,13 @@ async def test_the_page_shows_alerts_live_filters_opens_a_customer_and_acknowled
         await page.wait_for("document.querySelector('#user').textContent.includes('alice')",
                             "the user name")
         assert await page.js("document.querySelectorAll('#feed li[data-alert-id]').length") == 0
+        # the served model's reliability diagram: a bar and a count per bin, the ECE
+        await page.wait_for("document.querySelectorAll('#calib-chart svg g.bin').length === 4",
+                            "the reliability diagram")
+        assert await page.js("document.querySelector('#calib-state').textContent") == \
+            "calibrated · 12-logreg"
+        assert "ECE 0.011" in await page.js("document.querySelector('#calib-ece').textContent")
+        assert "n=4,700" in await page.js("document.querySelector('#calib-chart').textContent")
 
         published = time.monotonic()
         alerts = [alert_record(cid, now) for cid in CUSTOMERS]
@@ -288,6 +313,8 @@ async def test_the_page_shows_alerts_live_filters_opens_a_customer_and_acknowled
         await page.wait_for(f"{rows_js()}[1].dataset.customer === 'initech'",
                             "the escalated customer re-sorted")
         shot = await page.screenshot(ARTIFACTS / "dashboard.png")
+        await page.js("document.querySelector('#calibration').scrollIntoView()")
+        calib_shot = await page.screenshot(ARTIFACTS / "dashboard-calibration.png")
         assert page.console == [], page.console
 
     outcomes = await read_outcomes(kafka_bootstrap, dashboard.topics["alert_outcomes"], 2)
@@ -296,7 +323,7 @@ async def test_the_page_shows_alerts_live_filters_opens_a_customer_and_acknowled
         ("acknowledge", "alice", acme["alert_id"], "acme-corp"),
         ("assign", "alice", acme["alert_id"], "acme-corp")]
     assert outcomes[1]["assignee"] == "dana"
-    assert shot.stat().st_size > 20_000
+    assert shot.stat().st_size > 20_000 and calib_shot.stat().st_size > 20_000
     with capsys.disabled():
         print(f"\nscreenshot: {shot}\nalerts in the browser feed {feed_latency * 1000:.0f} ms "
               f"after publishing ({len(alerts)} alerts)")
@@ -311,7 +338,10 @@ async def test_api_needs_a_token_and_validates_outcomes(dashboard: Dashboard,
     await publish(kafka_bootstrap, dashboard.topics["alerts"], [held, alert])
     bearer = {"Authorization": f"Bearer {dashboard.token}"}
     async with aiohttp.ClientSession() as http:
-        for path in ("api/board", "api/customers/globex", "api/stream", ""):
+        async with http.get(dashboard.url + "api/calibration", headers=bearer) as response:
+            view = await response.json()  # no learner status in Redis yet
+            assert view["state"] == "waiting" and "no resolved" in view["svg"]
+        for path in ("api/board", "api/customers/globex", "api/stream", "api/calibration", ""):
             async with http.get(dashboard.url + path) as response:
                 assert response.status == 401, path
         async with http.get(dashboard.url, headers=bearer) as response:

@@ -274,11 +274,34 @@ def in_parallel(*jobs: Callable[[], object]) -> None:
             f.result()
 
 
+def publish_warmup_model(p: HostilePipeline) -> None:
+    """An untrained model published under a version of its own: it scores 0.5 like the
+    untrained start, but its scores count as calibrated (a hand-made model), so the alerters
+    act on them as they did before issue 10 flagged the untrained start's scores."""
+    import redis.asyncio as aioredis
+
+    from online_models.model import ModelHandle, make_model
+    from streams.redis.model_registry import RedisModelRegistry
+    from streams.signing import StateSigner
+
+    async def publish() -> None:
+        client = aioredis.Redis.from_url(p.redis_url)
+        try:
+            await RedisModelRegistry(client, p.prefix, StateSigner(SIGNING_KEY.encode())
+                                     ).publish(ModelHandle("0-warmup", make_model()))
+        finally:
+            await client.aclose()
+
+    asyncio.run(publish())
+
+
 def test_bad_records_are_dead_lettered_and_change_nothing(
         pipelines: tuple[HostilePipeline, HostilePipeline]) -> None:
     started = time.monotonic()
     clean, hostile = pipelines
     both = (clean, hostile)
+    for p in both:  # scores the alerters act on (the untrained start's are flagged uncalibrated)
+        publish_warmup_model(p)
     in_parallel(*(p.start_worker for p in both), *(lambda p=p: start_alerter(p) for p in both))
     assert alert_env(clean)["CHURN_SECURITY__SIGNING_KEY"] == SIGNING_KEY
     client = redis.Redis.from_url(clean.redis_url)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -25,8 +26,9 @@ from kafka import KafkaConsumer
 from online_models.model import ModelHandle, make_model
 from streams.contracts import CustomerEvent
 from streams.kafka.producer import ChurnProducer
+from streams.kafka.topic_reader import read_topic_sync
 from streams.redis.model_registry import RedisModelRegistry
-from streams.settings import TopicSettings
+from streams.settings import TopicSettings, load_settings
 from tests.integration.test_learner_restart import Learner
 from tests.integration.worker_proc import Pipeline, wait_until
 
@@ -67,8 +69,8 @@ def learner(pipeline: Pipeline) -> Iterator[Learner]:
 def test_served_delayed_auc_rises_well_above_chance(pipeline: Pipeline,
                                                     learner: Learner) -> None:
     started = time.monotonic()
+    learner.start()  # starts while the worker starts (two process start-ups at once)
     pipeline.start_worker()
-    learner.start()
     wait_until(lambda: "learner ready" in learner.log(0), 60, "learner ready")
     sim_log = pipeline.workdir / "simulate.log"
     sim = subprocess.Popen([sys.executable, "-m", "streams.cli", "simulate", "--live",
@@ -99,19 +101,33 @@ def test_served_delayed_auc_rises_well_above_chance(pipeline: Pipeline,
     assert sim.wait() == 0, sim_log.read_text(errors="replace")[-2000:]
     assert status["learn_calls"] == status["resolved"]
     assert status["labels"]["positives"] > 200
-    versions = read_versions(pipeline)
+    scores = read_scores(pipeline)  # read once (the scores topic was read twice)
+    versions = {s["model_version"] for s in scores}
     assert len(versions) > 3  # the worker followed the learner's versions
+    check_calibration_flags(scores)
 
 
-def read_versions(pipeline: Pipeline) -> set[str]:
-    consumer = KafkaConsumer(pipeline.scores, bootstrap_servers=pipeline.bootstrap,
-                             auto_offset_reset="earliest", group_id=None,
-                             consumer_timeout_ms=3000)
-    versions: set[str] = set()
-    for msg in consumer:
-        versions.add(orjson.loads(msg.value)["model_version"])
-    consumer.close()
-    return versions
+def read_scores(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """Every score up to the topic's end now (no idle timeout to wait out at the end)."""
+    settings = load_settings(kafka={"bootstrap_servers": pipeline.bootstrap})
+    return [orjson.loads(v) for _, v in read_topic_sync(settings, pipeline.scores, 60) if v]
+
+
+def check_calibration_flags(scores: list[dict[str, Any]]) -> None:
+    """Issue 10: scores of the untrained start are flagged, the learned versions' are
+    calibrated probabilities (no run of 1.000), and scores carry the customer's value."""
+    untrained = [s for s in scores if s["model_version"] == "0-untrained"]
+    assert untrained and all(s["calibrated"] is False for s in untrained)
+    calibrated = [float(s["score"]) for s in scores if s["calibrated"]]
+    assert len(calibrated) > len(scores) / 2, (len(calibrated), len(scores))
+    saturated = sum(p >= 0.999 for p in calibrated)
+    assert saturated <= len(calibrated) / 1000, saturated
+    valued = [s["value"] for s in scores if s.get("value") is not None]
+    assert len(valued) > len(scores) * 0.3 and all(v >= 0 for v in valued)  # purchases
+    print(f"{len(scores):,} scores: {len(untrained):,} untrained, "
+          f"{len(scores) - len(calibrated) - len(untrained):,} of calibrating versions, "
+          f"{len(calibrated):,} calibrated (max {max(calibrated):.3f}, {saturated} >= 0.999); "
+          f"{len(valued):,} with a value")
 
 
 def test_scorers_switch_to_a_new_version_within_a_few_seconds(pipeline: Pipeline) -> None:

@@ -260,7 +260,10 @@ def test_ctrl_c_then_resume_from_the_command_line(kafka_bootstrap: str, history:
                CHURN_SERVICES__STATE_DIR=str(tmp_path), CHURN_LOG_LEVEL="WARNING")
     argv = [sys.executable, "-m", "streams.cli", "replay", str(history / "events.jsonl"),
             str(history / "labels.jsonl"), "--no-progress"]
-    proc = subprocess.Popen([*argv, "--rate", "4000"], env=env, stdout=subprocess.PIPE,
+    # 700/s: the history (~7,000 records) takes ~10 s, so a consumer slow to start on a loaded
+    # machine still sees 2,000 records before the replay ends (at 4,000/s it took 1.7 s, and a
+    # CI run at load ~4 missed it)
+    proc = subprocess.Popen([*argv, "--rate", "700"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
                              group_id=None)

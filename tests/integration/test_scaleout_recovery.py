@@ -1,10 +1,10 @@
-"""Several workers on a 12-partition topic through a replay, one SIGKILLed three times (and
+"""Several workers on a 12-partition topic through a replay, one SIGKILLed five times (and
 restarted) and another added mid-run: the redelivery is counted and asserted, and the result
 equals an uninterrupted run's.
 
-Sized for the shared 2-core CI machine: 12,000 events over 600 customers (the issue asks for
-100k events and five kills; the assertions are on counts, not timing, so a bigger run checks
-nothing more). Each part of the replay is produced only once the restarted (and the added)
+Sized for the shared 2-core CI machine: 18,000 events over 600 customers in parts of 3,000
+(the issue asks for 100k events; the assertions are on counts, not timing, so a bigger run
+checks nothing more). Each part of the replay is produced only once the restarted (and the added)
 worker holds partitions, so every kill lands on a worker with work in flight. Redelivered events
 are counted two ways: from every worker's last ``totals: records=.. applied=.. late=..`` line
 (logged every 10 s; a record neither applied, late nor dead-lettered was a duplicate the store
@@ -17,25 +17,26 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from online_models.features import FeatureSpec, apply_event
-from streams.contracts import CustomerEvent
 from streams.dev.pipeline import WORKER_READY, Pipeline, wait_until
-from streams.kafka.producer import ChurnProducer
 from streams.kafka.topics import ensure_topics
 from streams.redis.client import make_sync_redis
-from streams.redis.packed_state import unpack_state
 from streams.settings import KafkaSettings, RedisSettings, TopicSettings
-from tests.integration.worker_proc import collect
+from tests.integration.replay_check import (
+    Applied,
+    checked_scores,
+    feature_mismatches,
+    make_events,
+    produce,
+)
 
 pytestmark = pytest.mark.integration
-T0 = 1_767_225_600.0
-EVENTS, CUSTOMERS, KILLS = 12_000, 600, 3
+EVENTS, CUSTOMERS, KILLS = 18_000, 600, 5
 TOTALS = re.compile(rb"totals: records=(\d+) applied=(\d+) scores=\d+ dead_lettered=(\d+) "
                     rb"late=(\d+)")
 
@@ -48,12 +49,6 @@ def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[P
                                 labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
     yield p
     p.close()
-
-
-def make_events() -> list[CustomerEvent]:
-    kinds = ["session", "purchase", "support_ticket"]
-    return [CustomerEvent(f"r{i}", f"c{(i * 7919) % CUSTOMERS}", kinds[i % 3], T0 + i * 20.0,
-                          float(i % 50) if i % 3 == 1 else None) for i in range(EVENTS)]
 
 
 def start(p: Pipeline, n: int) -> tuple[int, object]:
@@ -81,29 +76,19 @@ def last_totals(p: Pipeline, index: int) -> tuple[int, int, int, int] | None:
     return records, applied, dead, late
 
 
-def test_kill_three_times_and_add_a_worker_mid_replay(pipeline: Pipeline) -> None:
-    events = make_events()
+def test_kill_five_times_and_add_a_worker_mid_replay(pipeline: Pipeline) -> None:
+    events = make_events(EVENTS, CUSTOMERS)
     expected = Counter(e.customer_id for e in events)
-    producer = ChurnProducer(pipeline.bootstrap, TopicSettings(events=pipeline.events))
     chunk = EVENTS // (KILLS + 1)  # the replay arrives in parts, one per kill, so that
     # every kill lands while events are in flight (a worker starts slower than it drains)
 
-    def produce(part: int) -> int:
-        for e in events[part * chunk:(part + 1) * chunk]:
-            producer.send_event(e)
-        producer.flush()
+    def produce_part(part: int) -> int:
+        produce(pipeline.bootstrap, pipeline.events, events[part * chunk:(part + 1) * chunk])
         return (part + 1) * chunk
 
     client = make_sync_redis(RedisSettings(url=pipeline.redis_url))
-
-    def counts() -> dict[str, int]:
-        pipe = client.pipeline(transaction=False)
-        for cid in expected:
-            pipe.hget(f"{pipeline.prefix}:{{c:{cid}}}:f", "n")
-        return {cid: int(n or 0) for cid, n in zip(expected, pipe.execute(), strict=True)}
-
-    def applied() -> int:
-        return sum(counts().values())
+    store = Applied(client, pipeline.prefix, list(expected))
+    counts, applied = store.counts, store.total
 
     steady, _ = start(pipeline, 0)
     victim, victim_proc = start(pipeline, 1)
@@ -114,7 +99,7 @@ def test_kill_three_times_and_add_a_worker_mid_replay(pipeline: Pipeline) -> Non
         fresh = [victim, *(alive - {steady})]
         wait_until(lambda f=fresh: all(holds_partitions(pipeline, i) for i in f), 120,  # type: ignore[misc]
                    "the restarted and added workers holding partitions", 0.2)
-        sent = produce(k)
+        sent = produce_part(k)
         target = sent - chunk // 2
         wait_until(lambda t=target: applied() > t, 300, f"{target} events applied", 0.02)
         os.killpg(victim_proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
@@ -125,8 +110,7 @@ def test_kill_three_times_and_add_a_worker_mid_replay(pipeline: Pipeline) -> Non
             alive.add(extra)
         victim, victim_proc = start(pipeline, 3 + k)
     alive.add(victim)
-    produce(KILLS)
-    producer.close()
+    produce_part(KILLS)
     assert in_flight > 0, "every kill came after its part was applied"
 
     wait_until(lambda: counts() == dict(expected), 300, "every event counted exactly once")
@@ -147,37 +131,13 @@ def test_kill_three_times_and_add_a_worker_mid_replay(pipeline: Pipeline) -> Non
     assert counts() == dict(expected)  # no event applied twice, none lost
 
     # the features equal an uninterrupted run's (per customer, in partition order)
-    reference: dict[str, dict[str, float]] = defaultdict(dict)
-    spec = FeatureSpec()
-    for e in events:
-        reference[e.customer_id] = apply_event(reference[e.customer_id], e.event_type, e.ts,
-                                               e.value, spec)
-    for cid, state in reference.items():
-        stored = unpack_state(client.hget(f"{pipeline.prefix}:{{c:{cid}}}:f", "s"))
-        assert stored.keys() == state.keys(), cid
-        assert all(abs(stored[f] - state[f]) <= 1e-9 * max(1.0, abs(state[f]))
-                   for f in state), cid
+    assert feature_mismatches(client, pipeline.prefix, events) == []
     client.close()
 
     # a batch read again re-publishes its customers' scores (same score id, same score);
     # those whose events were all applied before carry events_applied = 0
-    def complete(records: list[dict[str, object]]) -> bool:
-        latest = {}
-        for r in records:
-            value = r["value"]
-            assert isinstance(value, dict)
-            latest[str(value["customer_id"])] = value["events_total"]
-        return latest == dict(expected)
-
-    scores = collect(pipeline.bootstrap, pipeline.scores, complete, timeout_s=120)
-    by_id: dict[str, set[tuple[object, object]]] = defaultdict(set)
-    in_scores = 0
-    for r in scores:
-        value = r["value"]
-        assert isinstance(value, dict)
-        by_id[str(value["score_id"])].add((value["score"], value["events_total"]))
-        in_scores += value["reason"] == "event" and value["events_applied"] == 0
-    assert all(len(same) == 1 for same in by_id.values())
+    scores = checked_scores(pipeline.bootstrap, pipeline.scores, expected)
+    in_scores = sum(v["reason"] == "event" and v["events_applied"] == 0 for v in scores)
     redelivered = max(in_logs, in_scores)
     assert redelivered > 0, "no event was redelivered: the kills hit nothing in flight"
     print(f"redelivered: {in_logs} duplicates in the workers' totals, {in_scores} re-published "

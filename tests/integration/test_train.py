@@ -72,18 +72,25 @@ def test_train_publishes_a_model_workers_score_with_and_the_learner_resumes(
 
     version, state, pending, churned, service = asyncio.run(inspect())
     assert state is not None
-    assert version == f"{state.version}-logreg"  # type: ignore[attr-defined]
+    assert version == f"{state.version}-{settings.model.name}"  # type: ignore[attr-defined]
     assert state.learner.total > 1000  # type: ignore[attr-defined]
     assert pending > 0 and churned > 0
     assert service.state is not None and service.state.version == state.version  # type: ignore[attr-defined]
     assert service.state.learner.total == state.learner.total  # type: ignore[attr-defined]
     assert service.model_version() == version
 
-    again = train(pipeline, sim)
-    assert again.returncode == 1 and "--replace" in again.stderr
-
-    # a worker scores new customers with the warm-started model at once
-    pipeline.start_worker()
+    # a second train over the same state is refused (after its backtest): it runs while the
+    # worker below starts
+    again = subprocess.Popen([sys.executable, "-m", "streams.cli", "train",
+                              str(sim / "events.jsonl"), str(sim / "labels.jsonl"),
+                              "--no-progress"], env=pipeline.env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        # a worker scores new customers with the warm-started model at once
+        pipeline.start_worker()
+    finally:
+        _, again_err = again.communicate(timeout=300)
+    assert again.returncode == 1 and "--replace" in again_err
     t0 = history.ts_ms[-1] / 1000 + DAY
     with ChurnProducer(pipeline.bootstrap, TopicSettings(events=pipeline.events)) as producer:
         for i in range(20):

@@ -72,6 +72,16 @@ def test_poll_counts_records_batch_size_lag_and_assignment() -> None:
     assert sample("churnpulse_consumer_assigned_partitions", consumer="c-obs") == 1
 
 
+def test_an_assigned_topics_consumed_series_starts_at_zero() -> None:
+    """Prometheus' rate() takes a series' first sample as its start: a counter born with all
+    of a fast consumer's records read 0/s forever (CI at ad9287a: the worker's dead-letter
+    ratio never fired). The series exists at 0 from the poll that brings the assignment."""
+    consumer = FakeConsumer({TopicPartition("t-zero", 0)})
+    assert sample("churnpulse_records_consumed_total", consumer="c-zero", topic="t-zero") is None
+    metrics.poll_done("c-zero", consumer, {})
+    assert sample("churnpulse_records_consumed_total", consumer="c-zero", topic="t-zero") == 0
+
+
 def test_produced_counts_topics_and_dead_letters_by_code() -> None:
     dlq = [("churn.dlq.reason", b"not JSON"), ("churn.dlq.code", b"bad_json")]
     before = sample("churnpulse_records_dead_lettered_total", reason="bad_json") or 0
@@ -282,3 +292,25 @@ def test_every_dead_letter_code_of_the_code_starts_at_zero() -> None:
     assert codes <= set(metrics.DEAD_LETTER_REASONS), codes - set(metrics.DEAD_LETTER_REASONS)
     metrics.start_series()
     assert sample("churnpulse_records_dead_lettered_total", reason="ts_too_old") is not None
+
+
+def test_configured_logging_follows_stderr_when_it_is_swapped_and_closed() -> None:
+    # CI printed "--- Logging error --- ValueError: I/O operation on closed file" from a
+    # handler bound to a stderr that pytest had swapped and closed after an in-process command
+    import io
+    import sys
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, sys.stderr
+    try:
+        first = io.StringIO()
+        sys.stderr = first
+        configure_logging("INFO", "text")
+        first.close()
+        second = io.StringIO()
+        sys.stderr = second
+        logging.getLogger("streams.obs").info("after the swap")
+        assert "after the swap" in second.getvalue()
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        sys.stderr = saved[2]

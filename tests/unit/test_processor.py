@@ -157,3 +157,24 @@ async def test_late_batch_is_scored_at_the_newest_event_time_seen() -> None:
     last = orjson.loads(sink.on(TOPICS.scores)[-1].value)
     assert last["ts"] == format_ts(T0 + 100)
     assert last["events_total"] == 2
+
+
+async def test_a_redelivery_split_otherwise_never_gives_a_score_id_other_content() -> None:
+    # the CI failure of 2026-12-02: a redelivered batch whose customers the batches after it
+    # had advanced re-published "c352:b1208" with the newer state's event count
+    sink = MemorySink()
+    proc = processor(sink)
+    events = [raw(i, event_bytes(i, f"c{i % 3}", T0 + i)) for i in range(30)]
+    for start in range(0, 30, 7):
+        await proc.process(events[start:start + 7])
+    first = len(sink.on(TOPICS.scores))
+    redelivered = [await proc.process(events[start:start + 4]) for start in range(10, 30, 4)]
+    assert sum(s.applied for s in redelivered) == 0  # all duplicates
+    assert sum(s.unscored for s in redelivered) > 0  # states the later batches had advanced
+    scores = [orjson.loads(r.value) for r in sink.on(TOPICS.scores)]
+    assert len(scores) > first  # the redelivery did re-publish some
+    content: dict[str, set[tuple[object, ...]]] = {}
+    for s in scores:
+        content.setdefault(s["score_id"], set()).add((s["score"], s["events_total"], s["ts"]))
+    assert all(len(v) == 1 for v in content.values()), content
+    assert {s["score_id"] for s in scores[first:]} <= {s["score_id"] for s in scores[:first]}

@@ -70,7 +70,7 @@ def test_partitions_match_the_java_client_and_kafka_python() -> None:
         key = f"c-{i:06d}".encode()
         expected = (kafka_python_murmur2(key) & 0x7FFFFFFF) % 6
         assert cached(key) == java_partition(key, 6) == expected
-    assert len(cached._cache) <= 50
+    assert len(cached._hash._hashes) <= 50
 
 
 def test_checkpoint_round_trip_and_refusal_of_other_inputs(tmp_path: Path) -> None:

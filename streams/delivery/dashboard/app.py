@@ -8,6 +8,8 @@ Routes (all but ``/healthz`` and ``/static/`` need a token, see
     GET  /api/board?severity=&team=&segment=&status=&q=   at-risk customers, riskiest first
     GET  /api/feed                      the latest alerts, newest first
     GET  /api/customers/{id}            score history, drivers, alerts, outcomes, activity
+    GET  /api/calibration               the served model's reliability diagram (data and SVG),
+                                        ECE and calibration state (dashboard/calibration.py)
     POST /api/alerts/{alert_id}/outcome {"action": "acknowledge"|"assign"|"resolve",
                                          "assignee": "...", "note": "..."} -> churn-alert-outcomes
     GET  /api/stream                    Server-Sent Events: alert, outcome, score
@@ -34,11 +36,13 @@ from redis.exceptions import RedisError
 from online_models.features import event_types
 from streams.delivery.dashboard.auth import SECURE_COOKIE_KEY, USER_KEY, auth_middleware
 from streams.delivery.dashboard.board import ACTIONS, Board
+from streams.delivery.dashboard.calibration import calibration_view, reliability_svg
 from streams.delivery.dashboard.erasure import serve_forget_requests
 from streams.delivery.dashboard.feeds import BoardFeed, Hub
 from streams.errors import TransientError
 from streams.kafka.clients import new_producer
 from streams.redis.client import make_redis
+from streams.redis.cluster import group_prefix
 from streams.redis.feature_store import RedisFeatureStore
 from streams.settings import Settings
 from streams.timefmt import format_ts
@@ -60,6 +64,8 @@ class Dashboard:
         self.feed = BoardFeed(settings, self.board, self.hub, self._partitions_for)
         self.producer: AIOKafkaProducer | None = None
         self.store: RedisFeatureStore | None = None
+        self.redis: aioredis.Redis | None = None
+        self._calibration: tuple[float, dict[str, Any]] | None = None  # (read at, view)
 
     async def _partitions_for(self, topic: str) -> set[int]:
         assert self.producer is not None
@@ -70,6 +76,7 @@ class Dashboard:
         settings = self.settings
         redis_cfg = settings.redis
         client = make_redis(redis_cfg)
+        self.redis = client
         self.store = RedisFeatureStore(client, settings.features, redis_cfg.key_prefix)
         self.producer = new_producer(settings.kafka, acks="all", enable_idempotence=True,
                                      client_id="churnpulse-dashboard")
@@ -137,6 +144,27 @@ class Dashboard:
             return web.json_response({"error": f"no customer {cid!r}"}, status=404)
         return _json({**(view or {"customer_id": cid, "entry": None, "alerts": [],
                                   "outcomes": [], "drivers": [], "history": []}), **activity})
+
+    async def calibration(self, request: web.Request) -> web.Response:
+        """The learner's status (what ``model status`` reads), as the calibration panel,
+        read at most every 2 s."""
+        now = time.monotonic()
+        if self._calibration is not None and now - self._calibration[0] < 2.0:
+            return _json(self._calibration[1])
+        if self.redis is None:
+            return web.json_response({"error": "not started"}, status=503)
+        key = f"{group_prefix(self.redis, self.settings.redis.key_prefix, 'learner')}:status"
+        try:
+            raw = await self.redis.get(key)
+            status = orjson.loads(raw) if raw is not None else None
+        except (RedisError, OSError, ValueError) as exc:
+            return web.json_response({"error": f"learner status unavailable: {exc}"},
+                                     status=503)
+        view = calibration_view(status if isinstance(status, dict) else None)
+        view["svg"] = reliability_svg(view["bins"], view["ece"])
+        view["uncalibrated_scores"] = self.board.uncalibrated_scores
+        self._calibration = (now, view)
+        return _json(view)
 
     async def _activity(self, cid: str) -> dict[str, Any]:
         if self.store is None:
@@ -268,6 +296,7 @@ def create_app(settings: Settings, by_token: dict[str, str]) -> web.Application:
     app.router.add_get("/api/board", dash.board_rows)
     app.router.add_get("/api/feed", dash.recent_feed)
     app.router.add_get("/api/customers/{customer_id}", dash.customer)
+    app.router.add_get("/api/calibration", dash.calibration)
     app.router.add_post("/api/alerts/{alert_id}/outcome", dash.outcome)
     app.router.add_get("/api/stream", dash.stream)
     app.router.add_static("/static/", STATIC, show_index=False)

@@ -19,6 +19,10 @@ outcome applies to the episode of its alert. A new episode (a new ``episode_id``
 entry; an escalation of a resolved episode reopens it; otherwise escalations keep the status
 and the assignee (the page shows the new severity).
 
+Scores of a model version still calibrating (``"calibrated": false`` on the score record, see
+``online_models.calibration``) are kept and drawn, and marked: the entry's and the customer
+view's ``calibrated`` say whether the current score is a calibrated probability.
+
 Holdout customers (``"holdout": true`` in the alert: the experiment's control group, whose
 alerts are recorded but must not be acted on) are left out of the board, the counts and the
 live feed unless asked for (``holdout=True``), so nobody contacts them by accident.
@@ -91,6 +95,7 @@ class Entry:
     assignee: str | None = None
     score: float = 0.0
     score_ts: str = ""
+    calibrated: bool = True  # the current score came from a calibrated version
     alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     outcomes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     seq: int = 0
@@ -110,7 +115,8 @@ class Entry:
                 "recommended_action": a.get("recommended_action"),
                 "offers": a.get("offers") or [],
                 "sla_hours": a.get("sla_hours"), "summary": a.get("summary"),
-                "holdout": a.get("holdout"), "status": self.status, "assignee": self.assignee}
+                "holdout": a.get("holdout"), "status": self.status, "assignee": self.assignee,
+                "calibrated": self.calibrated}
 
 
 class Board:
@@ -123,6 +129,8 @@ class Board:
         self._outcome_ids: set[str] = set()
         self._history: OrderedDict[str, ScoreRing] = OrderedDict()
         self._drivers: dict[str, list[Any]] = {}
+        self._uncalibrated: set[str] = set()  # customers whose latest score is uncalibrated
+        self.uncalibrated_scores = 0
         self._board_size = board_size
         self._points = history_points
         self._history_customers = history_customers
@@ -154,6 +162,7 @@ class Board:
         entry.alerts.append(record)
         entry.score = float(alert.get("score") or 0.0)
         entry.score_ts = str(alert.get("ts") or "")
+        entry.calibrated = True  # the alerter acts on calibrated scores only
         self._seq += 1
         entry.seq = self._seq
         self._alert_ids[alert_id] = cid
@@ -195,9 +204,16 @@ class Board:
         drivers = score.get("drivers")
         if drivers:
             self._drivers[cid] = list(drivers)
+        calibrated = score.get("calibrated") is not False  # absent: written before the field
+        if calibrated:
+            self._uncalibrated.discard(cid)
+        else:
+            self.uncalibrated_scores += 1
+            self._uncalibrated.add(cid)
         entry = self._entries.get(cid)
         if entry is not None and str(score.get("ts") or "") >= entry.score_ts:
             entry.score, entry.score_ts = float(value), str(score["ts"])
+            entry.calibrated = calibrated
         return entry
 
     # -- erasure (streams.delivery.dashboard.erasure) -----------------------------------
@@ -220,6 +236,7 @@ class Board:
                                                     for o in entry.outcomes)
             self._history.pop(cid, None)
             self._drivers.pop(cid, None)
+            self._uncalibrated.discard(cid)
         return erased
 
     def _erased(self, cid: str, ts: object) -> bool:
@@ -248,6 +265,7 @@ class Board:
                 self._history[cid] = ring
             else:
                 self._drivers.pop(cid, None)
+                self._uncalibrated.discard(cid)
 
     def _evict_entries(self) -> None:
         while len(self._entries) > self._board_size:
@@ -313,7 +331,8 @@ class Board:
                 "alerts": list(entry.alerts)[::-1] if entry else [],
                 "outcomes": list(entry.outcomes)[::-1] if entry else [],
                 "drivers": drivers or self._drivers.get(cid, []),
-                "history": ring.points() if ring else []}
+                "history": ring.points() if ring else [],
+                "calibrated": cid not in self._uncalibrated}
 
     def counts(self) -> dict[str, int]:
         by_status = {s: 0 for s in STATUSES}

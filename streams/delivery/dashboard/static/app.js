@@ -91,7 +91,8 @@ async function loadBoard() {
       class: r.customer_id === state.selected ? "selected" : null,
       onclick: () => openCustomer(r.customer_id),
     },
-      el("td", { class: "num" }, el("span", { class: "risk" }, bar, el("b", { text: pct(r.score) }))),
+      el("td", { class: "num" }, el("span", { class: "risk" }, bar, el("b", { text: pct(r.score) })),
+        r.calibrated === false ? el("span", { class: "badge uncal", text: "calibrating", title: "from a model version still calibrating: not yet a trustworthy probability" }) : ""),
       el("td", {}, el("b", { text: r.customer_id }),
         r.customer_value ? el("span", { class: `value ${r.customer_value}`, text: `${r.customer_value} value` }) : ""),
       el("td", {}, badge(r.severity), r.holdout ? el("span", { class: "badge holdout", text: "holdout" }) : ""),
@@ -231,7 +232,8 @@ function renderCustomer(view) {
       el("span", { text: e.sla_hours ? `SLA ${e.sla_hours} h` : "" }),
       el("span", { class: "offers", text: (e.offers || []).length ? `offers: ${e.offers.map((o) => o.offer).join(", ")}` : "" }));
   }
-  $("#cust-score").textContent = pct(e ? e.score : (view.history.at(-1) || [0, null])[1]);
+  $("#cust-score").textContent = pct(e ? e.score : (view.history.at(-1) || [0, null])[1])
+    + (view.calibrated === false ? " (calibrating)" : "");
   $("#cust-summary").textContent = e ? (e.summary || "") : "No open alert.";
   for (const id of ["#btn-ack", "#btn-assign", "#btn-resolve"]) $(id).disabled = !e || e.status === "resolved";
   if (e && e.status !== "open") $("#btn-ack").disabled = true;
@@ -300,6 +302,21 @@ function connect() {
   source.onerror = () => { live.className = "pill off"; live.textContent = "reconnecting…"; };
 }
 
+/* ---- calibration panel: the served model's reliability diagram and ECE ------------- */
+async function loadCalibration() {
+  const c = await api("/api/calibration");
+  const box = $("#calibration");
+  box.dataset.state = c.state;
+  $("#calib-state").textContent = c.state === "calibrated" ? `calibrated · ${c.version}`
+    : c.state === "calibrating" ? `calibrating · ${c.version}` : "no model yet";
+  $("#calib-ece").textContent = typeof c.ece === "number"
+    ? `ECE ${c.ece.toFixed(3)} on ${c.n.toLocaleString()} resolved` : "";
+  const doc = new DOMParser().parseFromString(c.svg, "image/svg+xml");
+  $("#calib-chart").replaceChildren(document.importNode(doc.documentElement, true));
+  $("#calib-message").textContent = c.message
+    + (c.uncalibrated_scores ? ` · ${c.uncalibrated_scores.toLocaleString()} scores seen from uncalibrated versions` : "");
+}
+
 function showError(err) { console.error(err); $("#live").textContent = `error: ${err.message}`; }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -312,5 +329,7 @@ document.addEventListener("DOMContentLoaded", () => {
   api("/api/me").then((me) => { $("#user").textContent = `signed in as ${me.user}`; }).catch(showError);
   loadBoard().catch(showError);
   loadFeed().catch(showError);
+  loadCalibration().catch(showError);
+  setInterval(() => loadCalibration().catch(showError), 5000);
   connect();
 });
