@@ -4,6 +4,7 @@ Run by hand with the local services up (``churnpulse services up``)::
 
     python bench/bench_alerts.py                      # both parts
     python bench/bench_alerts.py --part throughput --customers 20000
+    python bench/bench_alerts.py --part process --profile 25   # in process, no Kafka
 
 Not part of the pass/fail suite; prints figures and writes ``bench/out/alerts.json``.
 
@@ -11,7 +12,14 @@ Not part of the pass/fail suite; prints figures and writes ``bench/out/alerts.js
   15% sweep scores) is published first, then one ``churnpulse alerter`` drains it. Scores/s and
   alerts/s are counted from the alerter's ready line to the last alert committed (read back with
   ``isolation_level=read_committed``), so they include the Kafka transactions, the Redis reads
-  and the all-or-nothing Lua write of every batch.
+  and the all-or-nothing Lua write of every batch. The alerter process's CPU time per score
+  (``/proc/<pid>/stat``, from its ready line to the last alert) and the load average are
+  printed beside the rate.
+* process: the same crafted scores through the alerter's batch processor in this process
+  (``build_alerter``: the real Redis store, feature reader and policy; no Kafka), in batches
+  of ``--batch`` scores per partition of 4: CPU µs per score and scores/s of the processing
+  alone; ``--profile N`` prints the N largest cProfile entries (the profiler itself roughly
+  doubles the time).
 * latency: a real worker (with a published model that reads complaints as churn risk) and a
   real alerter; events are published at ``--rate`` events/s in rounds (one event per customer
   per round: sessions, then complaints). Each alert is timed from the broker timestamp of the
@@ -23,11 +31,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import os
+import pstats
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import uuid
+import zlib
 from datetime import datetime
 from pathlib import Path
 
@@ -42,7 +58,8 @@ from streams.dev.crafted import (
     expected_alert_ids,
     publish,
 )
-from streams.dev.pipeline import Pipeline, wait_until
+from streams.dev.pipeline import Pipeline, forget_prefix, wait_until
+from streams.records import RawRecord
 from streams.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +86,7 @@ class AlertWatcher(threading.Thread):
 
 
 def throughput(bootstrap: str, redis_url: str, customers: int,
-               per_customer: int) -> dict[str, float]:
+               per_customer: int, py_spy: str = "") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         p = Pipeline(bootstrap, redis_url, Path(tmp))
         records = crafted_scores(customers, per_customer, seed=1)
@@ -79,19 +96,109 @@ def throughput(bootstrap: str, redis_url: str, customers: int,
         watcher = AlertWatcher(bootstrap, f"alerts-{p.tag}")
         watcher.start()
         try:
-            p.start_alerter()
-            started = time.time()
+            proc = p.start_alerter()
+            started, cpu0, faults0 = time.time(), cpu_seconds(proc.pid), minor_faults(proc.pid)
+            spy = (subprocess.Popen([py_spy_command(), "record", "--idle", "--pid",
+                                     str(proc.pid), "--output", py_spy, "--rate", "250",
+                                     *py_spy_args(py_spy)])
+                   if py_spy else None)
             wait_until(lambda: len(watcher.seen) >= expected, 600, "all alerts", 0.05)
+            cpu = cpu_seconds(proc.pid) - cpu0
+            faults = minor_faults(proc.pid) - faults0
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+                spy.wait(timeout=60)
             elapsed = watcher.seen[-1][0] - started
+            load = os.getloadavg()[0]
         finally:
             watcher.stop.set()
             p.stop_all()
             _cleanup(redis_url, p.prefix)
             print("  " + _totals(Path(tmp)))
     result = {"scores": len(records), "alerts": expected, "seconds": elapsed,
-              "scores_per_s": len(records) / elapsed, "alerts_per_s": expected / elapsed}
+              "scores_per_s": len(records) / elapsed, "alerts_per_s": expected / elapsed,
+              "cpu_us_per_score": cpu * 1e6 / len(records),
+              "page_faults_per_score": faults / len(records), "load_average": load}
     print(f"  {result['scores_per_s']:,.0f} scores/s, {result['alerts_per_s']:,.0f} alerts/s "
-          f"({elapsed:.1f} s)")
+          f"({elapsed:.1f} s); alerter CPU {result['cpu_us_per_score']:.1f} µs and "
+          f"{result['page_faults_per_score']:.2f} minor page faults per score; "
+          f"load average {load:.1f}")
+    return result
+
+
+def py_spy_command() -> str:
+    """py-spy beside this Python (a virtualenv's bin), else on the PATH."""
+    local = Path(sys.executable).with_name("py-spy")
+    return str(local) if local.exists() else "py-spy"
+
+
+def py_spy_args(output: str) -> list[str]:
+    """py-spy's format by the output's suffix: .txt = collapsed stacks, else a flame graph."""
+    return ["--format", "raw"] if output.endswith(".txt") else []
+
+
+def minor_faults(pid: int | str = "self") -> int:
+    """Minor page faults of a process so far (memory touched for the first time, or again
+    after it went back to the kernel: costly in a virtual machine)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[7])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_process(redis_url: str, customers: int, per_customer: int, batch: int,
+               profile: int = 0) -> dict[str, float]:
+    """The alerter's batch processing alone (see the module docstring)."""
+    from streams.alerter.service import build_alerter, settle_memory
+    from streams.redis.client import make_redis
+
+    records = crafted_scores(customers, per_customer, seed=1)
+    parts: dict[int, list[RawRecord]] = {p: [] for p in range(4)}
+    for key, value in records:
+        p = zlib.crc32(key.encode()) % 4
+        parts[p].append(RawRecord("scores", p, len(parts[p]), key.encode(), value))
+    steps = [[rs[lo:lo + batch] for rs in parts.values() if rs[lo:lo + batch]]
+             for lo in range(0, max(len(rs) for rs in parts.values()), batch)]
+    prefix = f"bench-alerts-{uuid.uuid4().hex[:8]}"
+    settings = load_settings()
+    settings = settings.model_copy(update={"redis": settings.redis.model_copy(
+        update={"url": redis_url, "key_prefix": prefix})})
+    profiler = cProfile.Profile() if profile else None
+
+    async def run() -> tuple[float, float, int, int]:
+        client = make_redis(settings.redis)
+        try:
+            processor = build_alerter(settings, client).processor
+            await processor.start()
+            settle_memory()  # as the alerter does once it runs
+            cpu, wall, faults = time.process_time(), time.perf_counter(), minor_faults()
+            if profiler is not None:
+                profiler.enable()
+            for step in steps:  # the partitions of a poll concurrently, as the runner does
+                await asyncio.gather(*(processor.process(b) for b in step))
+            if profiler is not None:
+                profiler.disable()
+            return (time.process_time() - cpu, time.perf_counter() - wall,
+                    processor.totals.alerts, minor_faults() - faults)
+        finally:
+            await client.aclose()
+
+    try:
+        cpu, wall, alerts, faults = asyncio.run(run())
+    finally:
+        forget_prefix(redis_url, prefix)
+    result = {"scores": len(records), "alerts": alerts, "batch": batch,
+              "cpu_us_per_score": cpu * 1e6 / len(records), "scores_per_s": len(records) / wall,
+              "page_faults_per_score": faults / len(records), "load_average": os.getloadavg()[0]}
+    print(f"in process: {len(records):,} scores, {alerts:,} alerts, batches of {batch} per "
+          f"partition: {result['cpu_us_per_score']:.1f} µs CPU per score, "
+          f"{result['scores_per_s']:,.0f} scores/s, {result['page_faults_per_score']:.2f} minor "
+          f"page faults per score; load average {result['load_average']:.1f}")
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
     return result
 
 
@@ -200,17 +307,31 @@ def _cleanup(redis_url: str, prefix: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("throughput", "latency", "both"), default="both")
-    parser.add_argument("--customers", type=int, default=10000, help="throughput part")
+    parser.add_argument("--part", choices=("throughput", "latency", "both", "process"),
+                        default="both")
+    parser.add_argument("--customers", type=int, default=10000,
+                        help="throughput and process parts")
     parser.add_argument("--per-customer", type=int, default=10)
     parser.add_argument("--latency-customers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=500.0, help="latency part, events/s")
+    parser.add_argument("--batch", type=int, default=500,
+                        help="process part: scores per partition batch")
+    parser.add_argument("--profile", type=int, default=0,
+                        help="process part: print this many cProfile entries")
+    parser.add_argument("--py-spy", default="",
+                        help="throughput part: record the alerter with py-spy (pip install "
+                             "py-spy; idle time included) into this file (.svg flame graph, "
+                             ".txt collapsed stacks)")
     args = parser.parse_args()
     settings = load_settings()
     bootstrap, redis_url = settings.kafka.bootstrap_servers, settings.redis.url
     out: dict[str, object] = {}
+    if args.part == "process":
+        out["process"] = in_process(redis_url, args.customers, args.per_customer, args.batch,
+                                    args.profile)
     if args.part in ("throughput", "both"):
-        out["throughput"] = throughput(bootstrap, redis_url, args.customers, args.per_customer)
+        out["throughput"] = throughput(bootstrap, redis_url, args.customers, args.per_customer,
+                                       args.py_spy)
     if args.part in ("latency", "both"):
         out["latency"] = latency(bootstrap, redis_url, args.latency_customers, args.rate)
     OUT.mkdir(exist_ok=True)

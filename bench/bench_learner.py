@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from online_models.feature_vector import feature_vector
 from online_models.features import apply_event
 from online_models.observations import Observation
 from streams.contracts import ChurnLabel, encode
+from streams.dev.pipeline import forget_prefix
 from streams.learner.service import LearnerService
 from streams.redis.client import make_redis
 from streams.redis.observation_store import RedisObservationStore
@@ -105,34 +107,40 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await service.start()
         labels = [ChurnLabel(f"l{i}", f"c{i:07d}", T0 + 25 * DAY, True)
                   for i in range(args.churners)]
-        records = [SimpleNamespace(topic="labels", partition=0, offset=i, key=lb.customer_id,
+        records = [SimpleNamespace(topic="labels", partition=0, offset=i,
+                                   key=lb.customer_id.encode(),
                                    value=encode(lb.to_wire())) for i, lb in enumerate(labels)]
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         positives = 0
         for lo in range(0, len(records), 2000):
             positives += await service.step(records[lo:lo + 2000], None, T0 + 26 * DAY, True)
             print(f"  labels {min(lo + 2000, len(records)):,}/{len(records):,}", flush=True)
-        label_s = time.perf_counter() - t
-        t = time.perf_counter()
+        label_s, label_cpu = time.perf_counter() - t, time.process_time() - cpu
+        t, cpu = time.perf_counter(), time.process_time()
         resolved = 0
         while True:
             learned = await service.step([], None, T0 + 100 * DAY, True)
             if not learned:
                 break
             resolved += learned
-        resolve_s = time.perf_counter() - t
+        resolve_s, resolve_cpu = time.perf_counter() - t, time.process_time() - cpu
         assert service.state is not None
         counts = service.state.counts
         mem = await memory(client, service.store)
     finally:
-        async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            await client.delete(key)
         await client.aclose()
+        forget_prefix(settings.redis.url, prefix)
     return {
         "customers": args.customers, "snapshots_per_customer": args.snapshots,
         "labels": len(labels), "label_s": label_s, "labels_per_s": len(labels) / label_s,
+        "label_cpu_us": label_cpu / len(labels) * 1e6,
+        "labels_per_cpu_s": len(labels) / label_cpu if label_cpu else 0.0,
         "learned_at_label": positives, "resolved": resolved, "resolve_s": resolve_s,
         "resolutions_per_s": resolved / resolve_s if resolve_s else 0.0,
+        "resolution_cpu_us": resolve_cpu / resolved * 1e6 if resolved else 0.0,
+        "resolutions_per_cpu_s": resolved / resolve_cpu if resolve_cpu else 0.0,
+        "load_average": os.getloadavg()[0],
+        "models": [settings.model.name, *settings.model.challengers],
         "positives": counts.positives, "negatives": counts.negatives,
         "record_snapshots_per_s": recorded / record_s, **mem,
         "due_index_bytes_per_snapshot": due_per_snapshot,
@@ -147,11 +155,18 @@ if __name__ == "__main__":
     result = asyncio.run(main(parser.parse_args()))
     OUT.mkdir(exist_ok=True)
     (OUT / "learner.json").write_text(json.dumps(result, indent=2))
-    print(f"\nlabels/s           {result['labels_per_s']:>10,.0f}   "
-          f"({result['labels']:,} churn labels: marked, churn times recorded)")
+    print(f"\nload average {result['load_average']:.1f} (CPU figures are this process's: "
+          "Redis server time not included); champion and challengers "
+          f"{', '.join(result['models'])}")
+    print(f"labels/s           {result['labels_per_s']:>10,.0f}   "
+          f"({result['labels']:,} churn labels: marked, churn times recorded; "
+          f"{result['label_cpu_us']:,.1f} µs CPU each = "
+          f"{result['labels_per_cpu_s']:,.0f}/s of one core)")
     print(f"resolutions/s      {result['resolutions_per_s']:>10,.0f}   "
           f"({result['resolved']:,} learned at their horizon: {result['positives']:,} "
-          f"positive, {result['negatives']:,} negative)")
+          f"positive, {result['negatives']:,} negative; "
+          f"{result['resolution_cpu_us']:,.1f} µs CPU each = "
+          f"{result['resolutions_per_cpu_s']:,.0f}/s of one core)")
     print(f"snapshot memory    {result['hash_1_snapshot_bytes']:>10,.0f} B for one, "
           f"{result['hash_30_snapshots_bytes']:,.0f} B for 30 in one hash, "
           f"+{result['due_index_bytes_per_snapshot']:,.0f} B each in the due index "

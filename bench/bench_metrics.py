@@ -33,20 +33,13 @@ import orjson
 from kafka import KafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_env, forget_prefix, new_tag, produce, start_worker, stop
+from common import bench_env, cpu_seconds, forget_prefix, new_tag, produce, start_worker, stop
 
 from streams.kafka.topics import ensure_topics
 from streams.observability import metrics
 from streams.settings import load_settings
 
 OUT = Path(__file__).parent / "out"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def drain(bootstrap: str, n: int, customers: int, on: bool) -> dict[str, float]:

@@ -44,7 +44,16 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_env, event_bytes, forget_prefix, new_tag, produce, start_worker, stop
+from common import (
+    bench_env,
+    cpu_seconds,
+    event_bytes,
+    forget_prefix,
+    new_tag,
+    produce,
+    start_worker,
+    stop,
+)
 
 from streams.dev.pipeline import stop_procs
 from streams.kafka.topics import ensure_topics
@@ -52,14 +61,7 @@ from streams.settings import load_settings
 
 OUT = Path(__file__).parent / "out"
 HERE = Path(__file__).parent
-TICKS = os.sysconf("SC_CLK_TCK")
 VARIANTS = ("batched", "naive", "quix")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def redis_usec(url: str) -> float:

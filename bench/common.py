@@ -16,10 +16,17 @@ from streams.contracts import encode
 from streams.dev.pipeline import WORKER_READY, forget_prefix, stop_procs
 from streams.timefmt import format_ts
 
-__all__ = ["bench_env", "event_bytes", "forget_prefix", "new_tag", "produce", "start_worker",
-           "stop"]
+__all__ = ["bench_env", "cpu_seconds", "event_bytes", "forget_prefix", "new_tag", "produce",
+           "start_worker", "stop"]
 T0 = 1_767_225_600.0
 KINDS = ("session", "session", "feature_use", "purchase", "support_ticket", "payment_failure")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def bench_env(tag: str, workdir: Path, **extra: str) -> dict[str, str]:

@@ -12,8 +12,10 @@ compared to the monthly refit on the same rows.
     python bench/learning_stream.py record EVENTS LABELS OUT.pkl
     python bench/learning_stream.py replay OUT.pkl [OUT2.pkl ...] --configs asrun,logreg,bayes
 
-``asrun`` prints the recorded backtest's own figures; any other name is a learner spec of
-:func:`online_models.grid.config_learner`.
+``asrun`` prints the recorded backtest's own figures; ``default`` replays the learner of the
+default settings (champion, challengers, promotion: ``CHURN_MODEL__*`` variables apply); any
+other name is a one-model learner spec of :func:`online_models.grid.config_learner` (e.g.
+``logreg``, ``bayes``, ``ensemble``: each weighted as the live learner weighs it).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from online_models.baseline import run_baseline
-from online_models.evaluation import log_loss
+from online_models.evaluation import log_loss, top_decile_lift
 from online_models.learner import Learner
 from online_models.model import UNTRAINED_VERSION
 from online_models.observations import Observation, Resolution
@@ -111,6 +113,7 @@ def summary(data: dict[str, Any]) -> dict[str, float]:
         "served_auc": auc(ps, ys),
         "served_logloss": sum(log_loss(p, y) for p, y in served) / max(1, len(served)),
         "served_ece": expected_calibration_error(ps, ys),
+        "served_lift": top_decile_lift(list(zip(ps, ys, strict=True))),
         "month_auc": auc([p for p, _, _ in pairs], [y for _, y, _ in pairs]),
         "baseline_auc": auc([b for _, _, b in pairs], [y for _, y, _ in pairs]),
         "month_ece": expected_calibration_error([p for p, _, _ in pairs],
@@ -141,7 +144,8 @@ def replay(data: dict[str, Any], learner: Learner) -> dict[str, float]:
     month = sorted(data["month"], key=lambda r: r[1])
     month_scores: list[float] = []
     step_times = [now for now, _ in steps]
-    c = m = 0
+    c = m = learned = 0
+    cpu = 0.0
     trained = False
     for s in range(len(steps) + 1):
         until = step_times[s] if s < len(steps) else math.inf
@@ -156,10 +160,13 @@ def replay(data: dict[str, Any], learner: Learner) -> dict[str, float]:
         if s == len(steps):
             break
         batch = steps[s][1]
+        began = time.process_time()
         learner.learn_batch([Resolution(Observation(cid, t, x, served[(s, i)]
                                                     if not math.isnan(served[(s, i)]) else 0.5,
                                                     "v"), y)
                              for i, (cid, t, x, y) in enumerate(batch)], now=steps[s][0])
+        cpu += time.process_time() - began
+        learned += len(batch)
         trained = True
     ps, ys = [], []
     for s, (_, batch) in enumerate(steps):
@@ -174,13 +181,23 @@ def replay(data: dict[str, Any], learner: Learner) -> dict[str, float]:
         "served_auc": auc(ps, ys),
         "served_logloss": sum(log_loss(p, y) for p, y in zip(ps, ys, strict=True)) / len(ps),
         "served_ece": expected_calibration_error(ps, ys),
+        "served_lift": top_decile_lift(list(zip(ps, ys, strict=True))),
         "month_auc": auc([p for p, _, _ in pairs], [y for _, y, _ in pairs]),
         "baseline_auc": auc([b for _, _, b in pairs], [y for _, y, _ in pairs]),
         "month_ece": expected_calibration_error([p for p, _, _ in pairs],
                                                 [y for _, y, _ in pairs]),
         "n": float(len(ps)),
         "rows": float(len(pairs)),
+        "labels_per_cpu_s": learned / cpu if cpu > 0 else float("nan"),
     }
+
+
+def default_learner() -> Learner:
+    """The learner the default settings build (champion, challengers, promotion rule)."""
+    from streams.learner.service import new_learner
+    from streams.settings import Settings
+
+    return new_learner(Settings())
 
 
 def main() -> int:
@@ -205,7 +222,8 @@ def main() -> int:
         for name in args.configs.split(","):
             began = time.monotonic()
             raw = name.endswith(":raw")  # serve the uncalibrated score (the earlier way)
-            learner = config_learner(name.removesuffix(":raw")) if name != "asrun" else None
+            learner = (None if name == "asrun" else default_learner() if name == "default"
+                       else config_learner(name.removesuffix(":raw")))
             if learner is not None and raw:
                 learner.serve = learner.champion.model.raw_proba  # type: ignore[method-assign]
             figures = summary(data) if learner is None else replay(data, learner)

@@ -18,6 +18,7 @@ from streams.kafka.topics import ensure_topics
 from streams.settings import load_settings
 from streams.timefmt import format_ts
 from streams.worker.processor import Batch, BatchStats, EventBatchProcessor
+from streams.worker.run import use_uvloop
 from streams.worker.scoring import PendingScore, build_score
 
 
@@ -69,6 +70,7 @@ def main() -> None:
     settings = load_settings()
     ensure_topics(settings.kafka, settings.topics)
     app_module.EventBatchProcessor = NaiveProcessor  # type: ignore[attr-defined]
+    use_uvloop()  # the same event loop as churnpulse worker
     app = app_module.create_app(settings)
     faust.Worker(app, loglevel="info").execute_from_commandline()
 

@@ -1,0 +1,258 @@
+"""Alert budgets on simulated years: the figures of issue 10's done-when, per seed.
+
+Two stages, so the expensive one runs once per seed::
+
+    # 1. simulate, serve every score through the backtest (worker + learner in-process),
+    #    keep the served scores, churns and the batch baseline's rows (bench/out/year-<seed>/)
+    python bench/bench_alert_year.py serve --customers 2000 --days 365 --seed 1
+
+    # 2. replay the alert policy (budget code of the working tree) over the served scores
+    python bench/bench_alert_year.py replay --seeds 1 2 3 --budget 0.02
+
+    # 3. a per-day trace of the budget (level, thresholds, customers above enter, alerts, held)
+    python bench/bench_alert_year.py trace --seed 1 --from 2025-09-29 --to 2025-10-27
+
+``serve`` writes ``served.pkl`` (score columns, churns, baseline rows, served ECE) and the
+full backtest ``report.json``; ``replay`` prints, per seed and after the first month (weeks
+are UTC ISO weeks: Monday 00:00 UTC): the share of weeks within ±15 % of the budget, the
+volume range, precision over the base rate of the same weeks, recall, the days of warning of
+warned churners (median, quartiles) and the served ECE, and writes
+``bench/out/alert_year.json``. Process CPU seconds are printed beside wall seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import pickle
+import subprocess
+import sys
+import time
+from array import array
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+
+
+def serve(args: argparse.Namespace) -> None:
+    from online_models.baseline import run_baseline
+    from streams.offline.backtest import BacktestOptions, outcomes, run_backtest
+    from streams.offline.backtest_report import build_report, write_report
+    from streams.offline.history import load_history
+    from streams.settings import load_settings
+
+    out = Path(args.out or OUT / f"year-{args.seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    sim = out / "sim"
+    w0, c0 = time.time(), time.process_time()
+    if not (sim / "events.jsonl").exists():
+        subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--out", str(sim),
+                        "--customers", str(args.customers), "--days", str(args.days),
+                        "--seed", str(args.seed), "--start", args.start, "--no-progress"],
+                       check=True)
+    settings = load_settings()
+    history = load_history(sim / "events.jsonl", sim / "labels.jsonl")
+    run = asyncio.run(run_backtest(settings, history, BacktestOptions()))
+    served_s = time.time() - w0
+    print(f"seed {args.seed}: {run.n_events:,} events, {run.n_labels:,} labels served in "
+          f"{served_s:.0f} s wall ({run.events_per_second:,.0f} events/s)", flush=True)
+    config = settings.alerts.config
+    budget = settings.alerts.budget.model_copy(
+        update={"mode": "budget", "share_per_week": args.budget}).params(1)
+    report = build_report(run, settings.model.alert_threshold, alert_policy=config.policy,
+                          alert_budget=budget)
+    write_report(report, out)
+    rows = outcomes(run)
+    base = run_baseline([r for r, _, _ in rows], run.policy.horizon_s)
+    s = run.scores
+    dump = {"customers": s.customers, "versions": s.versions, "cid": s.cid.tolist(),
+            "t": s.t.tolist(), "p": s.p.tolist(), "version": s.version.tolist(),
+            "sweep": s.sweep.tolist(), "churns": run.churns, "first_ts": run.first_ts,
+            "last_ts": run.last_ts, "horizon_s": run.policy.horizon_s,
+            "baseline": [(r.customer_id, r.t, p) for r, p in base.scored],
+            "ece_served": report["calibration"]["ece_served"],
+            "events": run.n_events, "labels": run.n_labels, "scores": len(s),
+            "serve_wall_s": served_s, "serve_cpu_s": time.process_time() - c0}
+    (out / "served.pkl").write_bytes(pickle.dumps(dump))
+    print(f"seed {args.seed}: wrote {out / 'served.pkl'} ({len(s):,} scores; wall "
+          f"{time.time() - w0:.0f} s, cpu {time.process_time() - c0:.0f} s)", flush=True)
+
+
+def load_scores(dump: dict[str, Any]) -> Any:
+    from streams.offline.backtest_stores import ScoreLog
+
+    log = ScoreLog("scores")
+    log.customers, log.versions = dump["customers"], dump["versions"]
+    log.cid, log.t, log.p = array("l", dump["cid"]), array("d", dump["t"]), array("d", dump["p"])
+    log.version, log.sweep = array("l", dump["version"]), array("b", dump["sweep"])
+    return log
+
+
+def replay_one(path: Path, share: float) -> dict[str, Any]:
+    from streams.offline.backtest_alerts import alert_section
+    from streams.settings import load_settings
+
+    dump = pickle.loads(path.read_bytes())
+    settings = load_settings()
+    budget = settings.alerts.budget.model_copy(
+        update={"mode": "budget", "share_per_week": share}).params(1)
+    w0, c0 = time.time(), time.process_time()
+    section = alert_section(load_scores(dump), dump["churns"], horizon_s=dump["horizon_s"],
+                            origin=dump["first_ts"], clock=dump["last_ts"],
+                            policy=settings.alerts.config.policy, budget=budget,
+                            baseline=dump["baseline"])
+    later, total = section["after_first_month"], section["online"]["total"]
+    return {"served": str(path), "events": dump["events"], "labels": dump["labels"],
+            "scores": dump["scores"], "customers": len(dump["customers"]),
+            "alerts": total["alerts"], "by_severity": section["by_severity"],
+            "per_1000_active": total["per_1000_active"], "after_first_month": later,
+            "recall": total["recall"], "warned_churner_days": total["warned_churner_days"],
+            "warned_churner_median_90ci": total["warned_churner_median_90ci"],
+            "right_alert_days": total["warning_days"], "ece_served": dump["ece_served"],
+            "baseline": {k: section["baseline"]["total"][k] for k in
+                         ("precision", "recall", "warned_churner_days")}
+            if "baseline" in section else None,
+            "online_same_span": {k: section["online_from_baseline_start"]["total"][k] for k in
+                                 ("precision", "recall", "warned_churner_days")}
+            if "baseline" in section else None,
+            "replay_wall_s": time.time() - w0, "replay_cpu_s": time.process_time() - c0,
+            "weeks": [{k: r.get(k) for k in ("week", "start", "alerts", "budget", "customers",
+                                              "precision", "base_rate")}
+                      for r in section["online"]["weeks"]]}
+
+
+def trace(args: argparse.Namespace) -> None:
+    """Per event-time day of one served year: the budget's level and thresholds at the day's
+    first score, the smoothed alerts wanted per day, the week's budget and alerts sent before
+    the day; the day's scores, customers, customers above enter (already alerted / free to
+    alert), alerts, episodes the cap held, and the 99.5th percentile of the day's scores."""
+    from datetime import UTC, date, datetime
+
+    from alerts.budget import DAY_S, BudgetState, free_to_alert
+    from alerts.measure import week_start_day
+    from alerts.policy import RiskState, ScoreInput
+    from online_models.model import UNTRAINED_VERSION
+    from streams.settings import load_settings
+
+    dump = pickle.loads((Path(args.dir or OUT) / f"year-{args.seed}" / "served.pkl").read_bytes())
+    scores, settings = load_scores(dump), load_settings()
+    budget = settings.alerts.budget.model_copy(
+        update={"mode": "budget", "share_per_week": args.budget}).params(1)
+    assert budget is not None
+    policy = settings.alerts.config.policy
+    lo, hi = (math.floor(datetime.combine(date.fromisoformat(d), datetime.min.time(), UTC)
+                         .timestamp() / DAY_S) for d in (args.start, args.end))
+    names = {i: c for c, i in scores.customers.items()}
+    skip = scores.versions.get(UNTRAINED_VERSION, -1)
+    state, risk = BudgetState.initial(budget), dict[str, RiskState]()
+    team = state.teams[budget.budgets[0].team]
+    days: dict[int, dict[str, Any]] = {}
+    for i in range(len(scores)):
+        day = math.floor(scores.t[i] / DAY_S)
+        if day >= hi + 2:  # scores come in offset order, up to ~0.7 days out of time order
+            break
+        if scores.version[i] == skip:
+            continue
+        cid = names[scores.cid[i]]
+        s = ScoreInput(cid, str(i), scores.p[i], scores.t[i],
+                       reason="sweep" if scores.sweep[i] else "event")
+        before = risk.get(cid, RiskState())
+        row = None
+        if lo <= day < hi:
+            p = state.policy_for(s, policy)
+            if day not in days:
+                first = week_start_day(day)
+                days[day] = {"level": team.level, "th": (p.enter, p.exit, p.high, p.critical),
+                             "rate": team.rate or 0.0, "week": state.weekly_budget(team_name(
+                                 budget)), "sent": team.sent_since(first) - team.sent_since(day),
+                             "scores": [], "cust": set(), "alerted": set(), "free": set(),
+                             "alerts": 0, "held": 0}
+            row = days[day]
+            row["scores"].append(s.score)
+            row["cust"].add(cid)
+            if s.score >= p.enter:
+                row["free" if free_to_alert(before, s.ts, policy) else "alerted"].add(cid)
+        waiting = len(team.waiting)
+        risk[cid], out = state.step(i, before, s, policy, 0.0)
+        if row is not None:
+            row["alerts"] += len(out)
+            row["held"] += len(team.waiting) > waiting
+    print("day         level    q %   enter   exit    high    crit  wanted  week  sent | "
+          "scores  cust above alerted free | alerts held | p99.5")
+    for d, r in sorted(days.items()):
+        xs = sorted(r["scores"])
+        enter, exit_, high, crit = r["th"]
+        when = datetime.fromtimestamp(d * DAY_S, UTC).strftime("%Y-%m-%d %a")[:13]
+        print(f"{when} {r['level']:6.2f} {100 * 2 ** r['level']:5.2f} {enter:.4f} {exit_:.4f} "
+              f"{high:.4f} {crit:.4f} {r['rate']:6.1f} {r['week']:5.1f} {r['sent']:5d} | "
+              f"{len(xs):6d} {len(r['cust']):5d} {len(r['alerted']) + len(r['free']):5d} "
+              f"{len(r['alerted']):7d} {len(r['free']):4d} | {r['alerts']:6d} {r['held']:4d} | "
+              f"{xs[int(0.995 * len(xs))]:.3f}")
+
+
+def team_name(budget: Any) -> str:
+    return str(budget.budgets[0].team)
+
+
+def _f(x: Any, fmt: str = ".3f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def replay(args: argparse.Namespace) -> None:
+    results = {}
+    for seed in args.seeds:
+        path = Path(args.dir or OUT) / f"year-{seed}" / "served.pkl"
+        r = replay_one(path, args.budget)
+        results[str(seed)] = r
+        later, d = r["after_first_month"], r["warned_churner_days"]
+        ci = ("-" if r["warned_churner_median_90ci"] is None else
+              "{:.1f}-{:.1f}".format(*r["warned_churner_median_90ci"]))
+        print(f"seed {seed}: {r['customers']:,} customers, {r['alerts']:,} alerts "
+              f"{r['by_severity']}; after month 1: {later['weeks']} weeks, "
+              f"{_f(later['weeks_within_15pct'], '.0%')} within ±15 % "
+              f"(volume {_f(later['volume_ratio_min'], '.2f')}-"
+              f"{_f(later['volume_ratio_max'], '.2f')} x budget); precision "
+              f"{_f(later['precision'])} / base {_f(later['base_rate'])} = "
+              f"{_f(later['precision_over_base'], '.1f')}x; recall {_f(r['recall'])}; warned "
+              f"churners' warning median {_f(d['median'], '.1f')} d (p25 {_f(d['p25'], '.1f')}, "
+              f"p75 {_f(d['p75'], '.1f')}, n {d['n']}, median 90 % CI {ci}); served ECE "
+              f"{_f(r['ece_served'])}; "
+              f"replay {r['replay_cpu_s']:.1f} s cpu", flush=True)
+    OUT.mkdir(exist_ok=True)
+    target = Path(args.json or OUT / "alert_year.json")
+    target.write_text(json.dumps({"budget": args.budget, "seeds": results}, indent=1))
+    print(f"wrote {target}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="stage", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--customers", type=int, default=2000)
+    s.add_argument("--days", type=int, default=365)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--start", default="2025-09-01", help="a Monday, a year in the past")
+    s.add_argument("--budget", type=float, default=0.02)
+    s.add_argument("--out", type=Path)
+    r = sub.add_parser("replay")
+    r.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    r.add_argument("--budget", type=float, default=0.02)
+    r.add_argument("--dir", type=Path, help="where the year-<seed> folders are")
+    r.add_argument("--json", type=Path)
+    t = sub.add_parser("trace")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--from", dest="start", default="2025-09-29", help="first day (UTC)")
+    t.add_argument("--to", dest="end", default="2025-10-27", help="day after the last")
+    t.add_argument("--budget", type=float, default=0.02)
+    t.add_argument("--dir", type=Path, help="where the year-<seed> folders are")
+    args = parser.parse_args()
+    {"serve": serve, "replay": replay, "trace": trace}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()
