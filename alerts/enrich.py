@@ -24,7 +24,7 @@ from alerts.contracts import action_record, alert_record
 from alerts.drivers import DEFAULT_TYPE_CATEGORIES, main_category, summary, views
 from alerts.lifecycle import stage
 from alerts.policy import AlertDecision, PolicyParams, RiskState
-from alerts.routing import RoutingTable, in_holdout, value_tier
+from alerts.routing import Route, RoutingTable, in_holdout, value_tier
 from alerts.segments import spend_per_month
 
 
@@ -63,7 +63,7 @@ def enrich(decision: AlertDecision, state: RiskState, features: Mapping[str, flo
     cat = main_category(shown)
     spend = spend_per_month(features) if features else None
     value = value_tier(spend, config.value_mid_from, config.value_high_from)
-    route = config.routing.route(cat, decision.severity, value)
+    route = _route(config.routing, cat, decision.severity, value)
     holdout = in_holdout(decision.customer_id, config.holdout_share, config.holdout_salt)
     tenure = features.get("tenure_days") if features else None
     lifecycle = stage(state, decision.ts, tenure, config.new_days, config.returned_days)
@@ -73,3 +73,28 @@ def enrich(decision: AlertDecision, state: RiskState, features: Mapping[str, flo
     if advice is not None:
         advise(alert, route, advice)
     return alert, {**action_record(alert), **action_extras(alert)}
+
+
+_ROUTES: dict[int, tuple[RoutingTable, dict[tuple[str, str, str], Route]]] = {}
+
+
+def _route(table: RoutingTable, category: str, severity: str, value: str) -> Route:
+    """``table.route(...)``, remembered per table (routes are frozen; the table is scanned
+    rule by rule, a cost per alert). Keyed by the table's id while it is held here, so an
+    id is never reused for another table meanwhile.
+
+    >>> t = RoutingTable.default()
+    >>> _route(t, "billing", "high", "mid") == t.route("billing", "high", "mid")
+    True
+    """
+    entry = _ROUTES.get(id(table))
+    if entry is None or entry[0] is not table:
+        if len(_ROUTES) >= 64:  # configurations come and go in tests, not in a process
+            _ROUTES.clear()
+        entry = _ROUTES[id(table)] = (table, {})
+    routes = entry[1]
+    key = (category, severity, value)
+    route = routes.get(key)
+    if route is None:
+        route = routes[key] = table.route(category, severity, value)
+    return route

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -34,6 +33,7 @@ from streams.settings import TopicSettings
 
 log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 5
+_NOTHING: dict[int, OutboxEntry] = {}  # a plan without decisions produced nothing (not changed)
 
 
 class FeatureReader(Protocol):
@@ -117,20 +117,25 @@ class AlertBatchProcessor:
             return BatchResult([], 0, 0)
         first = records[0].offset
         now = self._wall()
-        by_customer: dict[str, list[tuple[int, ScoreInput]]] = defaultdict(list)
+        by_customer: dict[str, list[tuple[int, ScoreInput]]] = {}
         dead: dict[int, OutRecord] = {}
+        decode = decode_score
         for r in records:
             try:
                 if r.value is None:
                     raise BadScore("empty", "message has no value")
-                score = decode_score(r.value, now=now)
+                score = decode(r.value, now=now)
             except BadScore as exc:
                 dead[r.offset] = self._dead_letter(r, exc, now)
                 continue
             if not score.calibrated:  # a probability nobody can trust yet moves no episode
                 self.totals.uncalibrated += 1
                 continue
-            by_customer[score.customer_id].append((r.offset, score))
+            mine = by_customer.get(score.customer_id)
+            if mine is None:
+                by_customer[score.customer_id] = [(r.offset, score)]
+            else:
+                mine.append((r.offset, score))
         self.totals.dead_lettered += len(dead)
         self.totals.scores += len(records) - len(dead)
         if by_customer:
@@ -175,22 +180,26 @@ class AlertBatchProcessor:
         emitted: list[tuple[int, OutboxEntry]] = []
         writes: dict[str, Versioned] = {}
         alerts = replayed = holdout = 0
+        segments, config = self.segments, self.config
         for cid, plan in plans.items():
+            if plan.replayed:
+                emitted.extend(plan.replayed)
+                replayed += sum(1 for _, entry in plan.replayed for kind, _ in entry
+                                if kind == "alert")
+            if not plan.decisions:  # most customers: a new state, nothing to enrich
+                if plan.changed:
+                    writes[cid] = (finish(plan, _NOTHING), stored[cid][1])
+                continue
             produced: dict[int, OutboxEntry] = {}
+            feats = features.get(cid)
+            segment = segments.assign(behaviour(feats)) if feats else "unknown"
             for offset, decision, state in plan.decisions:
-                segment = self.segments.assign(behaviour(features[cid])) if features.get(
-                    cid) else "unknown"
-                alert, action = enrich(decision, state, features.get(cid), segment,
-                                       self.config)
+                alert, action = enrich(decision, state, feats, segment, config)
                 produced.setdefault(offset, []).extend([("alert", alert), ("action", action)])
                 alerts += 1
                 holdout += bool(alert["holdout"])
-            emitted.extend(plan.replayed)
-            replayed += sum(1 for _, entry in plan.replayed for kind, _ in entry
-                            if kind == "alert")
             emitted.extend(produced.items())
-            if plan.changed or produced:
-                writes[cid] = (finish(plan, produced), stored[cid][1])
+            writes[cid] = (finish(plan, produced), stored[cid][1])
         moved = (await self.store.write(writes) if budget is None else
                  await self.store.write(writes, budget=(budget[0], budget[1].to_json(),
                                                         budget[2])))
@@ -199,7 +208,7 @@ class AlertBatchProcessor:
                 self._budgets.pop(budget[0], None)
             self.forget(moved)
             return None
-        self._hold({cid: ((writes[cid][0], writes[cid][1] + 1) if cid in writes
+        self._hold({cid: ((write[0], write[1] + 1) if (write := writes.get(cid)) is not None
                           else stored[cid]) for cid in plans})
         if budget is not None:
             self._budgets[budget[0]] = (budget[1], budget[2] + 1)

@@ -100,8 +100,7 @@ class InMemoryAlertStore:
             moved.append(f"budget:{budget[0]}")
         if not moved:
             for c, (record, v) in records.items():
-                self.records[c] = (Stored.from_json(orjson.loads(orjson.dumps(
-                    record.to_json()))), v + 1)
+                self.records[c] = (Stored.from_json(orjson.loads(record.encode())), v + 1)
             if budget is not None:
                 self.budgets[budget[0]] = (orjson.loads(orjson.dumps(budget[1])), budget[2] + 1)
         return moved
@@ -181,7 +180,7 @@ class RedisAlertStore:
         cids = list(records)
         keys = [self.key(c) for c in cids]
         versions: list[Any] = [records[c][1] for c in cids]
-        values: list[Any] = [orjson.dumps(records[c][0].to_json()) for c in cids]
+        values: list[Any] = [records[c][0].encode() for c in cids]
         names = list(cids)
         if budget is not None:  # one more record of the same all-or-nothing write
             keys.append(self.budget_key(budget[0]))
