@@ -70,7 +70,8 @@ async def test_a_freshly_created_cluster_confirms_writes_as_soon_as_it_is_up(
     """Down, data wiped, up: ``--cluster create`` runs again, and the first barrier write after
     ``up`` returns is confirmed on every primary. The first node's ``CLUSTER NODES`` lags the
     create by a gossip round, and a wait that trusted it returned before any replica had its
-    copy (CI at 17b3b1d: '7001 confirmed 0 of 1 within 2000 ms' in the first cluster test)."""
+    copy (CI of session 11's stop, on a fresh machine: "7001 confirmed 0 of 1 within 2000 ms" in
+    the first cluster test)."""
     import shutil
 
     from streams.services import redis_cluster
