@@ -98,9 +98,9 @@ class AlertBatchProcessor:
         for cid in customers:
             self._cache.pop(cid, None)
 
-    def _hold(self, records: Mapping[str, Versioned]) -> None:
+    def _hold(self, records: Iterable[tuple[str, Versioned]]) -> None:
         cache = self._cache
-        for cid, versioned in records.items():
+        for cid, versioned in records:
             cache.pop(cid, None)  # newest last: the oldest go first when full
             cache[cid] = versioned
         while len(cache) > self.cache_size:
@@ -156,11 +156,11 @@ class AlertBatchProcessor:
         stored, churned = await self.store.read(by_customer, held)
         for cid in held:
             stored[cid] = cache[cid]
-        marked: dict[str, list[tuple[int, ScoreInput]]] = {}
-        for cid, scores in by_customer.items():
-            mark = churned.get(cid)
-            marked[cid] = ([(o, replace(s, churned_at=mark)) for o, s in scores]
-                           if mark is not None else scores)
+        marked = by_customer
+        if churned:  # the learner's churn marks ride on the scores of those customers
+            marked = {cid: ([(o, replace(s, churned_at=mark)) for o, s in scores]
+                            if (mark := churned.get(cid)) is not None else scores)
+                      for cid, scores in by_customer.items()}
         plans: dict[str, Plan] = {}
         budget: tuple[str, BudgetState, int] | None = None
         if self.budget is not None:
@@ -208,8 +208,8 @@ class AlertBatchProcessor:
                 self._budgets.pop(budget[0], None)
             self.forget(moved)
             return None
-        self._hold({cid: ((write[0], write[1] + 1) if (write := writes.get(cid)) is not None
-                          else stored[cid]) for cid in plans})
+        self._hold((cid, (write[0], write[1] + 1) if (write := writes.get(cid)) is not None
+                    else stored[cid]) for cid in plans)
         if budget is not None:
             self._budgets[budget[0]] = (budget[1], budget[2] + 1)
         self.totals.alerts += alerts

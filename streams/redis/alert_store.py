@@ -122,6 +122,7 @@ class RedisAlertStore:
         self._scripts = {"write": LUA_WRITE.read_text(), "read": LUA_READ.read_text()}
         self._script = _Scripts(client, self._scripts)
         self._cluster: dict[str, ClusterScript] = {}
+        self._on_cluster = is_cluster(client)  # asked once: an isinstance of a Protocol class
 
     def key(self, customer_id: str) -> str:
         return f"{self.prefix}:{{c:{customer_id}}}:alert"
@@ -155,7 +156,7 @@ class RedisAlertStore:
         if not cids:
             return {}, {}
         n = len(wanted)
-        if is_cluster(self._client):  # no script over many slots: one pipeline of reads
+        if self._on_cluster:  # no script over many slots: one pipeline of reads
             pipe = self._client.pipeline(transaction=False)
             for c in wanted:
                 pipe.hmget(self.key(c), "r", "v")
@@ -187,7 +188,7 @@ class RedisAlertStore:
             versions.append(budget[2])
             values.append(orjson.dumps(budget[1]))
             names.append(f"budget:{budget[0]}")
-        if is_cluster(self._client):  # check every version, then compare-and-set per slot
+        if self._on_cluster:  # check every version, then compare-and-set per slot
             pipe = self._client.pipeline(transaction=False)
             for key in keys:
                 pipe.hget(key, "v")
@@ -256,13 +257,14 @@ class RedisFeatureReader:
         self._store = store
         self._client = client
         self._script = _Scripts(client, {"features": LUA_FEATURES.read_text()}, read_only=True)
+        self._on_cluster = is_cluster(client)
 
     async def features_many(self, customers: Sequence[str],
                             at: Mapping[str, float]) -> dict[str, dict[str, float]]:
         if not customers:
             return {}
         keys = [self._store.feature_key(c) for c in customers]
-        if is_cluster(self._client):  # keys on many slots: no one script
+        if self._on_cluster:  # keys on many slots: no one script
             pipe = self._client.pipeline(transaction=False)
             for key in keys:
                 pipe.hget(key, STATE_FIELD)
