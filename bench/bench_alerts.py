@@ -5,6 +5,7 @@ Run by hand with the local services up (``churnpulse services up``)::
     python bench/bench_alerts.py                      # both parts
     python bench/bench_alerts.py --part throughput --customers 20000
     python bench/bench_alerts.py --part process --profile 25   # in process, no Kafka
+    python bench/bench_alerts.py --part digest   # hash of outputs and stored records
 
 Not part of the pass/fail suite; prints figures and writes ``bench/out/alerts.json``.
 
@@ -64,6 +65,7 @@ from streams.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
+T_CHURN = 1_767_225_600.0  # digest part: churn marks from 2026-01-01
 
 
 class AlertWatcher(threading.Thread):
@@ -202,6 +204,59 @@ def in_process(redis_url: str, customers: int, per_customer: int, batch: int,
     return result
 
 
+def digest(redis_url: str, mode: str = "thresholds") -> str:
+    """SHA-256 of what the batch processor emits and stores for a fixed run (fixed wall clock,
+    3,000 customers, churn marks, bad records, one batch per partition processed twice as after
+    a crash before the commit): equal before and after a change = byte-identical behaviour."""
+    import hashlib
+
+    from streams.alerter.service import build_alerter
+    from streams.redis.client import make_redis
+
+    records: list[tuple[str, bytes | None]] = [*crafted_scores(3000, 10, seed=3)]
+    records[500:500] = [("c-00001", b"not json"), ("c-00002", b'{"customer_id":"c"}'),
+                        ("c-00003", None)]
+    parts: dict[int, list[RawRecord]] = {p: [] for p in range(4)}
+    for key, value in records:
+        p = zlib.crc32(key.encode()) % 4
+        parts[p].append(RawRecord("scores", p, len(parts[p]), key.encode(), value))
+    prefix, h = f"bench-digest-{uuid.uuid4().hex[:8]}", hashlib.sha256()
+    s = load_settings()
+    alerts = s.alerts.model_copy(update={"budget": s.alerts.budget.model_copy(
+        update={"mode": mode})})
+    s = s.model_copy(update={"alerts": alerts, "redis": s.redis.model_copy(
+        update={"url": redis_url, "key_prefix": prefix})})
+
+    async def run() -> None:
+        client = make_redis(s.redis)
+        try:
+            for c in range(0, 3000, 37):
+                await client.hset(f"{prefix}:churned", f"c-{c:05d}", T_CHURN + 86400 * (c % 20))
+            processor = build_alerter(s, client).processor
+            processor._wall = lambda: 1_800_000_000.0
+            await processor.start()
+            for rs in parts.values():
+                for lo in range(0, len(rs), 400):
+                    for again in range(2 if lo == 1200 else 1):
+                        if again:  # a crash before the commit: a new owner, the same batch
+                            processor.forget()
+                        for o in (await processor.process(rs[lo:lo + 400])).out:
+                            h.update(repr((o.topic, o.key, o.value, o.headers)).encode())
+            keys = sorted([k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)
+                           if k.endswith(b":alert") or b":budget:" in k])
+            for k in keys:
+                h.update(k[len(prefix):] + repr(sorted((await client.hgetall(k)).items())).encode())
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        forget_prefix(redis_url, prefix)
+    print(f"digest ({mode}): {h.hexdigest()}")
+    return h.hexdigest()
+
+
 def latency(bootstrap: str, redis_url: str, customers: int, rate: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         p = Pipeline(bootstrap, redis_url, Path(tmp))
@@ -307,7 +362,7 @@ def _cleanup(redis_url: str, prefix: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("throughput", "latency", "both", "process"),
+    parser.add_argument("--part", choices=("throughput", "latency", "both", "process", "digest"),
                         default="both")
     parser.add_argument("--customers", type=int, default=10000,
                         help="throughput and process parts")
@@ -326,6 +381,8 @@ def main() -> None:
     settings = load_settings()
     bootstrap, redis_url = settings.kafka.bootstrap_servers, settings.redis.url
     out: dict[str, object] = {}
+    if args.part == "digest":
+        out["digest"] = {m: digest(redis_url, m) for m in ("thresholds", "budget")}
     if args.part == "process":
         out["process"] = in_process(redis_url, args.customers, args.per_customer, args.batch,
                                     args.profile)
