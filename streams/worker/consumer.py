@@ -126,7 +126,7 @@ class EventConsumer:
 
     def _producer(self, transactional_id: str | None) -> Any:
         return new_producer(self._settings.kafka, acks="all", enable_idempotence=True,
-                            linger_ms=5, max_batch_size=512 * 1024,
+                            linger_ms=0, max_batch_size=512 * 1024,
                             client_id="churnpulse-scores", partitioner=CachedPartitioner())
 
     async def run(self) -> None:
