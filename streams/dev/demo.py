@@ -151,7 +151,8 @@ def render(summary: Summary, workers: int, settings: Settings) -> Group:
     stats.add_row("customers", f"{summary.active:,} active · {summary.joined:,} joined or back")
     stats.add_row("events · churn labels", f"{summary.events:,} · {summary.labels:,}")
     stats.add_row("scores received", f"{summary.scores:,}  ({scores_rate:,.0f}/s)")
-    stats.add_row("customers scored", f"{len(summary.risk):,}")
+    stats.add_row("customers with a risk shown", f"{len(summary.risk):,}"
+                  + ("" if summary.risk or not summary.uncalibrated else "  (calibrating)"))
     stats.add_row("event→score latency", f"p50 {percentile(lat, 0.5):,.0f} ms · "
                   f"p99 {percentile(lat, 0.99):,.0f} ms")
     stats.add_row("dead letters", f"{summary.dead_letters} of {summary.malformed} malformed sent")
