@@ -39,6 +39,7 @@ from streams.alerter.health import serve_alerter_health
 from streams.alerter.processor import AlertBatchProcessor, BatchResult, summary_line
 from streams.errors import TransientError
 from streams.kafka.clients import new_consumer, new_producer
+from streams.kafka.publish import CachedPartitioner
 from streams.kafka.runner import Runner, RunnerConfig
 from streams.kafka.strategy import Batch, Strategy
 from streams.kafka.topics import ensure_topics
@@ -102,10 +103,13 @@ class Alerter(Strategy[BatchResult]):
 
         def producer(transactional_id: str | None) -> Any:
             partition = (transactional_id or "").rsplit(".", 1)[-1]
+            # the default partitioner's partitions, each key's murmur2 (pure Python) computed
+            # once: an alert and its action share the customer's key
             return new_producer(kafka, acks="all", enable_idempotence=True,
                                 transactional_id=transactional_id, linger_ms=2,
                                 max_batch_size=512 * 1024,
-                                client_id=f"churnpulse-alerts-{partition}")
+                                client_id=f"churnpulse-alerts-{partition}",
+                                partitioner=CachedPartitioner(max_cached=100_000))
 
         return Runner(config, self, consumer, producer,
                       transactional_id=lambda tp: self.transactional_id(tp.partition))

@@ -227,16 +227,20 @@ class _Scripts:
         self._read_only = read_only
 
     async def __call__(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        # keys as UTF-8 bytes, as redis-py would send them: it takes bytes as they are, while
+        # each str goes through its encoder (~1.3 µs a key against ~0.4 for bytes, and the
+        # alerter's scripts take one key per customer of the batch)
+        keys_b: list[Any] = [k.encode() for k in keys]
         sha = self._shas.get(name)
         if sha is None:
             sha = self._shas[name] = await call(self._client.script_load(self._sources[name]))
         try:
-            return await call(self._run(sha, keys, args))
+            return await call(self._run(sha, keys_b, args))
         except NoScriptError:  # the server restarted or flushed its scripts
             sha = self._shas[name] = await call(self._client.script_load(self._sources[name]))
-            return await call(self._run(sha, keys, args))
+            return await call(self._run(sha, keys_b, args))
 
-    def _run(self, sha: str, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, sha: str, keys: list[Any], args: list[Any]) -> Any:
         if self._read_only:
             return self._client.evalsha_ro(sha, len(keys), *keys, *args)
         return self._client.evalsha(sha, len(keys), *keys, *args)
