@@ -89,6 +89,10 @@ class Stored:
         >>> st = Stored(RiskState(last_ts=1.0), 7, {7: [("alert", {"a": 1})]})
         >>> st.encode() == orjson.dumps(st.to_json()), Stored().encode()[-16:]
         (True, b'],"o":-1,"x":{}}')
+        >>> st = Stored(RiskState(1e9, 0.61, ("s1", "s2"), alerted_values=(("f", 0.5),)), 12,
+        ...             {11: [("alert", {"s": "é", "d": [1.5, None]}), ("action", {})], 12: []})
+        >>> st.encode() == orjson.dumps(st.to_json())
+        True
         """
         outbox = (orjson.dumps({str(k): v for k, v in self.outbox.items()}) if self.outbox
                   else b"{}")  # (kind, record) tuples: JSON arrays, as to_json's lists
