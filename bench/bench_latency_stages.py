@@ -23,11 +23,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import random
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -105,10 +102,9 @@ def per_stage(trace: Path) -> dict[str, list[float]]:
 
 def run(rate: float, seconds: float, customers: int) -> None:
     sys.path.insert(0, str(HERE))
-    import orjson
-    from bench_pipeline import OUT, append_time, prepare
-    from common import WORKER_READY, event_bytes, forget_prefix, new_tag, stop
-    from kafka import KafkaConsumer, KafkaProducer
+    from bench_pipeline import OUT, append_time, prepare, read_latencies, wind_down
+    from common import PacedPublisher, new_tag, start_worker
+    from kafka import KafkaConsumer
 
     from streams.settings import load_settings
 
@@ -120,53 +116,18 @@ def run(rate: float, seconds: float, customers: int) -> None:
     trace = OUT / f"stages-{tag}.txt"
     trace.write_text("")
     log = OUT / f"stages-{tag}.log"
-    worker = subprocess.Popen([sys.executable, __file__, "--stage-worker", str(trace)],
-                              env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    deadline = time.monotonic() + 90
-    while WORKER_READY not in log.read_bytes():
-        if worker.poll() is not None or time.monotonic() > deadline:
-            stop(worker)
-            raise SystemExit(f"worker did not start:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.1)
+    worker = start_worker(env, log, cmd=[sys.executable, __file__, "--stage-worker", str(trace)])
     consumer = KafkaConsumer(env["CHURN_TOPICS__SCORES"], bootstrap_servers=bootstrap,
                              auto_offset_reset="earliest", group_id=None)
     began = time.time()
-    done = threading.Event()
     points: list[tuple[float, float, float]] = []  # (sent at, in Kafka ms, read ms)
-
-    def publish() -> None:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1)
-        rng = random.Random(2)
-        start, sent = time.monotonic(), 0
-        while not done.is_set() and time.monotonic() - start < seconds:
-            while sent < int((time.monotonic() - start) * rate):
-                key, value = event_bytes(sent, customers, rng)
-                producer.send(env["CHURN_TOPICS__EVENTS"], key=key, value=value)
-                sent += 1
-            time.sleep(0.002)
-        producer.flush()
-        producer.close()
-
-    thread = threading.Thread(target=publish, daemon=True)
+    thread = PacedPublisher(bootstrap, env["CHURN_TOPICS__EVENTS"], rate, seconds, customers)
     thread.start()
-    end = time.monotonic() + seconds + 15
     try:
-        while time.monotonic() < end:
-            for batch in consumer.poll(timeout_ms=200).values():
-                now_ms = time.time() * 1000
-                for m in batch:
-                    source = orjson.loads(m.value)["source_timestamp_ms"]
-                    points.append((source / 1000 - began, m.timestamp - source, now_ms - source))
-            if not thread.is_alive() and time.monotonic() > end - 12:
-                break
+        points = [(source / 1000 - began, appended, read)
+                  for source, appended, read in read_latencies(consumer, thread, seconds)]
     finally:
-        done.set()
-        thread.join()
-        stop(worker)
-        consumer.close()
-        forget_prefix(env.get("CHURN_REDIS__URL") or load_settings().redis.url,
-                      env["CHURN_REDIS__KEY_PREFIX"])
+        wind_down(thread, worker, consumer, env)
     by_second: dict[int, list[tuple[float, float]]] = {}
     for at, in_kafka, read in points:
         by_second.setdefault(int(at), []).append((in_kafka, read))

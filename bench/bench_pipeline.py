@@ -37,18 +37,18 @@ import random
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import redis
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (
+    PacedPublisher,
     bench_env,
     cpu_seconds,
     event_bytes,
@@ -159,54 +159,53 @@ def latency(bootstrap: str, rate: float, seconds: float, customers: int,
     worker = start(variant, env, OUT / f"{variant}-{tag}.log")
     lat: list[float] = []
     in_kafka: list[float] = []
-    sent = 0
-    stop_flag = threading.Event()
-
-    def publish() -> None:
-        nonlocal sent
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1)
-        rng = random.Random(2)
-        start = time.monotonic()
-        while not stop_flag.is_set() and time.monotonic() - start < seconds:
-            due = int((time.monotonic() - start) * rate)
-            while sent < due:
-                key, value = event_bytes(sent, customers, rng)
-                producer.send(env["CHURN_TOPICS__EVENTS"], key=key, value=value)
-                sent += 1
-            time.sleep(0.002)
-        producer.flush()
-        producer.close()
-
-    thread = threading.Thread(target=publish, daemon=True)
+    thread = PacedPublisher(bootstrap, env["CHURN_TOPICS__EVENTS"], rate, seconds, customers)
     try:
         thread.start()
-        end = time.monotonic() + seconds + 15
-        while time.monotonic() < end:
-            for batch in consumer.poll(timeout_ms=200).values():
-                now_ms = time.time() * 1000
-                for m in batch:
-                    if m.timestamp_type != 1:
-                        raise RuntimeError("the scores topic is not LogAppendTime")
-                    source = orjson.loads(m.value)["source_timestamp_ms"]
-                    lat.append(now_ms - source)
-                    in_kafka.append(m.timestamp - source)
-            if not thread.is_alive() and time.monotonic() > end - 12:
-                break
+        for _, appended, read in read_latencies(consumer, thread, seconds):
+            lat.append(read)
+            in_kafka.append(appended)
     finally:
-        stop_flag.set()
-        thread.join()
-        stop(worker)
-        consumer.close()
-        forget_prefix(env.get("CHURN_REDIS__URL") or load_settings().redis.url,
-                      env["CHURN_REDIS__KEY_PREFIX"])
+        wind_down(thread, worker, consumer, env)
     lat.sort()
     in_kafka.sort()
     q = percentiles(in_kafka)
     r = percentiles(lat)
-    return {"offered_per_s": rate, "seconds": seconds, "events_sent": sent,
+    return {"offered_per_s": rate, "seconds": seconds, "events_sent": thread.sent,
             "scores": len(lat), "p50_ms": q[49], "p99_ms": q[98],
             "max_ms": in_kafka[-1] if in_kafka else 0,
             "read_p50_ms": r[49], "read_p99_ms": r[98]}
+
+
+def read_latencies(consumer: KafkaConsumer, publisher: PacedPublisher, seconds: float
+                   ) -> list[tuple[int, float, float]]:
+    """Scores read while ``publisher`` runs (and up to 3 s after): per score, its newest event's
+    send time (ms) and the milliseconds from it to the score appended in Kafka (the topic must
+    be ``LogAppendTime``) and to the score read here."""
+    out: list[tuple[int, float, float]] = []
+    end = time.monotonic() + seconds + 15
+    while time.monotonic() < end:
+        for batch in consumer.poll(timeout_ms=200).values():
+            now_ms = time.time() * 1000
+            for m in batch:
+                if m.timestamp_type != 1:
+                    raise RuntimeError("the scores topic is not LogAppendTime")
+                source = orjson.loads(m.value)["source_timestamp_ms"]
+                out.append((source, m.timestamp - source, now_ms - source))
+        if not publisher.is_alive() and time.monotonic() > end - 12:
+            break
+    return out
+
+
+def wind_down(publisher: PacedPublisher, worker: subprocess.Popen[bytes],
+              consumer: KafkaConsumer, env: dict[str, str]) -> None:
+    """End a fixed-rate run: the publisher, the worker, the reader, the run's Redis keys."""
+    publisher.stopping.set()
+    publisher.join()
+    stop(worker)
+    consumer.close()
+    forget_prefix(env.get("CHURN_REDIS__URL") or load_settings().redis.url,
+                  env["CHURN_REDIS__KEY_PREFIX"])
 
 
 def percentiles(values: list[float]) -> list[float]:

@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,8 +17,8 @@ from streams.contracts import encode
 from streams.dev.pipeline import WORKER_READY, forget_prefix, stop_procs
 from streams.timefmt import format_ts
 
-__all__ = ["bench_env", "cpu_seconds", "event_bytes", "forget_prefix", "new_tag", "produce",
-           "start_worker", "stop"]
+__all__ = ["PacedPublisher", "bench_env", "cpu_seconds", "event_bytes", "forget_prefix", "new_tag",
+           "produce", "start_worker", "stop"]
 T0 = 1_767_225_600.0
 KINDS = ("session", "session", "feature_use", "purchase", "support_ticket", "payment_failure")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -74,9 +75,38 @@ def produce(bootstrap: str, topic: str, n: int, customers: int, seed: int = 1) -
     return time.perf_counter() - start
 
 
-def start_worker(env: dict[str, str], log: Path, naive: bool = False) -> subprocess.Popen[bytes]:
-    cmd = ([sys.executable, str(Path(__file__).with_name("naive_worker.py"))] if naive
-           else [sys.executable, "-m", "streams.cli", "worker"])
+class PacedPublisher(threading.Thread):
+    """Publishes :func:`event_bytes` events to ``topic`` at ``rate`` per second for ``seconds``
+    (kafka-python, linger 2 ms, leader acks; ``stopping`` ends it early); ``sent`` counts them."""
+
+    def __init__(self, bootstrap: str, topic: str, rate: float, seconds: float,
+                 customers: int) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
+        self.seconds, self.customers = seconds, customers
+        self.sent = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2, acks=1)
+        rng = random.Random(2)
+        start = time.monotonic()
+        while not self.stopping.is_set() and time.monotonic() - start < self.seconds:
+            due = int((time.monotonic() - start) * self.rate)
+            while self.sent < due:
+                key, value = event_bytes(self.sent, self.customers, rng)
+                producer.send(self.topic, key=key, value=value)
+                self.sent += 1
+            time.sleep(0.002)
+        producer.flush()
+        producer.close()
+
+
+def start_worker(env: dict[str, str], log: Path, naive: bool = False,
+                 cmd: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """The worker (or the naive one, or ``cmd``) started with ``env``, once it logs ready."""
+    cmd = cmd or ([sys.executable, str(Path(__file__).with_name("naive_worker.py"))] if naive
+                  else [sys.executable, "-m", "streams.cli", "worker"])
     proc = subprocess.Popen(cmd, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
