@@ -16,7 +16,7 @@ import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,19 @@ def feed(p: Pipeline, workdir: Path) -> int:
     return sent + MALFORMED
 
 
+def scraped_before_traffic(r: Running) -> bool:
+    """Every process scraped, and the worker's consumed-records series scraped at 0 (it owns
+    its partitions), so the traffic fed after this is an increase to ``rate()``, as in a
+    long-running deployment. Fed earlier, a worker can read all of it before its first scrape:
+    CI at 4afb00d saw both its series' first samples at their final values, so both rates were 0
+    and the worker's ChurnpulseDeadLettersHigh never fired."""
+    up = {s["metric"]["job"]: s["value"][1] for s in r.query('up{job=~"churnpulse-.*"}')}
+    if up != {f"churnpulse-{name}": "1" for name in PROCESSES}:
+        return False
+    consumed = r.query('churnpulse_records_consumed_total{job="churnpulse-worker"}')
+    return bool(consumed) and all(float(s["value"][1]) == 0 for s in consumed)
+
+
 @pytest.fixture(scope="module")
 def running(kafka_bootstrap: str, redis_url: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
@@ -153,8 +166,10 @@ def running(kafka_bootstrap: str, redis_url: str,
                        "alerter": (["alerter"], b"alerter ready"),
                        "dispatch": (["dispatch"], b"dispatching"),
                        "dashboard": (["dashboard", "--port", "0"], b"listening on")})
-        events = feed(p, workdir)
-        yield Running(p, url, ports, events)
+        r = Running(p, url, ports, 0)
+        wait_until(lambda: scraped_before_traffic(r), 90,
+                   "every process scraped, the worker's consumed series at 0", interval_s=0.5)
+        yield replace(r, events=feed(p, workdir))
     finally:
         p.close()
         if prom is not None:
