@@ -44,6 +44,7 @@ from streams.kafka.runner import Runner, RunnerConfig
 from streams.kafka.strategy import Batch, Strategy
 from streams.kafka.topics import ensure_topics
 from streams.observability.memory import settle_memory
+from streams.observability.runtime import use_uvloop
 from streams.records import OutRecord
 from streams.redis.alert_store import RedisAlertStore, RedisFeatureReader
 from streams.redis.client import check_cluster_replicas, make_redis
@@ -198,18 +199,6 @@ async def _main(settings: Settings) -> None:
         if health is not None:
             await health.stop()
         await client.aclose()
-
-
-def use_uvloop() -> bool:
-    """Run the alerter's asyncio on uvloop (a dependency, as for the worker): less CPU in the
-    event loop and socket I/O of the Kafka and Redis clients than the standard loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - a dependency; the standard loop still works
-        log.warning("uvloop is not installed: running on the standard asyncio loop")
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
 
 
 def run_alerter(settings: Settings) -> int:

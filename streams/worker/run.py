@@ -7,31 +7,14 @@ partitions of the events topic. ``faust -A streams.worker.faust_app worker`` wor
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 import faust
 
 from streams.kafka.topics import ensure_topics
 from streams.observability.logs import dict_config
+from streams.observability.runtime import use_uvloop
 from streams.redis.client import check_cluster_replicas
 from streams.settings import Settings
 from streams.worker.app import create_app
-
-log = logging.getLogger(__name__)
-
-
-def use_uvloop() -> bool:
-    """Run the worker's asyncio on uvloop (a dependency) when it imports: less CPU per event
-    in the event loop and socket writes than the standard loop. Must run before the app
-    creates its loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - a dependency; the standard loop still works
-        log.warning("uvloop is not installed: running on the standard asyncio loop")
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
 
 
 def run_worker(settings: Settings) -> int:
