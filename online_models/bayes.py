@@ -65,7 +65,22 @@ def _sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
-class BayesLogistic(base.Classifier):
+class LogOddsClassifier(base.Classifier):
+    """A binary classifier whose predictions follow from its ``log_odds(x)``."""
+
+    def log_odds(self, x: Mapping[str, float]) -> float:
+        raise NotImplementedError
+
+    def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any
+                          ) -> dict[base.typing.ClfTarget, float]:
+        p = _sigmoid(self.log_odds(cast(Mapping[str, float], x)))
+        return {False: 1.0 - p, True: p}
+
+    def predict_one(self, x: dict[Hashable, Any], **kwargs: Any) -> bool:
+        return self.log_odds(cast(Mapping[str, float], x)) >= 0.0
+
+
+class BayesLogistic(LogOddsClassifier):
     """River-style binary classifier (``learn_one`` / ``predict_proba_one``), see the module."""
 
     def __init__(self, prior_var: float = 1.0, forget: float = 0.0, warmup: int = 200,
@@ -181,11 +196,3 @@ class BayesLogistic(base.Classifier):
             if t is not None and math.isfinite(value):
                 z += t[0] * min(max((value - t[1]) / t[2], -CLIP), CLIP) - t[3]
         return z
-
-    def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any
-                          ) -> dict[base.typing.ClfTarget, float]:
-        p = _sigmoid(self.log_odds(cast(Mapping[str, float], x)))
-        return {False: 1.0 - p, True: p}
-
-    def predict_one(self, x: dict[Hashable, Any], **kwargs: Any) -> bool:
-        return self.log_odds(cast(Mapping[str, float], x)) >= 0.0

@@ -25,7 +25,7 @@ from typing import Any, cast
 import numpy as np
 from river import base
 
-from online_models.bayes import _sigmoid
+from online_models.bayes import LogOddsClassifier
 from online_models.bayes_batch import learn_bayes_rows
 from online_models.calibration import logit, prior_shift
 from online_models.linear_batch import (
@@ -55,7 +55,7 @@ def class_weight(y: bool, positives: int, total: int) -> float:
     return min(CAP, max(1.0 / CAP, 0.5 / share))
 
 
-class MeanLogOdds(base.Classifier):
+class MeanLogOdds(LogOddsClassifier):
     """Mean of a class-balanced member's prior-corrected log-odds and an unweighted member's.
 
     >>> from online_models.model import make_model
@@ -149,12 +149,4 @@ class MeanLogOdds(base.Classifier):
     def log_odds(self, x: Mapping[str, float]) -> float:
         a, b = self.member_log_odds(x)
         return 0.5 * (a + b)
-
-    def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any
-                          ) -> dict[base.typing.ClfTarget, float]:
-        p = _sigmoid(self.log_odds(cast(Mapping[str, float], x)))
-        return {False: 1.0 - p, True: p}
-
-    def predict_one(self, x: dict[Hashable, Any], **kwargs: Any) -> bool:
-        return self.log_odds(cast(Mapping[str, float], x)) >= 0.0
 
