@@ -27,8 +27,7 @@ from online_models.bayes import _sigmoid
 from online_models.calibration import logit
 from online_models.ensemble import MeanLogOdds
 from online_models.explain import LinearExplainer, MeanExplainer
-from online_models.score_batch import BatchScorer, Driver, FloatArray
-from online_models.served import CalibratedModel
+from online_models.score_batch import BatchScorer, Driver, FloatArray, uncalibrated
 
 
 @dataclass
@@ -57,14 +56,7 @@ class MeanScorer:
     @classmethod
     def of(cls, model: Any) -> MeanScorer | None:
         """The scorer of ``model``, or None when it is no ensemble of linear members."""
-        served: Callable[[float], float] | None = None
-        raw = model
-        if isinstance(model, CalibratedModel):
-            outer, calibrate = model.shift, model.calibrate
-            raw = model.raw
-
-            def served(p: float) -> float:
-                return calibrate(logit(p) + outer)
+        raw, served = uncalibrated(model)
         if not isinstance(raw, MeanLogOdds):
             return None
         a, b = (BatchScorer.of(m) for m in raw.members)

@@ -60,6 +60,18 @@ class _Plan:
     dst: npt.NDArray[np.intp]
 
 
+def uncalibrated(model: Any) -> tuple[Any, Callable[[float], float] | None]:
+    """``model`` without its :class:`CalibratedModel` wrapper, and the wrapper's map from the
+    raw probability to the served one (None when there is no wrapper)."""
+    if not isinstance(model, CalibratedModel):
+        return model, None
+    shift, calibrate = model.shift, model.calibrate
+
+    def served(p: float) -> float:
+        return calibrate(logit(p) + shift)
+    return model.raw, served
+
+
 @dataclass
 class BatchScorer:
     """Scores and drivers of one frozen model version (module docstring).
@@ -106,14 +118,7 @@ class BatchScorer:
         """The scorer of ``model`` (a River linear pipeline or a Bayesian logistic model,
         optionally after a ``FuncTransformer`` and inside a :class:`CalibratedModel`), or
         None when it has no linear form."""
-        served: Callable[[float], float] | None = None
-        raw = model
-        if isinstance(model, CalibratedModel):
-            shift, calibrate = model.shift, model.calibrate
-            raw = model.raw
-
-            def served(p: float) -> float:
-                return calibrate(logit(p) + shift)
+        raw, served = uncalibrated(model)
         if not isinstance(raw, compose.Pipeline) and not isinstance(raw, BayesLogistic):
             return None
         steps: list[Any] = list(raw.steps.values()) if isinstance(raw, compose.Pipeline) \
