@@ -37,6 +37,7 @@ from online_models.linear_batch import (
     linear_plan,
     log_odds_many,
     logit_of_sigmoid,
+    plan_vectors,
     split_transform,
 )
 from online_models.observations import Resolution
@@ -224,18 +225,14 @@ def window_log_odds(model: CalibratedModel, window: EvidenceWindow,
     cols, x = window.matrix(plan.transform)
     if len(index) < len(x):
         x = x[index]
-    scaler, glm = plan.scaler, plan.glm
-    means = np.array([scaler.means.get(c, 0.0) for c in cols])
-    var = np.array([scaler.vars.get(c, 0.0) for c in cols])
-    weights = glm._weights
-    w = np.array([weights.get(c, 0.0) for c in cols])
+    means, var, w = plan_vectors(plan, cols)
     positive = var > 0.0
     per = np.where(positive, w / np.sqrt(np.where(positive, var, 1.0)), 0.0)
-    z = x @ per - float(means @ per) + glm.intercept
+    z = x @ per - float(means @ per) + plan.glm.intercept
     gaps = np.flatnonzero(np.isnan(z))
     if len(gaps):  # rows lacking a feature: it adds nothing (as scaled to 0)
         centred = x[gaps] - means
         np.nan_to_num(centred, copy=False, nan=0.0)
-        z[gaps] = centred @ per + glm.intercept
+        z[gaps] = centred @ per + plan.glm.intercept
     out: FloatArray = logit_of_sigmoid(z, saturate=30.0) + model.shift
     return out

@@ -204,20 +204,26 @@ class Rows:
         return got
 
 
+def plan_vectors(plan: LinearPlan, cols: Sequence[str]
+                 ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The scaler's means and variances and the model's weights, in the order of ``cols``
+    (0 for a column the model has not seen)."""
+    scaler, weights = plan.scaler, plan.glm._weights
+    return (np.array([scaler.means.get(c, 0.0) for c in cols], dtype=np.float64),
+            np.array([scaler.vars.get(c, 0.0) for c in cols], dtype=np.float64),
+            np.array([weights.get(c, 0.0) for c in cols], dtype=np.float64))
+
+
 def _scores(plan: LinearPlan, rows: Rows, index: Sequence[int] | None) -> FloatArray:
     """The linear scores ``w · scaled(x) + intercept`` of the rows (at ``index``)."""
     cols, x = rows.matrix(plan.transform)
     if index is not None:
         x = x[np.asarray(index, dtype=np.intp)]
-    scaler, glm = plan.scaler, plan.glm
-    means = np.array([scaler.means.get(c, 0.0) for c in cols])
-    var = np.array([scaler.vars.get(c, 0.0) for c in cols])
-    weights_d = glm._weights
-    w = np.array([weights_d.get(c, 0.0) for c in cols])
+    means, var, w = plan_vectors(plan, cols)
     positive = var > 0.0
     scaled = np.where(positive, (x - means) / np.where(positive, np.sqrt(var), 1.0), 0.0)
     scaled = np.nan_to_num(scaled, nan=0.0)
-    out: FloatArray = scaled @ w + glm.intercept
+    out: FloatArray = scaled @ w + plan.glm.intercept
     return out
 
 
