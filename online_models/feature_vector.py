@@ -15,6 +15,7 @@ from online_models.features import (
     FeatureState,
     active_days,
     rate_scale,
+    spec_tables,
 )
 
 __all__ = ["feature_vector"]
@@ -53,18 +54,7 @@ class _Names:
         return names
 
 
-_BY_SPEC: dict[int, _Names] = {}
-
-
-def _names(spec: FeatureSpec) -> _Names:
-    """The name tables of ``spec``: looked up by identity first (a worker holds one spec
-    object), so the frozen spec is not hashed field by field on every score."""
-    names = _BY_SPEC.get(id(spec))
-    if names is None or names.spec is not spec:
-        if len(_BY_SPEC) >= 64:
-            _BY_SPEC.clear()
-        names = _BY_SPEC[id(spec)] = _Names(spec)
-    return names
+_names = spec_tables(_Names)
 
 
 _KIND_OF: dict[str, str | None] = {}

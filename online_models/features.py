@@ -46,8 +46,11 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 OTHER_TYPE = "_other"
 DAY_S = 86400.0
@@ -211,10 +214,9 @@ class _EventKeys:
     (not per event): every state then shares the same key objects, which also makes
     :func:`online_models.feature_vector.feature_vector`'s look-up by key layout cheap."""
 
-    __slots__ = ("half_lives", "spec", "types")
+    __slots__ = ("half_lives", "types")
 
     def __init__(self, spec: FeatureSpec) -> None:
-        self.spec = spec
         self.half_lives = tuple(zip(spec.half_life_names,
                                     [h * DAY_S for h in spec.half_lives_days], strict=True))
         self.types: dict[str, EventKeys] = {}
@@ -231,17 +233,25 @@ class _EventKeys:
         return keys
 
 
-_KEYS_BY_SPEC: dict[int, _EventKeys] = {}
+def spec_tables(build: Callable[[FeatureSpec], T]) -> Callable[[FeatureSpec], T]:
+    """A look-up of the tables ``build`` makes from a spec, built once per spec object and
+    found by its identity: a process holds one or two spec objects, so the frozen spec is not
+    hashed field by field on every event (a closure, as cheap to call as a function)."""
+    tables: dict[int, tuple[FeatureSpec, T]] = {}
+
+    def lookup(spec: FeatureSpec) -> T:
+        hit = tables.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        if len(tables) >= 64:
+            tables.clear()
+        table = build(spec)
+        tables[id(spec)] = (spec, table)
+        return table
+    return lookup
 
 
-def _event_keys(spec: FeatureSpec) -> _EventKeys:
-    """The key tables of ``spec``, looked up by identity (a process holds one or two specs)."""
-    table = _KEYS_BY_SPEC.get(id(spec))
-    if table is None or table.spec is not spec:
-        if len(_KEYS_BY_SPEC) >= 64:
-            _KEYS_BY_SPEC.clear()
-        table = _KEYS_BY_SPEC[id(spec)] = _EventKeys(spec)
-    return table
+_event_keys = spec_tables(_EventKeys)
 
 
 def event_types(state: FeatureState) -> list[str]:
