@@ -22,7 +22,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -37,29 +36,10 @@ from streams.kafka.topics import ensure_topics
 from streams.services.redis_cluster import node_args
 from streams.settings import KafkaSettings, TopicSettings
 from tests.integration.replay_check import Applied, feature_mismatches, make_events, produce
+from tests.ports import free_cluster_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 EVENTS, CUSTOMERS = 6_000, 300
-
-
-def free_ports(n: int) -> list[int]:
-    """n ports nobody listens on whose cluster bus port (port + 10000) is free as well: the
-    kernel's pick can be above 55535, where the bus port does not exist."""
-    found: list[int] = []
-    while len(found) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1]) % 40000 + 5000  # bus port below 55536
-        if port in found or port + 10000 in found or port - 10000 in found:
-            continue
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        found.append(port)
-    return found
 
 
 def replication(port: int) -> dict[str, Any] | None:
@@ -95,7 +75,7 @@ def role(port: int) -> str:
 def own_cluster(tmp_path: Path) -> Iterator[tuple[list[int], dict[int, subprocess.Popen[bytes]]]]:
     binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     assert binary and cli
-    ports = free_ports(6)
+    ports = free_cluster_ports(6)
     procs: dict[int, subprocess.Popen[bytes]] = {}
     try:
         for port in ports:
@@ -125,6 +105,18 @@ def replica_in_sync(port: int) -> bool:
     info = replication(port)
     return (info is not None and str(info["role"]) == "slave"
             and str(info.get("master_link_status")) == "up")
+
+
+def restart_as_replica(procs: dict[int, subprocess.Popen[bytes]], port: int,
+                       tmp_path: Path) -> None:
+    """Start the killed node on ``port`` again on its data (AOF, nodes.conf) and wait until it
+    is back as a replica in sync."""
+    binary = shutil.which("redis-server")
+    assert binary
+    procs[port] = subprocess.Popen(node_args(binary, port, tmp_path / f"redis-{port}"),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+    wait_until(lambda: replica_in_sync(port), 120, "the killed node back as a replica", 0.2)
 
 
 def replica_of(port: int) -> int:
@@ -191,14 +183,7 @@ def test_worker_follows_a_failover(
         wait_until(lambda: b"redis replicas:" in log_path.read_bytes(), 120,
                    "the worker pausing on the barrier", 0.2)
         assert applied.total() < EVENTS, "every event applied while a primary had no replica"
-        data = tmp_path / f"redis-{victim}"
-        binary = shutil.which("redis-server")
-        assert binary
-        procs[victim] = subprocess.Popen(node_args(binary, victim, data),
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                         start_new_session=True)
-        wait_until(lambda: replica_in_sync(victim), 120, "the killed node back as a replica",
-                   0.2)
+        restart_as_replica(procs, victim, tmp_path)
         with contextlib.suppress(AssertionError):  # the comparison below says who differs
             wait_until(lambda: applied.total() >= EVENTS, 120, "every event applied", 0.5)
         assert worker.poll() is None, "the worker died instead of following the failover"
@@ -263,14 +248,7 @@ def test_writes_a_cut_off_replica_lacks_are_redone_after_its_promotion(
         assert local_total(frozen, p.prefix, customers) < written  # it lacks those writes
         wait_until(lambda: role(frozen) == "master", 90, "the cut-off replica promoted", 0.2)
         wait_until(lambda: state_ok(primaries[0]), 60, "cluster_state:ok again", 0.2)
-        data = tmp_path / f"redis-{victim}"
-        binary = shutil.which("redis-server")
-        assert binary
-        procs[victim] = subprocess.Popen(node_args(binary, victim, data),
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                         start_new_session=True)
-        wait_until(lambda: replica_in_sync(victim), 120, "the killed node back as a replica",
-                   0.2)
+        restart_as_replica(procs, victim, tmp_path)
         client.close()
         client = redis.RedisCluster(host="127.0.0.1", port=primaries[0], socket_timeout=5)
         applied = Applied(client, p.prefix, customers)  # type: ignore[arg-type]
