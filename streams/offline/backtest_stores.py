@@ -30,8 +30,7 @@ import orjson
 from online_models.model import ModelHandle
 from online_models.observations import LabelPolicy, Observation
 from streams.records import OutRecord
-from streams.redis.churned import ChurnedCustomers
-from streams.redis.observation_store import ObserveOutcome, ScoredSnapshot, record_scored_generic
+from streams.redis.observation_base import InMemoryObservationStore
 from streams.redis.packed_state import quantized
 from streams.timefmt import parse_ts
 
@@ -51,15 +50,14 @@ class InProcessModels:
         self.published.append(handle.version)
 
 
-class IndexedObservationStore:
-    """The in-memory observation store with a due-time heap (same semantics as
-    :class:`~streams.redis.observation_store.InMemoryObservationStore`: one snapshot per customer
-    and
-    slot, ``due`` ordered by due time then customer id, non-destructive)."""
+class IndexedObservationStore(InMemoryObservationStore):
+    """The in-memory observation store with a due-time heap and a count (same semantics as
+    :class:`~streams.redis.observation_base.InMemoryObservationStore`, whose ``pending`` it
+    keeps: one snapshot per customer and slot, ``due`` ordered by due time then customer id,
+    non-destructive)."""
 
     def __init__(self, policy: LabelPolicy) -> None:
-        self._policy = policy
-        self._by_customer: dict[str, dict[int, Observation]] = {}
+        super().__init__(policy)
         self._heap: list[tuple[float, str, int]] = []
         self._count = 0
 
@@ -74,9 +72,6 @@ class IndexedObservationStore:
                 new += 1
         self._count += new
         return new
-
-    async def pending(self, customer_id: str) -> list[Observation]:
-        return sorted(self._by_customer.get(customer_id, {}).values(), key=lambda o: o.t)
 
     async def due(self, until: float, limit: int) -> list[Observation]:
         heap = self._heap
@@ -104,10 +99,6 @@ class IndexedObservationStore:
 
     async def count(self) -> int:
         return self._count
-
-    async def record_scored(self, items: Sequence[ScoredSnapshot],
-                            churned: ChurnedCustomers | None) -> ObserveOutcome:
-        return await record_scored_generic(self, items, churned)
 
     def all(self) -> list[Observation]:
         """Every pending snapshot (the warm start hands them to the live store)."""
