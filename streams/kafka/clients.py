@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from streams.errors import TransientError
+from streams.errors import ConfigurationError, TransientError
 from streams.observability import metrics
 from streams.records import OutRecord, RawRecord
 from streams.settings_kafka import KafkaSettings
@@ -139,3 +139,17 @@ class AIOKafkaSink:
         except KafkaError as exc:
             raise TransientError(f"kafka publish failed: {exc!r}") from exc
         metrics.produced(records)
+
+
+async def topic_partitions(consumer: Any, topic: str) -> set[int]:
+    """The partitions of ``topic`` as an aiokafka consumer's metadata gives them, refreshing it
+    for up to 30 s (a topic just created); a topic that never appears is a configuration
+    error."""
+    for _ in range(60):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.5)
+    raise ConfigurationError(f"topic {topic} does not exist (run `churnpulse worker` first or "
+                             "create it)")

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from aiokafka.structs import TopicPartition
 
 from streams.errors import ConfigurationError, TransientError
+from streams.kafka.clients import topic_partitions
 from streams.kafka.runner import Runner
-from streams.kafka.strategy import Batch, Consumer, Strategy
+from streams.kafka.strategy import Batch, Strategy
 
 if TYPE_CHECKING:
     from streams.learner.service import LearnerService
@@ -48,7 +49,7 @@ class LabelStrategy(Strategy[None]):
         topic = self._service.settings.topics.labels
         state = self._service.state
         assert state is not None
-        partitions = await _partitions(consumer, topic)
+        partitions = await topic_partitions(consumer, topic)
         self._tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(self._tps)
         for tp in self._tps:
@@ -94,15 +95,3 @@ class LabelStrategy(Strategy[None]):
             if position < self._ends.get(tp, 0):
                 return False
         return True
-
-
-async def _partitions(consumer: Consumer, topic: str) -> set[int]:
-    real: Any = consumer
-    for _ in range(60):
-        partitions = real.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        await real._client.force_metadata_update()
-        await asyncio.sleep(0.5)
-    raise ConfigurationError(f"topic {topic} does not exist (run `churnpulse worker` first or "
-                             "create it)")

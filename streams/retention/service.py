@@ -51,7 +51,7 @@ from alerts.retention_loop import BadAction, RetentionLoop
 from streams.contracts import decode_event, decode_label, encode, offer_of
 from streams.dead_letter import dead_letter_record
 from streams.errors import ConfigurationError, InvalidMessage, TransientError
-from streams.kafka.clients import new_consumer, new_producer
+from streams.kafka.clients import new_consumer, new_producer, topic_partitions
 from streams.kafka.runner import Runner, RunnerConfig
 from streams.kafka.strategy import Batch, Strategy
 from streams.records import OutRecord, RawRecord, retry_transient
@@ -130,7 +130,7 @@ class RetentionService(Strategy[list[OutRecord]]):
         consumer: Any = runner.consumer
         tps: list[TopicPartition] = []
         for topic in dict.fromkeys(self.topics):
-            tps.extend(TopicPartition(topic, p) for p in sorted(await _partitions(consumer,
+            tps.extend(TopicPartition(topic, p) for p in sorted(await topic_partitions(consumer,
                                                                                   topic)))
         consumer.assign(tps)
         offers = self.topics[2]
@@ -272,14 +272,6 @@ class RetentionService(Strategy[list[OutRecord]]):
                  self.skipped or "{}", self.version)
 
 
-async def _partitions(consumer: Any, topic: str) -> set[int]:
-    for _ in range(60):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.5)
-    raise ConfigurationError(f"topic {topic} does not exist")
 
 
 def build_service(settings: Settings, client: aioredis.Redis,
