@@ -150,7 +150,12 @@ class SweepSettings(_Section):
 
 class WorkerSettings(_Section):
     app_id: str = Field("churnpulse", description="Faust app id = Kafka consumer group.")
-    batch_size: int = Field(500, ge=1, description="Events taken from the stream per batch.")
+    batch_size: int = Field(
+        2000, ge=1,
+        description="Most events taken from the stream per batch (a backlog fills it; live "
+                    "traffic makes smaller ones). 500 before 2026-12-02: 2,000 drains ~20 % "
+                    "faster, see README 'Performance'.",
+    )
     batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch.")
     web_port: int = Field(0, ge=0, le=65535, description="Faust web port (0 = no web server).")
     session_timeout_s: float = Field(

@@ -85,7 +85,7 @@ def _history_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rejects", type=int, default=100,
                         help="more bad rows than this stop before anything runs")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="events per worker batch (default: CHURN_WORKER__BATCH_SIZE)")
+                        help="events per worker batch and learner step (default: 500)")
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
 
 

@@ -56,12 +56,17 @@ from streams.worker.sweeper import Sweeper
 from streams.worker.watermarks import Watermarks
 
 PARTITION = 0
+STEP_EVENTS = 500
+"""Events per batch, so per learner step, unless :class:`BacktestOptions` says otherwise. Not
+the worker's ``CHURN_WORKER__BATCH_SIZE``: that is a fetch limit, raised to 2,000 for the
+drain rate, while this sets the learning cadence that every model-quality and alert figure in
+the docs was measured at (500, which was also the worker's limit until then)."""
 Progress = Callable[[int, int, float], None]  # (records done, total, event time reached)
 
 
 @dataclass(frozen=True)
 class BacktestOptions:
-    """How to walk the history (defaults: the worker's batch size, learning on)."""
+    """How to walk the history (defaults: batches of :data:`STEP_EVENTS`, learning on)."""
 
     batch_size: int | None = None
     learn: bool = True
@@ -121,7 +126,7 @@ class Backtest:
     def __init__(self, settings: Settings, options: BacktestOptions | None = None) -> None:
         self.settings = settings
         self.options = options or BacktestOptions()
-        self.batch_size = self.options.batch_size or settings.worker.batch_size
+        self.batch_size = self.options.batch_size or STEP_EVENTS
         self.policy = settings.model.policy
         self.now = 0.0
         sweep = settings.sweep.model_copy(update={"clock": "event"})
