@@ -49,7 +49,7 @@ from streams.records import OutRecord
 from streams.redis.alert_store import RedisAlertStore, RedisFeatureReader
 from streams.redis.client import check_cluster_replicas, make_redis
 from streams.redis.feature_store import RedisFeatureStore
-from streams.redis.retention_store import advice_watcher
+from streams.redis.retention_store import AdviceWatcher, advice_watcher
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,11 @@ class Alerter(Strategy[BatchResult]):
     producer; an aborted transaction re-reads the batch after 0.5 s.
     """
 
-    def __init__(self, settings: Settings, processor: AlertBatchProcessor) -> None:
+    def __init__(self, settings: Settings, processor: AlertBatchProcessor,
+                 advice: AdviceWatcher | None = None) -> None:
         self.settings = settings
         self.processor = processor
+        self.advice = advice  # closed on stop, before the Redis client is
         self.dead_letter_topic = settings.topics.dead_letter
         self.committed_batches = 0
         self._began: dict[int, float] = {}
@@ -160,6 +162,8 @@ class Alerter(Strategy[BatchResult]):
     async def on_stop(self) -> None:
         if self._reporting is not None:
             self._reporting.cancel()
+        if self.advice is not None:
+            await self.advice.aclose()
         with contextlib.suppress(Exception):
             await self.processor.store.save_segments(self.processor.segments)
         log.info(summary_line(self.processor.totals))
@@ -181,7 +185,7 @@ def build_alerter(settings: Settings, client: aioredis.Redis) -> Alerter:
     processor = AlertBatchProcessor(store, features, config, settings.topics,
                                     segment_share=settings.alerts.segment_share,
                                     partitions=settings.kafka.partitions)
-    return Alerter(settings, processor)
+    return Alerter(settings, processor, advice)
 
 
 async def _main(settings: Settings) -> None:

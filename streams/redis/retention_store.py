@@ -183,14 +183,27 @@ class AdviceWatcher:
         self._refused: str | None = None
         self._reco_version: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def current(self) -> Advice | None:
         now = self._clock()
-        if now >= self._next and (self._task is None or self._task.done()):
+        if (now >= self._next and not self._closed
+                and (self._task is None or self._task.done())):
             self._next = now + self._poll_s
             with contextlib.suppress(RuntimeError):  # no running loop (a tool): keep it
                 self._task = asyncio.get_running_loop().create_task(self.refresh())
         return self._advice
+
+    async def aclose(self) -> None:
+        """No more background refreshes; the one in flight, if any, is cancelled and awaited.
+        Call it before closing the Redis client: a refresh still running then failed outside
+        any caller ("Task exception was never retrieved")."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def refresh(self) -> None:
         """Load the published state if its version changed (errors logged, advice kept)."""

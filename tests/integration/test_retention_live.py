@@ -155,6 +155,7 @@ async def test_outcomes_once_across_a_crash_with_rewards_offers_and_dead_letters
     assert set(advice.recommender.offers) == {"discount_20", "free_month"}
     assert advice.recommender.top("c-001", 1)[0].source == "popularity"  # 2 answers < 3
     assert advice.bandit is not None and advice.bandit.counts == bandit.counts
+    await watcher.aclose()
 
 
 async def _count(settings: Settings, n: int) -> bool:
@@ -234,6 +235,7 @@ async def test_alerter_attaches_the_published_offers_and_refuses_unsigned_state(
     await watcher.refresh()
     held = watcher.current()
     assert held is not None and held.version == "2"
+    await watcher.aclose()  # the refresh current() started is not left running on a closing client
 
 
 async def _has(settings: Settings, topic: str, n: int) -> bool:
@@ -331,6 +333,7 @@ async def test_retention_store_round_trip_on_one_redis_and_on_a_cluster(
     advice = watcher.current()
     assert advice is not None and advice.bandit is not None
     assert advice.bandit.stats("x", "a") == (2, 1)
+    await watcher.aclose()
     await store.release("tok")
     assert await store.acquire("other", 0.0)
     await store.release("other")
