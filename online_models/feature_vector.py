@@ -9,11 +9,11 @@ import math
 from typing import Any
 
 from online_models.features import (
+    ACTIVE_DAY_BITS,
     DAY_S,
     DEFAULT_SPEC,
     FeatureSpec,
     FeatureState,
-    active_days,
     rate_scale,
     spec_tables,
 )
@@ -25,7 +25,8 @@ class _Names:
     """Field and model-input names of one spec, built once (not per score): per event type
     (:meth:`of`) and the spec's own."""
 
-    __slots__ = ("active", "long_i", "ratio", "ratio_i", "short_i", "spec", "totals", "types")
+    __slots__ = ("active", "layouts", "long_i", "ratio", "ratio_i", "short_i", "spec", "totals",
+                 "types")
 
     def __init__(self, spec: FeatureSpec) -> None:
         hls = spec.half_lives_days
@@ -37,6 +38,7 @@ class _Names:
         self.ratio_i = hls.index(spec.ratio_half_life_days)
         self.ratio = tuple(((num, den), f"log_ratio.{num}_per_{den}") for num, den in spec.ratios)
         self.types: dict[str, tuple[Any, ...]] = {}
+        self.layouts: dict[tuple[str, ...], tuple[_Kind, ...]] = {}
 
     def of(self, kind: str) -> tuple[Any, ...]:
         """State fields and model-input names of one event type."""
@@ -55,6 +57,31 @@ class _Names:
 
 
 _names = spec_tables(_Names)
+
+_Kind = tuple[str, str, str | None, str | None,
+              tuple[tuple[str | None, str | None, str, str], ...], str, str, str, str]
+"""What :func:`feature_vector` reads and writes for one event type of a state: the type, its
+``n.`` field, its ``t.`` and ``v.`` fields (None when the state has none), per half-life the
+count and value-sum fields (None when absent: they count 0) and output names, and the
+output names of its total, days since, value total and trend."""
+
+
+def _layout(state: FeatureState, names: _Names) -> tuple[_Kind, ...]:
+    """The event types of ``state`` in sorted order (:func:`_kinds`), each with the fields the
+    state has: one look-up per key layout (its field names in order), not per score."""
+    present = set(state)
+    layout: list[_Kind] = []
+    for kind in _kinds(state):
+        (n_key, t_key, v_key, c_keys, s_keys, n_out, since_out, total_out, count_outs,
+         value_outs, trend_out) = names.of(kind)
+        has_value = v_key in present
+        per_half_life = tuple(
+            (c if c in present else None, s if has_value and s in present else None, co, vo)
+            for c, s, co, vo in zip(c_keys, s_keys, count_outs, value_outs, strict=True))
+        layout.append((kind, n_key, t_key if t_key in present else None,
+                       v_key if has_value else None, per_half_life, n_out, since_out,
+                       total_out, trend_out))
+    return tuple(layout)
 
 
 _KIND_OF: dict[str, str | None] = {}
@@ -83,8 +110,10 @@ def feature_vector(state: FeatureState, now: float,
     as is, under the same names prefixed ``log_``.
 
     It is :func:`catalogue` fused with that transform, with the field names of each event type
-    built once: this runs for every score on the worker's hot path (half the time of the
-    two-step version; ``tests/unit/test_feature_math.py`` holds them equal, key order included).
+    built once and the fields a state has looked up once per key layout (:func:`_layout`):
+    this runs for every score on the worker's hot path (``tests/unit/test_feature_math.py``
+    holds it equal to the two-step version, key order included; ``tests/unit/test_hot_path.py``
+    to the previous version, bit for bit).
 
     >>> from online_models.features import apply_event
     >>> s = apply_event(apply_event({}, "login", 0.0, None), "login", DAY_S, None)
@@ -97,15 +126,25 @@ def feature_vector(state: FeatureState, now: float,
         return {}
     log1p = math.log1p
     t_last = state["t_last"]
-    now = max(now, t_last)
+    if now < t_last:  # max(now, t_last), without the call
+        now = t_last
     ref = state["r"]
     tenure = (now - state["t_first"]) / DAY_S
     out: dict[str, float] = {"log_events_total": log1p(n) if n >= 0.0 else -log1p(-n),
                              "tenure_days": tenure,
                              "days_since_last": (now - t_last) / DAY_S}
     names = _names(spec)
+    gap = math.floor(now / DAY_S) - round(ref / DAY_S)  # active_days, inlined
     for name, w in names.active:
-        out[name] = float(active_days(state, now, w))
+        width = min(w - gap, ACTIVE_DAY_BITS)
+        out[name] = float((int(state["ad"]) & ((1 << width) - 1)).bit_count()) \
+            if width > 0 else 0.0
+    key = tuple(state)
+    layout = names.layouts.get(key)
+    if layout is None:
+        if len(names.layouts) >= 4096:
+            names.layouts.clear()
+        layout = names.layouts[key] = _layout(state, names)
     factors = [2.0 ** ((ref - now) / (h * DAY_S)) for h in spec.half_lives_days]
     k = range(len(factors))
     totals = [0.0 for _ in k]
@@ -113,31 +152,34 @@ def feature_vector(state: FeatureState, now: float,
     short_scale = rate_scale(spec.trend[0], tenure)
     long_scale = rate_scale(spec.trend[1], tenure)
     ratio_counts: dict[str, float] = {}
-    get = state.get
-    for kind in _kinds(state):
-        (n_key, t_key, v_key, c_keys, s_keys, n_out, since_out, total_out, count_outs,
-         value_outs, trend_out) = names.of(kind)
+    for kind, n_key, t_key, v_key, per_half_life, n_out, since_out, total_out, trend_out \
+            in layout:
         x = state[n_key]
         out[n_out] = log1p(x) if x >= 0.0 else -log1p(-x)
-        out[since_out] = (now - get(t_key, now)) / DAY_S
-        has_value = v_key in state
-        if has_value:
+        out[since_out] = (now - (state[t_key] if t_key is not None else now)) / DAY_S
+        counts = []
+        if v_key is None:
+            for (c_key, _, count_out, _), f in zip(per_half_life, factors, strict=False):
+                c = state[c_key] * f if c_key is not None else 0.0
+                out[count_out] = log1p(c) if c >= 0.0 else -log1p(-c)
+                counts.append(c)
+        else:
             x = state[v_key]
             out[total_out] = log1p(x) if x >= 0.0 else -log1p(-x)
-        counts = [get(c_keys[i], 0.0) * factors[i] for i in k]
+            for (c_key, s_key, count_out, value_out), f in zip(
+                    per_half_life, factors, strict=False):
+                c = state[c_key] * f if c_key is not None else 0.0
+                out[count_out] = log1p(c) if c >= 0.0 else -log1p(-c)
+                counts.append(c)
+                x = state[s_key] * f if s_key is not None else 0.0
+                out[value_out] = log1p(x) if x >= 0.0 else -log1p(-x)
         for i in k:
-            x = counts[i]
-            out[count_outs[i]] = log1p(x) if x >= 0.0 else -log1p(-x)
-            totals[i] += x
-            if has_value:
-                x = get(s_keys[i], 0.0) * factors[i]
-                out[value_outs[i]] = log1p(x) if x >= 0.0 else -log1p(-x)
+            totals[i] += counts[i]
         long_count = counts[long_i]
         out[trend_out] = (counts[short_i] * short_scale / (long_count * long_scale) - 1.0
                           if long_count > 0.0 else -1.0)
         ratio_counts[kind] = counts[ratio_i]
-    for i, name in zip(k, names.totals, strict=True):
-        x = totals[i]
+    for x, name in zip(totals, names.totals, strict=True):
         out[name] = log1p(x) if x >= 0.0 else -log1p(-x)
     long_total = totals[long_i]
     out["trend"] = (totals[short_i] * short_scale / (long_total * long_scale) - 1.0
