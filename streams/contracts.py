@@ -291,5 +291,13 @@ def offer_of(event: CustomerEvent) -> tuple[str, str] | None:
 
 
 def encode(record: Mapping[str, Any]) -> bytes:
-    """Serialise a wire record (compact JSON, UTF-8)."""
-    return orjson.dumps(record)
+    """Serialise a wire record (compact JSON, UTF-8).
+
+    The bytes are a copy of orjson's: a batch keeps its records until the broker acknowledged
+    them, and ``orjson.dumps``' own objects of a few hundred bytes, kept by the thousand, cost
+    ~2.6 µs each to make instead of ~0.45 µs (its buffer, reallocated to size, takes a slow
+    path of the C allocator); the copy is a plain ``bytes`` object (~0.05 µs). Score records
+    without drivers (~400 bytes): 2.6 -> 0.7 µs per record in batches of 1,800; with five
+    drivers (~800 bytes) both ~1.8 µs.
+    """
+    return bytes(memoryview(orjson.dumps(record)))
