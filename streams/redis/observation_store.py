@@ -171,6 +171,14 @@ class RedisObservationStore:
         await write_commands(self._client, index, raise_on_error=True)
         return new
 
+    async def warm(self, names: tuple[str, ...]) -> None:
+        """The worker's warm-up, reading only: the script loaded, the count and the schema
+        ``names`` found when present (else the first batch writes them)."""
+        if not is_cluster(self._client):
+            await self._scripts.preload(OBSERVE)
+            self._counted = self._counted or bool(await call(self._client.exists(self._count_key)))
+            await self.schemas.warm(names)
+
     async def _ensure_count(self) -> None:
         """The snapshot count starts as the due index's size when a store of the older
         layout (one member per snapshot, no count) is met; once per process."""

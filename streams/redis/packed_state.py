@@ -336,6 +336,14 @@ class SnapshotSchemas:
             out.append(encode_observation(obs) if raw is None else raw)
         return out
 
+    async def warm(self, names: tuple[str, ...]) -> None:
+        """The worker's warm-up, reading only: a schema already stored with these names counts
+        as written now (the first batch then writes none); one missing is left to it."""
+        sid = self.id_of(names)
+        stored = await call(self._client.hget(self.key, sid.hex()))
+        if stored is not None and schema_names(stored) == names:
+            self._written[sid], self._names[sid] = self._clock(), names
+
     async def _write(self, schemas: dict[bytes, tuple[str, ...]], now: float) -> None:
         async with self._client.pipeline(transaction=False) as pipe:
             for sid, names in schemas.items():

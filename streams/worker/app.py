@@ -34,6 +34,7 @@ from streams.worker.consumer import EventConsumer
 from streams.worker.health import serve_worker_health
 from streams.worker.processor import EventBatchProcessor
 from streams.worker.sweeper import Sweeper
+from streams.worker.warmup import WarmGate, warm_up
 from streams.worker.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ def create_app(settings: Settings) -> faust.App:
 
     sweep = settings.sweep
     stores: list[CachedFeatureStore] = []
+    observations: list[RedisObservationStore] = []
+    clients: list[object] = []
     boards: list[RedisWatermarkBoard] = []
     prefix = settings.redis.key_prefix
     policy = settings.model.policy
@@ -69,11 +72,13 @@ def create_app(settings: Settings) -> faust.App:
 
     def make_processor(sink: RecordSink) -> EventBatchProcessor:
         client = make_redis(settings.redis)
+        clients.append(client)
         # write-behind cache of the owned customers' states (streams.redis.feature_cache)
         store = CachedFeatureStore(RedisFeatureStore(client, settings.features, prefix),
                                    client, settings.features)
         stores.append(store)
         boards.append(RedisWatermarkBoard(client, prefix))
+        observations.append(RedisObservationStore(client, prefix, policy))
         return EventBatchProcessor(
             store=store,
             models=ModelWatcher(RedisModelRegistry(client, prefix, signer),
@@ -82,7 +87,7 @@ def create_app(settings: Settings) -> faust.App:
             topics=settings.topics,
             rescore_after_s=sweep.rescore_after_s if sweep.enabled else None,
             watermarks=Watermarks(sweep),
-            observations=RedisObservationStore(client, prefix, policy),
+            observations=observations[-1],
             policy=policy,
             churned=RedisChurnedCustomers(client, prefix),
             limits=settings.input.limits,
@@ -92,7 +97,17 @@ def create_app(settings: Settings) -> faust.App:
         assert processor.watermarks is not None
         return Sweeper(stores[-1], processor, processor.watermarks, sweep)
 
-    events = EventConsumer(settings, make_processor, make_sweeper if sweep.enabled else None)
+    async def warm(processor: EventBatchProcessor, producer: object) -> None:
+        """The hot path run once before the first batch, changing no state
+        (:mod:`streams.worker.warmup`); Faust says Ready after it (:class:`WarmGate`)."""
+        warmed = await warm_up(processor, clients[-1], stores[-1], observations[-1], producer)
+        log.info("events path warmed in %.1f ms (%s)%s", sum(warmed.ms.values()),
+                 ", ".join(f"{k} {v:.1f}" for k, v in warmed.ms.items()),
+                 f"; not warmed: {warmed.failed}" if warmed.failed else "")
+
+    events = EventConsumer(settings, make_processor, make_sweeper if sweep.enabled else None,
+                           warm)
+    app.service(WarmGate(events.warmed))  # type: ignore[arg-type]  # Faust takes instances
 
     @app.task  # type: ignore[untyped-decorator]
     async def consume_events() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka.structs import TopicPartition
@@ -96,10 +96,16 @@ class EventConsumer:
 
     def __init__(self, settings: Settings,
                  make_processor: Callable[[RecordSink], EventBatchProcessor],
-                 make_sweeper: Callable[[EventBatchProcessor], Sweeper] | None = None) -> None:
+                 make_sweeper: Callable[[EventBatchProcessor], Sweeper] | None = None,
+                 warm: Callable[[EventBatchProcessor, Any], Awaitable[object]] | None = None
+                 ) -> None:
         self._settings = settings
         self._make_processor = make_processor
         self._make_sweeper = make_sweeper
+        self._warm = warm
+        self.warmed = asyncio.Event()
+        """Set once the processor is built and warm (:mod:`streams.worker.warmup`), before the
+        first batch is read."""
         self.sweeper: Sweeper | None = None
         self.processor: EventBatchProcessor | None = None
         worker = settings.worker
@@ -178,7 +184,10 @@ class _Events(Strategy[EventBatch]):
         if owner._make_sweeper is not None and owner.processor is not None:
             owner.sweeper = owner.sweeper or owner._make_sweeper(owner.processor)
             self._sweeping = asyncio.create_task(owner.sweep_loop(owner.sweeper))
+        if owner._warm is not None and owner.processor is not None:
+            await owner._warm(owner.processor, runner.producer)  # before the first batch
         settle_memory()  # everything is built: the collector off the hot path
+        owner.warmed.set()
 
     def _strategy(self) -> EventStrategy:
         assert self.inner is not None
