@@ -25,8 +25,8 @@ class _Names:
     """Field and model-input names of one spec, built once (not per score): per event type
     (:meth:`of`) and the spec's own."""
 
-    __slots__ = ("active", "layouts", "long_i", "ratio", "ratio_i", "short_i", "spec", "totals",
-                 "types")
+    __slots__ = ("active", "half_life_s", "k", "layouts", "long_i", "ratio", "ratio_i",
+                 "short_i", "spec", "totals", "types")
 
     def __init__(self, spec: FeatureSpec) -> None:
         hls = spec.half_lives_days
@@ -38,6 +38,8 @@ class _Names:
         self.ratio_i = hls.index(spec.ratio_half_life_days)
         self.ratio = tuple(((num, den), f"log_ratio.{num}_per_{den}") for num, den in spec.ratios)
         self.types: dict[str, tuple[Any, ...]] = {}
+        self.half_life_s = tuple(h * DAY_S for h in hls)  # the divisors of the decay factors
+        self.k = range(len(hls))
         self.layouts: dict[tuple[str, ...], tuple[_Kind, ...]] = {}
 
     def of(self, kind: str) -> tuple[Any, ...]:
@@ -145,9 +147,10 @@ def feature_vector(state: FeatureState, now: float,
         if len(names.layouts) >= 4096:
             names.layouts.clear()
         layout = names.layouts[key] = _layout(state, names)
-    factors = [2.0 ** ((ref - now) / (h * DAY_S)) for h in spec.half_lives_days]
-    k = range(len(factors))
-    totals = [0.0 for _ in k]
+    age = ref - now
+    factors = [2.0 ** (age / h) for h in names.half_life_s]
+    k = names.k
+    totals = [0.0] * len(k)
     short_i, long_i, ratio_i = names.short_i, names.long_i, names.ratio_i
     short_scale = rate_scale(spec.trend[0], tenure)
     long_scale = rate_scale(spec.trend[1], tenure)
