@@ -14,7 +14,9 @@ acknowledged publish per event) in the same run:
 * latency at a fixed offered rate: events are published at R events/s for D seconds and every
   score's append time in Kafka is compared with the timestamp of the newest event it covers
   (``source_timestamp_ms``, stamped by the benchmark's producer when it sent the event);
-  p50/p99/max over all scores;
+  p50/p99/max over the scores of the events sent after the first ``--warmup`` seconds (2),
+  and apart the p99 of those first seconds (a new worker process, its new connections and the
+  run's new topics cost more at first: ``bench_latency_stages.py``, ``streams/worker/warmup.py``);
 * scores are read only after the fact (``quiet_reader.py``): a kafka-python consumer reading
   and parsing them during a drain took two thirds of a core of the two that Kafka, Redis and
   the worker share;
@@ -56,6 +58,7 @@ from common import (
     cpu_seconds,
     event_bytes,
     forget_prefix,
+    forget_topics,
     new_tag,
     produce,
     start_worker,
@@ -140,6 +143,7 @@ def throughput(bootstrap: str, n: int, customers: int, variant: str) -> dict[str
         scores.close()
         stats.close()
         forget_prefix(redis_url, env["CHURN_REDIS__KEY_PREFIX"])
+        forget_topics(bootstrap, env)
     first, last = stamps[0] / 1000, stamps[1] / 1000
     cpu, usec = sampler.between(first, last)
     return {"events": n, "customers": customers, "scores": scores.read, "seconds": last - first,
@@ -149,28 +153,36 @@ def throughput(bootstrap: str, n: int, customers: int, variant: str) -> dict[str
 
 
 def latency(bootstrap: str, rate: float, seconds: float, customers: int,
-            variant: str) -> dict[str, float]:
+            variant: str, warmup: float = 2.0) -> dict[str, float]:
     """Events offered at ``rate`` for ``seconds``; each score's latency is its append time in
-    Kafka minus its newest event's send time, read once the run is over (``quiet_reader``)."""
+    Kafka minus its newest event's send time, read once the run is over (``quiet_reader``).
+    p50/p99/max are those of the events sent after the first ``warmup`` seconds (the steady
+    state: a fresh process, its new connections and a topic's first appends cost more,
+    ``bench_latency_stages.py``); the first seconds' p99 and the whole run's are kept too."""
     tag = new_tag()
     env = prepare(tag, {})
     append_time(bootstrap, env["CHURN_TOPICS__SCORES"])
     scores = ScoresTopic(bootstrap, env["CHURN_TOPICS__SCORES"])
     worker = start(variant, env, OUT / f"{variant}-{tag}.log")
     in_kafka: list[float] = []
+    start_ms: list[float] = []
     thread = PacedPublisher(bootstrap, env["CHURN_TOPICS__EVENTS"], rate, seconds, customers)
     try:
         thread.start()
         thread.join()
+        cut = (thread.began + warmup) * 1000
         for record in scores.read_to(settled_end(scores)):
-            in_kafka.append(record.timestamp - orjson.loads(record.value)["source_timestamp_ms"])
+            source = orjson.loads(record.value)["source_timestamp_ms"]
+            (in_kafka if source >= cut else start_ms).append(record.timestamp - source)
     finally:
         wind_down(thread, worker, scores.consumer, env)
     in_kafka.sort()
     q = percentiles(in_kafka)
     return {"offered_per_s": rate, "seconds": seconds, "events_sent": thread.sent,
-            "scores": len(in_kafka), "p50_ms": q[49], "p99_ms": q[98],
-            "max_ms": in_kafka[-1] if in_kafka else 0}
+            "warmup_s": warmup, "scores": len(in_kafka) + len(start_ms),
+            "p50_ms": q[49], "p99_ms": q[98], "max_ms": in_kafka[-1] if in_kafka else 0,
+            "start_p99_ms": percentiles(start_ms)[98],
+            "all_p99_ms": percentiles(in_kafka + start_ms)[98]}
 
 
 def read_latencies(consumer: KafkaConsumer, publisher: PacedPublisher, seconds: float
@@ -195,13 +207,16 @@ def read_latencies(consumer: KafkaConsumer, publisher: PacedPublisher, seconds: 
 
 def wind_down(publisher: PacedPublisher, worker: subprocess.Popen[bytes],
               consumer: KafkaConsumer, env: dict[str, str]) -> None:
-    """End a fixed-rate run: the publisher, the worker, the reader, the run's Redis keys."""
+    """End a fixed-rate run: the publisher, the worker, the reader, the run's Redis keys and
+    topics."""
     publisher.stopping.set()
     publisher.join()
     stop(worker)
     consumer.close()
-    forget_prefix(env.get("CHURN_REDIS__URL") or load_settings().redis.url,
+    settings = load_settings()
+    forget_prefix(env.get("CHURN_REDIS__URL") or settings.redis.url,
                   env["CHURN_REDIS__KEY_PREFIX"])
+    forget_topics(settings.kafka.bootstrap_servers, env)
 
 
 def percentiles(values: list[float]) -> list[float]:
@@ -241,19 +256,20 @@ def side_bench(script: str, args: list[str], out: str, keys: dict[str, str]
 def table(results: dict[str, dict[str, object]], side: dict[str, float]) -> str:
     rows = [f"{'variant':<9}{'backlog':>9}{'drain ev/s':>12}{'load':>6}{'CPU us/ev':>11}"
             f"{'Redis us/ev':>13}{'offered/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'max ms':>9}"]
+            f"{'max ms':>9}{'start p99':>11}"]
     for name, r in results.items():
         t = r["throughput"]
         assert isinstance(t, dict)
         assert isinstance(r["latency"], list)
         lats = r["latency"] or [dict.fromkeys(("offered_per_s", "p50_ms", "p99_ms",
-                                               "max_ms"), float("nan"))]
+                                               "max_ms", "start_p99_ms"), float("nan"))]
         for k, lat in enumerate(lats):
             head = (f"{name:<9}{t['events']:>9,}{t['events_per_s']:>12,.0f}"
                     f"{t['load_average']:>6.1f}{t['cpu_us_per_event']:>11,.1f}"
                     f"{t['redis_us_per_event']:>13,.1f}") if k == 0 else " " * 60
             rows.append(f"{head}{lat['offered_per_s']:>11,.0f}{lat['p50_ms']:>9,.1f}"
-                        f"{lat['p99_ms']:>9,.1f}{lat['max_ms']:>9,.1f}")
+                        f"{lat['p99_ms']:>9,.1f}{lat['max_ms']:>9,.1f}"
+                        f"{lat['start_p99_ms']:>11,.1f}")
     drain = {n: r["throughput"]["events_per_s"] for n, r in results.items()
              if isinstance(r["throughput"], dict)}
     if "batched" in drain and "naive" in drain:
@@ -277,6 +293,8 @@ def main() -> None:
     parser.add_argument("--low-rate", type=float, default=1_000.0,
                         help="offered rate every variant is measured at")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds at the start of a latency run reported apart")
     parser.add_argument("--quick", action="store_true",
                         help="smaller runs: 40,000 events (naive 4,000), 8 s latency runs, "
                              "small learner and alerter benchmarks")
@@ -318,7 +336,8 @@ def main() -> None:
             "throughput": shown(f"{name} drain", throughput(bootstrap, n, args.customers, name)),
             "latency": [] if "latency" in skip else [
                 shown(f"{name} at {rate:,.0f}/s",
-                      latency(bootstrap, rate, args.seconds, args.customers, name))
+                      latency(bootstrap, rate, args.seconds, args.customers, name,
+                              args.warmup))
                 for rate in rates],
         }
     side: dict[str, float] = {}
@@ -337,7 +356,9 @@ def main() -> None:
                                 "2000" if small else "10000"], "alerts.json",
             {"alerter scores/s": "throughput.scores_per_s"}))
     print("\n" + table(results, side))
-    print("p50/p99/max: event sent -> score appended in Kafka (scores read after each run)")
+    print("p50/p99/max: event sent -> score appended in Kafka, events sent after the first "
+          f"{args.warmup:g} s; start p99: those of the first {args.warmup:g} s "
+          "(scores read after each run)")
     (OUT / "pipeline.json").write_text(json.dumps({**results, "side": side}, indent=2))
     print(f"\nwritten to {OUT / 'pipeline.json'}")
 

@@ -17,8 +17,8 @@ from streams.contracts import encode
 from streams.dev.pipeline import WORKER_READY, forget_prefix, stop_procs
 from streams.timefmt import format_ts
 
-__all__ = ["PacedPublisher", "bench_env", "cpu_seconds", "event_bytes", "forget_prefix", "new_tag",
-           "produce", "start_worker", "stop"]
+__all__ = ["PacedPublisher", "bench_env", "cpu_seconds", "event_bytes", "forget_prefix",
+           "forget_topics", "new_tag", "produce", "start_worker", "stop"]
 T0 = 1_767_225_600.0
 KINDS = ("session", "session", "feature_use", "purchase", "support_ticket", "payment_failure")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -45,6 +45,27 @@ def bench_env(tag: str, workdir: Path, **extra: str) -> dict[str, str]:
     })
     env.update(extra)
     return env
+
+
+def forget_topics(bootstrap: str, env: dict[str, str]) -> None:
+    """Delete a run's topics (``bench_env``'s names and the worker app's own): a broker that
+    keeps every run's partitions grows by thousands of them (a local broker here stopped with
+    "No space left on device" at ~5,900 partitions)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    names = [v for k, v in env.items() if k.startswith("CHURN_TOPICS__") and v.startswith("bench-")]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        app = env.get("CHURN_WORKER__APP_ID", "")  # Faust's own, e.g. <app>-__assignor-__leader
+        names += [n for n in existing if app.startswith("bench-") and n.startswith(app + "-")]
+        if gone := [n for n in names if n in existing]:
+            admin.delete_topics(gone)
+    except KafkaError as exc:
+        print(f"could not delete the run's topics {names}: {exc}")
+    finally:
+        admin.close()
 
 
 def new_tag() -> str:
@@ -85,11 +106,16 @@ class PacedPublisher(threading.Thread):
         self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
         self.seconds, self.customers = seconds, customers
         self.sent = 0
+        self.began = 0.0  # wall time of the first send
         self.stopping = threading.Event()
 
     def run(self) -> None:
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2, acks=1)
+        # the topic's metadata before the clock starts: fetched by the first send instead, it
+        # held the first 250-500 events back and released them as one burst
+        producer.partitions_for(self.topic)
         rng = random.Random(2)
+        self.began = time.time()
         start = time.monotonic()
         while not self.stopping.is_set() and time.monotonic() - start < self.seconds:
             due = int((time.monotonic() - start) * self.rate)
