@@ -18,10 +18,9 @@ import redis
 
 from streams.contracts import CustomerEvent
 from streams.kafka.producer import ChurnProducer
-from streams.kafka.topics import ensure_topics
 from streams.redis.client import make_sync_redis
-from streams.settings import KafkaSettings, RedisSettings, TopicSettings
-from tests.integration.worker_proc import Pipeline, collect, wait_until
+from streams.settings import RedisSettings, TopicSettings
+from tests.integration.worker_proc import Pipeline, collect, pipeline_with_topics, wait_until
 
 pytestmark = pytest.mark.integration
 T0 = 1_767_225_600.0
@@ -33,10 +32,7 @@ def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path,
     """On the standalone Redis, or (indirect parameter "cluster") on the Redis Cluster."""
     if getattr(request, "param", "standalone") == "cluster":
         redis_url = request.getfixturevalue("redis_cluster_url")
-    p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
-    ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap),
-                  TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
-                                labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
+    p = pipeline_with_topics(kafka_bootstrap, redis_url, tmp_path)
     yield p
     p.close()
 

@@ -13,11 +13,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from streams.contracts import CustomerEvent
 from streams.kafka.producer import ChurnProducer
-from streams.kafka.topics import ensure_topics
 from streams.redis.client import make_sync_redis
-from streams.settings import KafkaSettings, RedisSettings, TopicSettings
+from streams.settings import RedisSettings, TopicSettings
 from streams.worker.warmup import CUSTOMER
-from tests.integration.worker_proc import Pipeline, collect
+from tests.integration.worker_proc import Pipeline, collect, pipeline_with_topics
 
 pytestmark = pytest.mark.integration
 T0 = 1_767_225_600.0
@@ -27,10 +26,7 @@ STEPS = ("redis connections", "score path", "feature scripts", "snapshot script"
 
 @pytest.fixture
 def pipeline(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
-    p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
-    ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap),
-                  TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
-                                labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
+    p = pipeline_with_topics(kafka_bootstrap, redis_url, tmp_path)
     yield p
     p.close()
 

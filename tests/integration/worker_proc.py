@@ -6,14 +6,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.dev.pipeline import WORKER_READY, Pipeline, stop_procs, wait_until
+from streams.kafka.topics import ensure_topics
+from streams.settings import KafkaSettings, TopicSettings
 
 READY = WORKER_READY
-__all__ = ["READY", "Pipeline", "collect", "stop_procs", "wait_until"]
+__all__ = ["READY", "Pipeline", "collect", "pipeline_with_topics", "stop_procs", "wait_until"]
+
+
+def pipeline_with_topics(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Pipeline:
+    """A :class:`Pipeline` whose events, scores, dead-letter, labels and alerts topics exist."""
+    p = Pipeline(kafka_bootstrap, redis_url, tmp_path)
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap),
+                  TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
+                                labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
+    return p
 
 
 def collect(bootstrap: str, topic: str, done: Callable[[list[dict[str, object]]], bool],
