@@ -9,11 +9,12 @@ import math
 from typing import Any
 
 from online_models.features import (
-    ACTIVE_DAY_BITS,
     DAY_S,
     DEFAULT_SPEC,
     FeatureSpec,
     FeatureState,
+    day_gap,
+    days_in_window,
     rate_scale,
     spec_tables,
 )
@@ -136,11 +137,9 @@ def feature_vector(state: FeatureState, now: float,
                              "tenure_days": tenure,
                              "days_since_last": (now - t_last) / DAY_S}
     names = _names(spec)
-    gap = math.floor(now / DAY_S) - round(ref / DAY_S)  # active_days, inlined
+    gap, bits = day_gap(ref, now), int(state["ad"])  # active_days, the gap once
     for name, w in names.active:
-        width = min(w - gap, ACTIVE_DAY_BITS)
-        out[name] = float((int(state["ad"]) & ((1 << width) - 1)).bit_count()) \
-            if width > 0 else 0.0
+        out[name] = float(days_in_window(bits, gap, w))
     key = tuple(state)
     layout = names.layouts.get(key)
     if layout is None:

@@ -275,11 +275,20 @@ def active_days(state: FeatureState, now: float, window_days: int) -> int:
     if "r" not in state:
         return 0
     now = max(now, state.get("t_last", now))
-    gap = math.floor(now / DAY_S) - round(state["r"] / DAY_S)  # >= 0: today - top day
+    return days_in_window(int(state["ad"]), day_gap(state["r"], now), window_days)
+
+
+def day_gap(ref: float, now: float) -> int:
+    """Days from the top day of the active-day mask (the state's ``r``) to ``now``'s, >= 0 for a
+    ``now`` at or after the state's last event."""
+    return math.floor(now / DAY_S) - round(ref / DAY_S)
+
+
+def days_in_window(bits: int, gap: int, window_days: int) -> int:
+    """Active days of the mask ``bits`` among the ``window_days`` days ending ``gap`` days after
+    its top day (:func:`active_days` of a state, with the gap computed once for all windows)."""
     width = min(window_days - gap, ACTIVE_DAY_BITS)
-    if width <= 0:
-        return 0
-    return (int(state["ad"]) & ((1 << width) - 1)).bit_count()
+    return (bits & ((1 << width) - 1)).bit_count() if width > 0 else 0
 
 
 def rate_scale(h_days: float, tenure_days: float) -> float:
