@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any, NamedTuple
 
 import faust
 
@@ -40,6 +41,15 @@ from streams.worker.watermarks import Watermarks
 log = logging.getLogger(__name__)
 
 
+class _RedisSide(NamedTuple):
+    """The Redis-backed parts of one processor that the app's timers and warm-up reach too."""
+
+    client: Any
+    store: CachedFeatureStore
+    observations: RedisObservationStore
+    board: RedisWatermarkBoard
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build the worker's Faust app from the settings."""
     kafka, worker = settings.kafka, settings.worker
@@ -62,32 +72,29 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     sweep = settings.sweep
-    stores: list[CachedFeatureStore] = []
-    observations: list[RedisObservationStore] = []
-    clients: list[object] = []
-    boards: list[RedisWatermarkBoard] = []
+    built: list[_RedisSide] = []  # of each processor made, the newest last
     prefix = settings.redis.key_prefix
     policy = settings.model.policy
     signer = signer_from_settings(settings)  # checkpoints are verified before unpickling
 
     def make_processor(sink: RecordSink) -> EventBatchProcessor:
         client = make_redis(settings.redis)
-        clients.append(client)
         # write-behind cache of the owned customers' states (streams.redis.feature_cache)
-        store = CachedFeatureStore(RedisFeatureStore(client, settings.features, prefix),
-                                   client, settings.features)
-        stores.append(store)
-        boards.append(RedisWatermarkBoard(client, prefix))
-        observations.append(RedisObservationStore(client, prefix, policy))
+        side = _RedisSide(client,
+                          CachedFeatureStore(RedisFeatureStore(client, settings.features, prefix),
+                                             client, settings.features),
+                          RedisObservationStore(client, prefix, policy),
+                          RedisWatermarkBoard(client, prefix))
+        built.append(side)
         return EventBatchProcessor(
-            store=store,
+            store=side.store,
             models=ModelWatcher(RedisModelRegistry(client, prefix, signer),
                                 poll_s=settings.model.poll_s),
             sink=sink,
             topics=settings.topics,
             rescore_after_s=sweep.rescore_after_s if sweep.enabled else None,
             watermarks=Watermarks(sweep),
-            observations=observations[-1],
+            observations=side.observations,
             policy=policy,
             churned=RedisChurnedCustomers(client, prefix),
             limits=settings.input.limits,
@@ -95,12 +102,13 @@ def create_app(settings: Settings) -> faust.App:
 
     def make_sweeper(processor: EventBatchProcessor) -> Sweeper:
         assert processor.watermarks is not None
-        return Sweeper(stores[-1], processor, processor.watermarks, sweep)
+        return Sweeper(built[-1].store, processor, processor.watermarks, sweep)
 
     async def warm(processor: EventBatchProcessor, producer: object) -> None:
         """The hot path run once before the first batch, changing no state
         (:mod:`streams.worker.warmup`); Faust says Ready after it (:class:`WarmGate`)."""
-        warmed = await warm_up(processor, clients[-1], stores[-1], observations[-1], producer)
+        side = built[-1]
+        warmed = await warm_up(processor, side.client, side.store, side.observations, producer)
         log.info("events path warmed in %.1f ms (%s)%s", sum(warmed.ms.values()),
                  ", ".join(f"{k} {v:.1f}" for k, v in warmed.ms.items()),
                  f"; not warmed: {warmed.failed}" if warmed.failed else "")
@@ -137,13 +145,13 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=2.0)  # type: ignore[untyped-decorator]
     async def publish_watermarks() -> None:
         processor = events.processor
-        if processor is None or processor.watermarks is None or not boards:
+        if processor is None or processor.watermarks is None or not built:
             return
         wall = time.time()
         marks = {p: mark for p in events.assigned()
                  if (mark := processor.watermarks.sweep_time(p, wall)) is not None}
         try:
-            await boards[-1].publish(marks)
+            await built[-1].board.publish(marks)
         except TransientError as exc:
             log.warning("could not publish watermarks: %s", exc)
         except Exception:  # a timer that raises would stop for good
