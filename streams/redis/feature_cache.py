@@ -213,11 +213,11 @@ class CachedFeatureStore:
 
     async def warm(self, event: CustomerEvent) -> None:
         """The worker's warm-up: the scripts loaded (``SCRIPT LOAD`` changes no key) and
-        ``event`` applied once in memory to an empty state; nothing cached, nothing written."""
+        ``event`` applied once in memory to an empty state (the spec's key tables built);
+        nothing cached, nothing written."""
         if not self._bypass:
             await self._scripts.preload()
-        state, ring, _ = apply_cached({}, b"", [event], self._ring_size, self.inner.spec)
-        _counts([(event.customer_id, b"", count_text(state["n"]), encode_stored(state, ring))])
+        apply_cached({}, b"", [event], self._ring_size, self.inner.spec)
 
     async def get(self, customer_id: str) -> dict[str, float]:
         return await self.inner.get(customer_id)
