@@ -11,7 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError
 
 from streams.contracts import encode
 from streams.dev.pipeline import WORKER_READY, forget_prefix, stop_procs
@@ -51,9 +52,6 @@ def forget_topics(bootstrap: str, env: dict[str, str]) -> None:
     """Delete a run's topics (``bench_env``'s names and the worker app's own): a broker that
     keeps every run's partitions grows by thousands of them (a local broker here stopped with
     "No space left on device" at ~5,900 partitions)."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
     names = [v for k, v in env.items() if k.startswith("CHURN_TOPICS__") and v.startswith("bench-")]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
