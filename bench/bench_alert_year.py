@@ -12,6 +12,9 @@ Two stages, so the expensive one runs once per seed::
     # 3. a per-day trace of the budget (level, thresholds, customers above enter, alerts, held)
     python bench/bench_alert_year.py trace --seed 1 --from 2025-09-29 --to 2025-10-27
 
+    # 4. where warned churners' days of warning go: first chance vs first alert, what held it
+    python bench/bench_alert_year.py delays --seeds 1 2 3
+
 ``serve`` writes ``served.pkl`` (score columns, churns, baseline rows, served ECE) and the
 full backtest ``report.json``; ``replay`` prints, per seed and after the first month (weeks
 are UTC ISO weeks: Monday 00:00 UTC): the share of weeks within ±15 % of the budget, the
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import pickle
@@ -228,6 +232,94 @@ def replay(args: argparse.Namespace) -> None:
     print(f"wrote {target}")
 
 
+def delays(args: argparse.Namespace) -> None:
+    """Where the days of warning go, per seed: for each churner warned after the first month,
+    the first chance (their first score at or above *enter* while free to alert, in the
+    horizon before the churn) against the first alert; of those alerted more than a day after
+    it, how many episodes the cap held and how many closed unalerted in between; and how often
+    churners are scored in the horizon before their churn (gaps, sweeper share)."""
+    from statistics import median, quantiles
+
+    from alerts.budget import BudgetState, free_to_alert
+    from alerts.policy import RiskState, ScoreInput, episode_id
+    from online_models.model import UNTRAINED_VERSION
+    from streams.settings import load_settings
+
+    settings = load_settings()
+    policy = settings.alerts.config.policy
+    for seed in args.seeds:
+        dump = pickle.loads((Path(args.dir or OUT) / f"year-{seed}" / "served.pkl").read_bytes())
+        scores = load_scores(dump)
+        budget = settings.alerts.budget.model_copy(
+            update={"mode": "budget", "share_per_week": args.budget}).params(1)
+        assert budget is not None
+        state, risk = BudgetState.initial(budget), dict[str, RiskState]()
+        team = state.teams[budget.budgets[0].team]
+        churns: dict[str, list[float]] = {}
+        for c, t in dump["churns"]:
+            churns.setdefault(c, []).append(t)
+        names = {i: c for c, i in scores.customers.items()}
+        skip = scores.versions.get(UNTRAINED_VERSION, -1)
+        seen: dict[str, dict[str, list[float]]] = {}  # customer -> kind -> event times
+        for i in range(len(scores)):
+            if scores.version[i] == skip:
+                continue
+            cid = names[scores.cid[i]]
+            s = ScoreInput(cid, str(i), scores.p[i], scores.t[i],
+                           reason="sweep" if scores.sweep[i] else "event")
+            before = risk.get(cid, RiskState())
+            p = state.policy_for(s, policy)
+            risk[cid], out = state.step(i, before, s, policy, 0.0)
+            new, marks = risk[cid], seen.setdefault(cid, {})
+            if cid in churns:
+                marks.setdefault("sweep" if scores.sweep[i] else "event", []).append(s.ts)
+            if s.score >= p.enter and free_to_alert(before, s.ts, policy):
+                marks.setdefault("chance", []).append(s.ts)
+            if out:
+                marks.setdefault("alert", []).append(s.ts)
+            elif new.episode_start is not None and episode_id(
+                    cid, new.episode_start) in team.waiting:
+                marks.setdefault("held", []).append(s.ts)
+            if before.in_episode and not new.in_episode and before.alerted_tier < 0:
+                marks.setdefault("closed", []).append(s.ts)
+        horizon, start = dump["horizon_s"], dump["first_ts"] + 28 * 86400.0
+        first_chance, late, gaps, swept, kinds = [], [], [], [], {"held": 0, "closed only": 0,
+                                                                   "neither": 0}
+        for c, ts in churns.items():
+            m = seen.get(c, {})
+            for t in (t for t in ts if t >= start):
+                def within(kind: str, lo: float, hi: float, m: dict[str, list[float]] = m
+                           ) -> list[float]:
+                    return [x for x in m.get(kind, []) if lo <= x < hi]
+                scored = sorted(within("event", t - horizon, t) + within("sweep", t - horizon, t))
+                gaps += [(b - a) / 86400.0 for a, b in itertools.pairwise(scored)]
+                swept.append((len(within("sweep", t - horizon, t)), len(scored)))
+                alerts, chances = within("alert", t - horizon, t), within("chance", t - horizon, t)
+                if not alerts or not chances:
+                    continue
+                first_chance.append((t - min(chances)) / 86400.0)
+                wait = (min(alerts) - min(chances)) / 86400.0
+                late.append(wait)
+                if wait > 1.0:
+                    kind = ("held" if within("held", min(chances), min(alerts)) else
+                            "closed only" if within("closed", min(chances), min(alerts))
+                            else "neither")
+                    kinds[kind] += 1
+        if len(late) < 2 or len(gaps) < 2:
+            print(f"seed {seed}: too few warned churners to say")
+            continue
+        q, g = quantiles(late, n=20), quantiles(gaps, n=20)
+        print(f"seed {seed}: {len(late)} warned churners: first chance a median "
+              f"{median(first_chance):.1f} d before the churn; first alert a median "
+              f"{median(late):.2f} d after it (p75 {q[14]:.1f}, p90 {q[17]:.1f}); "
+              f"{sum(x > 1 for x in late)} more than a day after it, of which the cap held "
+              f"{kinds['held']}, an episode closed unalerted (only) {kinds['closed only']}, "
+              f"neither {kinds['neither']}; churners in their horizon are scored every "
+              f"{median(gaps):.2f} d (median; p90 {g[17]:.2f}), "
+              f"{sum(a for a, _ in swept) / max(1, sum(b for _, b in swept)):.0%} by the "
+              f"sweeper", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,8 +342,12 @@ def main() -> None:
     t.add_argument("--to", dest="end", default="2025-10-27", help="day after the last")
     t.add_argument("--budget", type=float, default=0.02)
     t.add_argument("--dir", type=Path, help="where the year-<seed> folders are")
+    d = sub.add_parser("delays")
+    d.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    d.add_argument("--budget", type=float, default=0.02)
+    d.add_argument("--dir", type=Path, help="where the year-<seed> folders are")
     args = parser.parse_args()
-    {"serve": serve, "replay": replay, "trace": trace}[args.stage](args)
+    {"serve": serve, "replay": replay, "trace": trace, "delays": delays}[args.stage](args)
 
 
 if __name__ == "__main__":
