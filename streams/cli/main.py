@@ -5,6 +5,7 @@ Commands::
     churnpulse demo                   services up, worker, live simulated traffic, live summary
     churnpulse worker                 run the stream processor (one member of the consumer group)
     churnpulse services up|down|status  the local Kafka broker and redis-server
+    churnpulse services reset         stop them and delete the brokers' topics and offsets
     churnpulse produce FILE           publish events (or --labels) from JSON lines or CSV
     churnpulse config                 print the effective configuration (secrets masked)
     churnpulse alerter                scores -> alerts and retention actions (exactly once)
@@ -45,9 +46,14 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.services import down, kafka, redis_server, status, up
+    from streams.services import down, kafka, redis_server, reset, status, up
     from streams.services.common import format_table
     from streams.services.manager import OPTIONAL, optional
+
+    if args.action == "reset" and (args.names or args.secure or args.brokers != 1):
+        print("churnpulse: services reset takes no names or options: it stops every service "
+              "we started and deletes the data of both brokers (kafka, kafka3)", file=sys.stderr)
+        return 2
 
     if args.brokers not in (1, 3):
         print("churnpulse: --brokers is 1 (the single broker) or 3 (kafka3)", file=sys.stderr)
@@ -61,7 +67,9 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     extra = [name for name in OPTIONAL if name in args.names]  # started only when named
     core = [name for name in args.names if name not in OPTIONAL]
-    if args.secure:
+    if args.action == "reset":
+        rows = reset(settings)
+    elif args.secure:
         from streams.services import secure
 
         rows = {"up": secure.up, "down": secure.down, "status": secure.status}[args.action](
@@ -128,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     config.set_defaults(func=cmd_config)
 
     services = sub.add_parser("services", help="local Kafka and Redis (no Docker needed)")
-    services.add_argument("action", choices=("up", "down", "status"))
+    services.add_argument("action", choices=("up", "down", "status", "reset"),
+                          help="reset: down, then delete the brokers' topics, offsets and "
+                               "cluster ids (the next up starts empty)")
     services.add_argument("names", nargs="*", metavar="kafka|redis|prometheus|cluster|kafka3",
                           help="with down: only these (default: every service we started);"
                                " prometheus and cluster start only when named")

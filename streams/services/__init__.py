@@ -5,13 +5,14 @@ Redis is Debian's ``redis-server``. Both bind 127.0.0.1, keep pid files, logs an
 ``settings.services.state_dir``, and are reused when something already answers on their port.
 
 Usage: ``up(load_settings())`` returns ``[ServiceStatus("kafka", ...),
-ServiceStatus("redis", ...)]``; ``status`` and ``down`` take the same argument.
+ServiceStatus("redis", ...)]``; ``status``, ``down`` and ``reset`` (down, then the brokers'
+data deleted) take the same argument.
 Errors are :class:`ServiceError`.
 """
 
 from __future__ import annotations
 
 from streams.services.common import ServiceError, ServiceStatus, State
-from streams.services.manager import down, status, up
+from streams.services.manager import down, reset, status, up
 
-__all__ = ["ServiceError", "ServiceStatus", "State", "down", "status", "up"]
+__all__ = ["ServiceError", "ServiceStatus", "State", "down", "reset", "status", "up"]

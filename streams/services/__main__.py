@@ -1,4 +1,4 @@
-"""``python -m streams.services up|down|status``: the local services without the main CLI."""
+"""``python -m streams.services up|down|status|reset``: the local services without the main CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from streams.services.common import ServiceError, format_table
-from streams.services.manager import down, status, up
+from streams.services.manager import down, reset, status, up
 from streams.settings import load_settings
 
 
@@ -15,10 +15,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m streams.services", description="Local Kafka and Redis for churnpulse."
     )
-    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("action", choices=("up", "down", "status", "reset"))
     args = parser.parse_args(argv)
     settings = load_settings()
-    action = {"up": up, "down": down, "status": status}[args.action]
+    action = {"up": up, "down": down, "status": status, "reset": reset}[args.action]
     try:
         rows = action(settings)
     except ServiceError as exc:

@@ -1,12 +1,14 @@
-"""``up`` / ``down`` / ``status`` of all local services, in a fixed order."""
+"""``up`` / ``down`` / ``status`` / ``reset`` of all local services, in a fixed order."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from streams.services import kafka, kafka_cluster, prometheus, redis_cluster, redis_server
-from streams.services.common import ServiceStatus, file_lock
+from streams.services.common import ServiceStatus, file_lock, port_open
 from streams.settings import Settings
 
 _Action = Callable[[Settings], ServiceStatus]
@@ -46,6 +48,51 @@ def down(settings: Settings) -> list[ServiceStatus]:
         if any(three.node(i).pid.exists() for i in range(three.size)):
             ours.append(kafka_cluster.down(settings))
         return ours + [action(settings) for action in DOWN_ORDER]
+
+
+def reset(settings: Settings) -> list[ServiceStatus]:
+    """``down``, then delete the data of the brokers of this state dir: the single broker's
+    and the three-broker cluster's topics, offsets and cluster ids. The next ``up`` formats
+    them afresh (a local broker full of test topics starts slowly). Redis keeps nothing across
+    a restart (no persistence), so ``down`` has emptied it. A broker that still answers after
+    ``down`` (not started by us) keeps its data; the row says so."""
+    rows = down(settings)
+    with file_lock(_lock_file(settings)):
+        single = kafka.paths(settings)
+        external = any(r.name == kafka.NAME and r.state == "running-external" for r in rows)
+        freed = 0 if external else _remove(single.data, single.cluster_id)
+        three = kafka_cluster.cluster(settings)
+        three_up = any(port_open("127.0.0.1", port) for port in three.ports)
+        freed3 = 0 if three_up else _remove(*(three.node(i).data for i in range(three.size)),
+                                            three.root / "kafka-cluster-id")
+    out = []
+    for r in rows:
+        if r.name == kafka.NAME:
+            r = replace(r, detail=f"{r.detail}; " + (
+                "its data is not ours: left alone" if external else
+                f"data removed ({freed / 2**20:.1f} MiB)"))
+        elif r.name == kafka_cluster.NAME:
+            r = replace(r, detail=f"{r.detail}; " + (
+                "a node still answers: data left alone" if three_up else
+                f"data removed ({freed3 / 2**20:.1f} MiB)"))
+        out.append(r)
+    if freed3 and not any(r.name == kafka_cluster.NAME for r in rows):
+        out.append(ServiceStatus(kafka_cluster.NAME, three.bootstrap, "stopped", None, None,
+                                 f"data removed ({freed3 / 2**20:.1f} MiB)"))
+    return out
+
+
+def _remove(*paths: Path) -> int:
+    """Delete files and directory trees; the bytes they held."""
+    freed = 0
+    for path in paths:
+        if path.is_dir():
+            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path)
+        elif path.exists():
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
 
 
 def status(settings: Settings) -> list[ServiceStatus]:

@@ -20,7 +20,15 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped,unused-ignore]
 
-from streams.services import ServiceError, ServiceStatus, down, redis_server, status, up
+from streams.services import (
+    ServiceError,
+    ServiceStatus,
+    down,
+    redis_server,
+    reset,
+    status,
+    up,
+)
 from streams.services import kafka as kafka_service
 from streams.services.common import pid_alive, port_open
 from streams.settings import Settings, load_settings
@@ -138,6 +146,10 @@ def test_other_state_dir_sees_external_and_never_kills_it(
     stranger = make_settings(tmp_path / "other-state", *services.ports)
     assert {s.state for s in up(stranger)} == {"running-external"}
     assert {s.state for s in down(stranger)} == {"running-external"}
+    rows = by_name(reset(stranger))  # the broker is not the stranger's: its data stays
+    assert rows["kafka"].state == "running-external", rows
+    assert rows["kafka"].detail.endswith("its data is not ours: left alone"), rows
+    assert kafka_service.paths(services.settings).data.is_dir()
     still = by_name(status(services.settings))
     assert {n: (s.state, s.pid) for n, s in still.items()} == {
         n: ("running-ours", pid) for n, pid in services.pids.items()
@@ -185,3 +197,43 @@ def test_two_ups_racing_for_one_redis_port(tmp_path: Path) -> None:
     assert not port_open("127.0.0.1", redis_port), rows
     assert not (tmp_path / "a" / "redis.pid").exists()
     assert not (tmp_path / "b" / "redis.pid").exists()
+
+
+def _topics(bootstrap: str) -> set[str]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        return set(consumer.topics())
+    finally:
+        consumer.close()
+
+
+def test_reset_stops_the_services_and_starts_the_broker_empty(tmp_path: Path) -> None:
+    """``reset``: the processes stop, the broker's data goes, the next ``up`` formats a new
+    cluster without the topics of before."""
+    settings = make_settings(tmp_path, *free_ports(3))
+    bootstrap = settings.kafka.bootstrap_servers
+    files = kafka_service.paths(settings)
+    try:
+        first = by_name(up(settings))
+        topic = f"reset-test-{uuid.uuid4().hex[:8]}"
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=5)
+        try:
+            producer.send(topic, value=b"x").get(timeout=60)
+        finally:
+            producer.close()
+        assert topic in _topics(bootstrap)
+        cluster_id = files.cluster_id.read_text()
+        rows = by_name(reset(settings))
+        assert {n: r.state for n, r in rows.items()} == {"kafka": "stopped", "redis": "stopped"}
+        assert "data removed (" in rows["kafka"].detail, rows
+        for name, marker in (("kafka", files.marker), ("redis", redis_server.MARKER)):
+            pid = first[name].pid
+            assert pid is not None and rows[name].pid == pid
+            assert not pid_alive(pid, marker)
+        assert not files.data.exists() and not files.cluster_id.exists()
+        again = by_name(up(settings))
+        assert again["kafka"].state == "started", again
+        assert files.cluster_id.read_text() != cluster_id
+        assert topic not in _topics(bootstrap)
+    finally:
+        down(settings)

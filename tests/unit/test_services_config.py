@@ -261,3 +261,42 @@ def test_a_broker_still_writing_its_log_is_waited_for_past_the_timeout() -> None
     assert wait_for(ready, 0.1, 0.02, progress=progress, limit_s=5.0)
     assert not wait_for(lambda: False, 0.1, 0.02, progress=lambda: 0, limit_s=5.0)
     assert not wait_for(lambda: False, 0.05, 0.01, progress=progress, limit_s=0.15)
+
+
+def test_cli_reset_takes_no_names(capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli.main import main
+
+    assert main(["services", "reset", "kafka"]) == 2
+    assert "services reset takes no names" in capsys.readouterr().err
+
+
+def test_reset_removes_the_data_of_stopped_brokers(tmp_path: Path) -> None:
+    # no process of this state dir runs: reset deletes the single broker's and the
+    # three-broker cluster's data and cluster ids, and says how much
+    from streams.services import kafka, kafka_cluster, reset
+    from streams.services.common import port_open
+    from streams.settings import load_settings
+    from tests.ports import free_ports
+
+    kafka_port, controller_port, redis_port = free_ports(3)
+    settings = load_settings(kafka={"bootstrap_servers": f"127.0.0.1:{kafka_port}"},
+                             redis={"url": f"redis://127.0.0.1:{redis_port}/0"},
+                             services={"state_dir": tmp_path,
+                                       "kafka_controller_port": controller_port})
+    single, three = kafka.paths(settings), kafka_cluster.cluster(settings)
+    for data in (single.data, *(three.node(i).data for i in range(3))):
+        (data / "churn-events-0").mkdir(parents=True)
+        (data / "churn-events-0" / "00000000000000000000.log").write_bytes(b"x" * 2**20)
+    single.cluster_id.write_text("abc\n")
+    (three.root / "kafka-cluster-id").write_text("def\n")
+    three_busy = any(port_open("127.0.0.1", p) for p in three.ports)  # another dir's cluster
+    rows = {r.name: r for r in reset(settings)}
+    assert rows["kafka"].detail.endswith("data removed (1.0 MiB)"), rows
+    assert not single.data.exists() and not single.cluster_id.exists()
+    if three_busy:
+        assert all(three.node(i).data.exists() for i in range(3))
+        assert "kafka3" not in rows
+    else:
+        assert rows["kafka3"].detail == "data removed (3.0 MiB)", rows
+        assert not any(three.node(i).data.exists() for i in range(3))
+        assert not (three.root / "kafka-cluster-id").exists()
