@@ -138,8 +138,8 @@ def trace(args: argparse.Namespace) -> None:
 
     from alerts.budget import DAY_S, BudgetState, free_to_alert
     from alerts.measure import week_start_day
-    from alerts.policy import RiskState, ScoreInput
-    from online_models.model import UNTRAINED_VERSION
+    from alerts.policy import RiskState
+    from streams.offline.backtest_alerts import score_inputs
     from streams.settings import load_settings
 
     dump = pickle.loads((Path(args.dir or OUT) / f"year-{args.seed}" / "served.pkl").read_bytes())
@@ -150,20 +150,14 @@ def trace(args: argparse.Namespace) -> None:
     policy = settings.alerts.config.policy
     lo, hi = (math.floor(datetime.combine(date.fromisoformat(d), datetime.min.time(), UTC)
                          .timestamp() / DAY_S) for d in (args.start, args.end))
-    names = {i: c for c, i in scores.customers.items()}
-    skip = scores.versions.get(UNTRAINED_VERSION, -1)
     state, risk = BudgetState.initial(budget), dict[str, RiskState]()
     team = state.teams[budget.budgets[0].team]
     days: dict[int, dict[str, Any]] = {}
-    for i in range(len(scores)):
-        day = math.floor(scores.t[i] / DAY_S)
+    for i, s in score_inputs(scores):
+        day = math.floor(s.ts / DAY_S)
         if day >= hi + 2:  # scores come in offset order, up to ~0.7 days out of time order
             break
-        if scores.version[i] == skip:
-            continue
-        cid = names[scores.cid[i]]
-        s = ScoreInput(cid, str(i), scores.p[i], scores.t[i],
-                       reason="sweep" if scores.sweep[i] else "event")
+        cid = s.customer_id
         before = risk.get(cid, RiskState())
         row = None
         if lo <= day < hi:
@@ -241,8 +235,8 @@ def delays(args: argparse.Namespace) -> None:
     from statistics import median, quantiles
 
     from alerts.budget import BudgetState, free_to_alert
-    from alerts.policy import RiskState, ScoreInput, episode_id
-    from online_models.model import UNTRAINED_VERSION
+    from alerts.policy import RiskState, episode_id
+    from streams.offline.backtest_alerts import score_inputs
     from streams.settings import load_settings
 
     settings = load_settings()
@@ -258,21 +252,15 @@ def delays(args: argparse.Namespace) -> None:
         churns: dict[str, list[float]] = {}
         for c, t in dump["churns"]:
             churns.setdefault(c, []).append(t)
-        names = {i: c for c, i in scores.customers.items()}
-        skip = scores.versions.get(UNTRAINED_VERSION, -1)
         seen: dict[str, dict[str, list[float]]] = {}  # customer -> kind -> event times
-        for i in range(len(scores)):
-            if scores.version[i] == skip:
-                continue
-            cid = names[scores.cid[i]]
-            s = ScoreInput(cid, str(i), scores.p[i], scores.t[i],
-                           reason="sweep" if scores.sweep[i] else "event")
+        for i, s in score_inputs(scores):
+            cid = s.customer_id
             before = risk.get(cid, RiskState())
             p = state.policy_for(s, policy)
             risk[cid], out = state.step(i, before, s, policy, 0.0)
             new, marks = risk[cid], seen.setdefault(cid, {})
             if cid in churns:
-                marks.setdefault("sweep" if scores.sweep[i] else "event", []).append(s.ts)
+                marks.setdefault(s.reason, []).append(s.ts)
             if s.score >= p.enter and free_to_alert(before, s.ts, policy):
                 marks.setdefault("chance", []).append(s.ts)
             if out:

@@ -13,7 +13,7 @@ report.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,21 +25,26 @@ from online_models.model import UNTRAINED_VERSION
 from streams.offline.backtest_stores import ScoreLog
 
 
+def score_inputs(scores: ScoreLog) -> Iterator[tuple[int, ScoreInput]]:
+    """(offset, the policy's input) of every served score of a trained model, in the order
+    served (the untrained start is left out)."""
+    names = {i: c for c, i in scores.customers.items()}
+    skip = scores.versions.get(UNTRAINED_VERSION, -1)
+    for i in range(len(scores)):
+        if scores.version[i] != skip:
+            yield i, ScoreInput(names[scores.cid[i]], str(i), scores.p[i], scores.t[i],
+                                reason="sweep" if scores.sweep[i] else "event")
+
+
 def replay_alerts(scores: ScoreLog, policy: PolicyParams, budget: BudgetParams | None
                   ) -> tuple[list[tuple[str, float, str]], BudgetState | None]:
     """(customer, event time, severity) of every alert the policy raises over the log."""
-    names = {i: c for c, i in scores.customers.items()}
-    skip = scores.versions.get(UNTRAINED_VERSION, -1)
     states: dict[str, RiskState] = {}
     state = BudgetState.initial(budget) if budget is not None else None
     rank_by = budget.rank_by if budget is not None else "probability"
     out: list[tuple[str, float, str]] = []
-    for i in range(len(scores)):
-        if scores.version[i] == skip:
-            continue
-        cid = names[scores.cid[i]]
-        s = ScoreInput(cid, str(i), scores.p[i], scores.t[i],
-                       reason="sweep" if scores.sweep[i] else "event")
+    for i, s in score_inputs(scores):
+        cid = s.customer_id
         before = states.get(cid, RiskState())
         if state is None:
             new, decisions = update(before, s, policy, 0.0)
