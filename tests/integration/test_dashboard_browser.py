@@ -80,12 +80,18 @@ def dashboard(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[
         client.close()
 
 
-async def caught_up(dash: Dashboard) -> None:
+async def caught_up(dash: Dashboard, scores: int = 0) -> None:
+    """Wait for the dashboard's feed to be caught up and to have read ``scores`` score records.
+
+    ``caught_up`` alone is not enough for records published after the dashboard started: it
+    reached the end offsets it saw at start (empty topics: at once), not the records since.
+    """
     async with aiohttp.ClientSession() as http:
         deadline = time.monotonic() + 60
         while True:
             async with http.get(dash.url + "healthz") as response:
-                if (await response.json())["caught_up"]:
+                health = await response.json()
+                if health["caught_up"] and health["read"].get("scores", 0) >= scores:
                     return
             assert time.monotonic() < deadline, dash.log.read_text()
             await asyncio.sleep(0.1)
@@ -213,7 +219,7 @@ async def test_the_page_shows_alerts_live_filters_opens_a_customer_and_acknowled
     await publish(kafka_bootstrap, dashboard.topics["scores"], history)  # before the page
     await seed_features(redis_url, dashboard.prefix, "acme-corp", now)
     write_status(redis_url, dashboard.prefix)
-    await caught_up(dashboard)
+    await caught_up(dashboard, scores=len(history))  # the chart below draws all of acme-corp's
     async with chromium_page(tmp_path / "chromium") as page:
         await page.goto(f"{dashboard.url}?token={dashboard.token}")
         assert await page.js("location.search") == ""  # token moved into an HttpOnly cookie
