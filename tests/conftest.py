@@ -84,22 +84,28 @@ async def aredis(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redi
 
 
 @pytest.fixture(scope="session")
-def redis_cluster_url() -> str:
+def redis_cluster_url() -> Iterator[str]:
     """A Redis Cluster: ``REDIS_CLUSTER_URL`` when set, else the local one on ports 7001-7006
-    (``churnpulse services up cluster``; started here when it is not running, then left up
-    like the other local services)."""
+    (``churnpulse services up cluster``). Started here when it is not running, and then
+    stopped at the end of the session, as ``make test`` stops the Kafka and Redis it started;
+    a cluster that was already running stays up."""
     url = os.environ.get("REDIS_CLUSTER_URL")
     if url:
-        return url
+        yield url
+        return
     from streams.services import redis_cluster
     from streams.services.common import ServiceError
     from streams.settings import load_settings
 
+    settings = load_settings()
+    was_running = redis_cluster.status(settings).state != "stopped"
     try:
-        redis_cluster.up(load_settings())
+        redis_cluster.up(settings)
     except ServiceError as exc:
         _unavailable(f"redis cluster url ({exc.message})")
-    return redis_cluster.URL
+    yield redis_cluster.URL
+    if not was_running:
+        redis_cluster.down(settings)
 
 
 @pytest.fixture
