@@ -98,13 +98,12 @@ def redis_cluster_url() -> Iterator[str]:
     from streams.settings import load_settings
 
     settings = load_settings()
-    was_running = redis_cluster.status(settings).state != "stopped"
     try:
-        redis_cluster.up(settings)
+        started = redis_cluster.up(settings).state == "started"  # else it was already running
     except ServiceError as exc:
         _unavailable(f"redis cluster url ({exc.message})")
     yield redis_cluster.URL
-    if not was_running:
+    if started:
         redis_cluster.down(settings)
 
 
