@@ -127,3 +127,20 @@ def any_redis(request: pytest.FixtureRequest) -> aioredis.Redis:
     name = "aredis" if request.param == "standalone" else "acluster"
     client: aioredis.Redis = request.getfixturevalue(name)
     return client
+
+
+def _uses_local_cluster(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    if names & {"redis_cluster_url", "acluster"}:
+        return True
+    callspec = getattr(item, "callspec", None)  # any_redis["cluster"], pipeline["cluster"]
+    return callspec is not None and "cluster" in [str(v) for v in callspec.params.values()]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (``make test``) every test of the local Redis
+    Cluster runs in one worker, one after another: one of them stops and wipes the cluster,
+    and the worker that starts it (the session fixture above) stops it at its end."""
+    for item in items:
+        if _uses_local_cluster(item):
+            item.add_marker(pytest.mark.xdist_group("redis-cluster"))
