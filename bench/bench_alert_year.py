@@ -15,6 +15,9 @@ Two stages, so the expensive one runs once per seed::
     # 4. where warned churners' days of warning go: first chance vs first alert, what held it
     python bench/bench_alert_year.py delays --seeds 1 2 3
 
+    # 5. how soon churn follows a served score, by its probability (what bounds the warning)
+    python bench/bench_alert_year.py lead --seeds 1 2 3
+
 ``serve`` writes ``served.pkl`` (score columns, churns, baseline rows, served ECE) and the
 full backtest ``report.json``; ``replay`` prints, per seed and after the first month (weeks
 are UTC ISO weeks: Monday 00:00 UTC): the share of weeks within ±15 % of the budget, the
@@ -308,6 +311,97 @@ def delays(args: argparse.Namespace) -> None:
               f"sweeper", flush=True)
 
 
+LEAD_BINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 1.0000001)
+
+
+def constant_hazard_median(q: float, horizon_days: float) -> float:
+    """Median days to churn, among customers who churn within the horizon, of a customer whose
+    probability of churning within it is ``q`` and whose daily hazard stays constant:
+    ``1 - (1-h)^t = q/2`` with ``(1-h)^H = 1 - q``. Falls from ``H/2`` (q near 0) as q rises.
+
+    >>> round(constant_hazard_median(0.01, 30), 1), round(constant_hazard_median(0.35, 30), 1)
+    (15.0, 13.4)
+    """
+    if q <= 0.0:
+        return horizon_days / 2
+    if q >= 1.0:
+        return 0.0
+    return horizon_days * math.log1p(-q / 2) / math.log1p(-q)
+
+
+def lead(args: argparse.Namespace) -> None:
+    """How soon churn follows a served score, by the score's probability, per seed: of the
+    scores after the first month, per probability bin, the share whose customer churned within
+    the horizon (the calibration), the median (quartiles) of the days from score to churn among
+    those, and the constant-hazard median for that share; then where the budget's alerts sit
+    (probability at each warned churner's first right alert). A calibrated score that is high
+    means a churn that is near: this is what bounds the days of warning at a precision."""
+    import bisect
+    from statistics import median, quantiles
+
+    from streams.offline.backtest_alerts import replay_alerts, score_inputs
+    from streams.settings import load_settings
+
+    settings = load_settings()
+    for seed in args.seeds:
+        dump = pickle.loads((Path(args.dir or OUT) / f"year-{seed}" / "served.pkl").read_bytes())
+        scores = load_scores(dump)
+        horizon, start = dump["horizon_s"], dump["first_ts"] + 28 * 86400.0
+        h_days = horizon / 86400.0
+        churns: dict[str, list[float]] = {}
+        for c, t in dump["churns"]:
+            churns.setdefault(c, []).append(t)
+        for times in churns.values():
+            times.sort()
+
+        def next_churn(cid: str, t: float, churns: dict[str, list[float]] = churns
+                       ) -> float | None:
+            times = churns.get(cid, [])
+            k = bisect.bisect_left(times, t)
+            return times[k] if k < len(times) else None
+
+        n = [0] * (len(LEAD_BINS) - 1)
+        days: list[list[float]] = [[] for _ in n]
+        at: dict[tuple[str, float], float] = {}
+        for _, s in score_inputs(scores):
+            at[(s.customer_id, s.ts)] = s.score
+            if s.ts < start or s.ts > dump["last_ts"] - horizon:
+                continue  # the first month; the last horizon's outcomes are not known yet
+            b = bisect.bisect_right(LEAD_BINS, s.score) - 1
+            n[b] += 1
+            c = next_churn(s.customer_id, s.ts)
+            if c is not None and c - s.ts <= horizon:
+                days[b].append((c - s.ts) / 86400.0)
+        print(f"seed {seed}: days from a served score to its customer's churn, among the scores "
+              f"followed by a churn within {h_days:.0f} d (scores after month 1):")
+        for b, (lo, hi) in enumerate(itertools.pairwise(LEAD_BINS)):
+            if n[b] == 0:
+                continue
+            q = len(days[b]) / n[b]
+            if len(days[b]) >= 4:
+                qs = quantiles(days[b], n=4)
+                spread = f"median {median(days[b]):5.1f} d ({qs[0]:.1f}-{qs[2]:.1f})"
+            else:
+                spread = "too few to say"
+            print(f"  p {lo:.2f}-{min(hi, 1.0):.2f}: {n[b]:>7,} scores, {q:6.1%} churn within "
+                  f"the horizon, {spread}; constant hazard: "
+                  f"{constant_hazard_median(q, h_days):.1f} d")
+        budget = settings.alerts.budget.model_copy(
+            update={"mode": "budget", "share_per_week": args.budget}).params(1)
+        alerts, _ = replay_alerts(scores, settings.alerts.config.policy, budget)
+        first: dict[tuple[str, float], tuple[float, float]] = {}  # (customer, churn) -> alert
+        for cid, sent, _sev in alerts:
+            c = next_churn(cid, sent)
+            if sent >= start and c is not None and c - sent <= horizon and (cid, c) not in first:
+                first[(cid, c)] = (at[(cid, sent)], (c - sent) / 86400.0)
+        if len(first) >= 4:
+            ps, ws = [p for p, _ in first.values()], [w for _, w in first.values()]
+            qp = quantiles(ps, n=4)
+            print(f"  budget {args.budget:.0%}: {len(first)} warned churners, probability at "
+                  f"the first right alert median {median(ps):.2f} ({qp[0]:.2f}-{qp[2]:.2f}), "
+                  f"days of warning median {median(ws):.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -334,8 +428,13 @@ def main() -> None:
     d.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     d.add_argument("--budget", type=float, default=0.02)
     d.add_argument("--dir", type=Path, help="where the year-<seed> folders are")
+    e = sub.add_parser("lead")
+    e.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    e.add_argument("--budget", type=float, default=0.02)
+    e.add_argument("--dir", type=Path, help="where the year-<seed> folders are")
     args = parser.parse_args()
-    {"serve": serve, "replay": replay, "trace": trace, "delays": delays}[args.stage](args)
+    {"serve": serve, "replay": replay, "trace": trace, "delays": delays,
+     "lead": lead}[args.stage](args)
 
 
 if __name__ == "__main__":
