@@ -399,7 +399,9 @@ def lead(args: argparse.Namespace) -> None:
             qp = quantiles(ps, n=4)
             print(f"  budget {args.budget:.0%}: {len(first)} warned churners, probability at "
                   f"the first right alert median {median(ps):.2f} ({qp[0]:.2f}-{qp[2]:.2f}), "
-                  f"days of warning median {median(ws):.1f}", flush=True)
+                  f"days of warning median {median(ws):.1f}; warned at least 14 d before "
+                  f"{sum(w >= 14 for w in ws)}, at least 7 d {sum(w >= 7 for w in ws)}",
+                  flush=True)
 
 
 def main() -> None:
