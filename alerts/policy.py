@@ -25,8 +25,10 @@ Rules, in the order they apply to one score of one customer:
    open (``critical`` skips the cooldown when ``critical_skips_cooldown``).
 6. *Tiers and escalation.* The severity of a score is the highest tier it reaches (at least
    ``medium`` inside an episode). After the episode's first alert (``opened``), a score at a
-   higher tier than any alerted in the episode gives an ``escalated`` alert. Each tier alerts at
-   most once per episode, so the alert id ``<episode_id>:<severity>`` is unique.
+   higher tier than any alerted in the episode gives an ``escalated`` alert, unless
+   ``params.escalate`` is false (a budget's option: every alert is then a customer new to the
+   team). Each tier alerts at most once per episode, so the alert id
+   ``<episode_id>:<severity>`` is unique.
 
 >>> p = PolicyParams(min_dwell_s=0.0, min_scores=1)
 >>> s, out = update(RiskState(), ScoreInput("c-1", "s1", 0.7, 1000.0), p, now=0.0)
@@ -107,6 +109,7 @@ class PolicyParams:
     dedup_ids: int = 8
     paused: bool = False  # budget mode: the cap is reached, episodes wait to alert
     upper: float = 1.0  # largest threshold (budgets ranked by expected loss go past 1)
+    escalate: bool = True  # an alerted episode alerts again when it climbs a tier (rule 6)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.exit < self.enter <= self.high <= self.critical <= self.upper:
@@ -278,7 +281,7 @@ def update(state: RiskState, score: ScoreInput, params: PolicyParams,
         if params.paused:
             return seen, []
         return _alert(seen, score, tier, "opened", seen.pre_episode_score, now)
-    if tier > seen.alerted_tier and not params.paused:
+    if tier > seen.alerted_tier and params.escalate and not params.paused:
         return _alert(seen, score, tier, "escalated", seen.last_alert_score, now)
     return seen, []
 

@@ -101,6 +101,19 @@ def test_tiers_are_ranks_inside_the_budget(
     assert state.active_customers() == 500
 
 
+def test_without_escalation_a_budget_sends_each_episode_once(
+        share_run: tuple[list[tuple[str, float, str]], BudgetState]) -> None:
+    """By default an alerted episode that climbs a tier sends an ``escalated`` alert; with
+    ``escalate`` false it sends nothing more (its room goes to a customer new to the team)."""
+    alerts, _ = share_run
+    episodes = Counter(alert_id.rsplit(":", 1)[0] for alert_id, _, _ in alerts)
+    assert max(episodes.values()) > 1
+    once, _ = run_budget(SCORES, BudgetParams(budgets=(Budget(share_per_week=0.03),),
+                                              window=1000, escalate=False))
+    per_episode = Counter(alert_id.rsplit(":", 1)[0] for alert_id, _, _ in once)
+    assert len(once) > 50 and max(per_episode.values()) == 1
+
+
 def test_same_input_twice_gives_the_same_alerts() -> None:
     params = BudgetParams(budgets=(Budget(share_per_week=0.02),))
     first, _ = run_budget(SCORES[:30000], params)

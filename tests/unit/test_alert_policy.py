@@ -85,6 +85,18 @@ def test_escalation_once_per_tier_within_an_episode() -> None:
     assert out[1].previous_score == 0.65 and out[2].previous_score == 0.8
 
 
+def test_without_escalation_an_alerted_episode_stays_quiet_until_it_closes() -> None:
+    """``escalate`` false (budget mode's default): one alert per episode, at the tier the
+    score had when it alerted; a new episode alerts again (after the cooldown)."""
+    values = [(0, 0.65), (H, 0.8), (2 * H, 0.95), (3 * H, 0.3),  # closes below exit
+              (8 * 24 * H, 0.8), (8 * 24 * H + H, 0.8)]
+    _, out = run(scores(values), replace(P, escalate=False))
+    assert [(d.kind, d.severity) for d in out] == [("opened", "high"), ("opened", "high")]
+    _, both = run(scores(values), P)
+    assert [(d.kind, d.severity) for d in both] == [
+        ("opened", "high"), ("escalated", "critical"), ("opened", "high")]
+
+
 def test_opened_at_a_high_tier_and_previous_score_is_before_the_episode() -> None:
     _, out = run(scores([(0, 0.3), (H, 0.8), (2 * H, 0.8)]), P)
     assert [(d.severity, d.previous_score) for d in out] == [("high", 0.3)]
