@@ -16,9 +16,8 @@ keeps
   The thresholds of the state machine are the sketch's values at ``q`` (enter; also the
   *medium* tier), ``q x high_share`` (high), ``q x critical_share`` (critical) and
   ``q x exit_factor`` (exit, the hysteresis): tiers are ranks inside the budget, critical is
-  the top of the queue. An alerted episode that climbs a tier alerts again (``escalated``),
-  taking room like any alert, unless ``escalate`` is false: then each alert is a customer new
-  to the team, at the tier of their rank when it alerted (docs/alerts.md measures both);
+  the top of the queue. An escalation takes room like any alert (without them,
+  ``PolicyParams.escalate`` false, each alert is a customer new to the team: docs/alerts.md);
 * a **controller**: at every event-time day boundary the level moves by
   ``gain x log2(aimed / wanted)`` (wanted: a smoothed daily count of alerts sent plus episodes
   the cap held; aimed = ``aim`` x the daily budget), at most ``max_step``, so the alert volume
@@ -153,7 +152,7 @@ class BudgetState:
                 team.thresholds = self._thresholds(team)
             enter, exit_, high, critical, upper = team.thresholds
             team.cached = replace(base, enter=enter, exit=exit_, high=high, critical=critical,
-                                  upper=upper, escalate=self.params.escalate)
+                                  upper=upper)
             team.paused = replace(team.cached, paused=True)
         assert team.paused is not None
         if len(team.sketch) < self.params.min_window:

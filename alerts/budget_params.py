@@ -71,7 +71,6 @@ class BudgetParams:
     aim: float = 2.0
     day_cap: float = 2.0
     rank_by: RankBy = "probability"
-    escalate: bool = True  # an alerted episode alerts again at a higher tier (takes room)
     refresh: int = 50  # thresholds are re-read from the sketch every this many values
     smoothing: float = 0.3  # weight of the newest day in the smoothed daily demand
     max_step: float = 0.15  # largest level move per day (log2 share)

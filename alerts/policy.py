@@ -26,8 +26,8 @@ Rules, in the order they apply to one score of one customer:
 6. *Tiers and escalation.* The severity of a score is the highest tier it reaches (at least
    ``medium`` inside an episode). After the episode's first alert (``opened``), a score at a
    higher tier than any alerted in the episode gives an ``escalated`` alert, unless
-   ``params.escalate`` is false (a budget's option: every alert is then a customer new to the
-   team). Each tier alerts at most once per episode, so the alert id
+   ``params.escalate`` is false (then an alerted episode stays quiet until it closes). Each
+   tier alerts at most once per episode, so the alert id
    ``<episode_id>:<severity>`` is unique.
 
 >>> p = PolicyParams(min_dwell_s=0.0, min_scores=1)

@@ -237,6 +237,9 @@ class AlertSettings(_Section):
                                                               "this of the previous alert.")
     critical_skips_dwell: bool = True
     critical_skips_cooldown: bool = True
+    escalate: bool = Field(True, description="An alerted episode alerts again when it climbs a "
+                                             "tier (under a budget that takes the room of a "
+                                             "customer new to the team).")
     holdout_share: float = Field(0.1, ge=0, le=1, description="Customers who get no action "
                                                               "(the uplift control group).")
     holdout_salt: str = Field("", description="Change to re-draw the holdout (new experiment).")
@@ -267,7 +270,8 @@ class AlertSettings(_Section):
                               critical=self.critical, min_dwell_s=self.min_dwell_s,
                               min_scores=self.min_scores, cooldown_s=self.cooldown_s,
                               critical_skips_dwell=self.critical_skips_dwell,
-                              critical_skips_cooldown=self.critical_skips_cooldown)
+                              critical_skips_cooldown=self.critical_skips_cooldown,
+                              escalate=self.escalate)
         return AlertConfig(policy=policy,
                            routing=RoutingTable.from_rows(r.model_dump()
                                                           for r in self.policy_table),

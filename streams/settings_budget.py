@@ -55,9 +55,6 @@ class AlertBudgetSettings(BaseModel):
                                                     "the controller aims at, x the budget.")
     max_step: float = Field(0.15, gt=0, description="Largest level move per day (log2).")
     day_cap: float = Field(2.0, ge=1, description="A day takes at most this many days' share.")
-    escalate: bool = Field(True, description="An alerted customer alerts again on climbing a "
-                                             "tier; each such alert takes the room of a "
-                                             "customer new to the team.")
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertBudgetSettings:
@@ -82,7 +79,7 @@ class AlertBudgetSettings(BaseModel):
                             initial_share=self.initial_share, high_share=self.high_share,
                             critical_share=self.critical_share, exit_factor=self.exit_factor,
                             gain=self.gain, aim=self.aim, max_step=self.max_step,
-                            day_cap=self.day_cap, escalate=self.escalate,
+                            day_cap=self.day_cap,
                             rank_by=self.rank_by)
         if type_categories:
             params = replace(params, type_categories=dict(type_categories))

@@ -8,6 +8,7 @@ import itertools
 import math
 import random
 from collections import Counter
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -43,14 +44,14 @@ SCORES = simulated_scores()
 POLICY = PolicyParams()
 
 
-def run_budget(scores: list[ScoreInput], params: BudgetParams
+def run_budget(scores: list[ScoreInput], params: BudgetParams, policy: PolicyParams = POLICY
                ) -> tuple[list[tuple[str, float, str]], BudgetState]:
     state = BudgetState.initial(params)
     risk: dict[str, RiskState] = {}
     alerts: list[tuple[str, float, str]] = []
     for i, s in enumerate(scores):
         before = risk.get(s.customer_id, RiskState())
-        new, out = state.step(i, before, s, POLICY, 0.0)
+        new, out = state.step(i, before, s, policy, 0.0)
         risk[s.customer_id] = new
         alerts += [(d.alert_id, d.ts, d.severity) for d in out]
     return alerts, state
@@ -109,7 +110,7 @@ def test_without_escalation_a_budget_sends_each_episode_once(
     episodes = Counter(alert_id.rsplit(":", 1)[0] for alert_id, _, _ in alerts)
     assert max(episodes.values()) > 1
     once, _ = run_budget(SCORES, BudgetParams(budgets=(Budget(share_per_week=0.03),),
-                                              window=1000, escalate=False))
+                                              window=1000), replace(POLICY, escalate=False))
     per_episode = Counter(alert_id.rsplit(":", 1)[0] for alert_id, _, _ in once)
     assert len(once) > 50 and max(per_episode.values()) == 1
 

@@ -86,7 +86,7 @@ def test_escalation_once_per_tier_within_an_episode() -> None:
 
 
 def test_without_escalation_an_alerted_episode_stays_quiet_until_it_closes() -> None:
-    """``escalate`` false (budget mode's default): one alert per episode, at the tier the
+    """``escalate`` false (``CHURN_ALERTS__ESCALATE``): one alert per episode, at the tier the
     score had when it alerted; a new episode alerts again (after the cooldown)."""
     values = [(0, 0.65), (H, 0.8), (2 * H, 0.95), (3 * H, 0.3),  # closes below exit
               (8 * 24 * H, 0.8), (8 * 24 * H + H, 0.8)]
