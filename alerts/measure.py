@@ -99,7 +99,9 @@ def median_interval(values: Sequence[float], level: float = 0.9, draws: int = 10
     return lo, hi
 
 
-class _Churns:
+class Churns:
+    """Churn times per customer, to find the churn an alert or a score was followed by."""
+
     def __init__(self, churns: Iterable[tuple[str, float]]) -> None:
         by: dict[str, list[float]] = defaultdict(list)
         for c, t in churns:
@@ -129,7 +131,7 @@ def measure(alerts: Sequence[tuple[str, float]], churns: Sequence[tuple[str, flo
     their first score in a week), one per customer and week, for the base rate and the rate per
     1,000 active customers; ``budget``: week index -> the week's alert budget.
     """
-    ch = _Churns(churns)
+    ch = Churns(churns)
     weeks: dict[int, dict[str, Any]] = defaultdict(lambda: {
         "alerts": 0, "firsts": {}, "active": 0, "active_resolved": 0, "active_churned": 0,
         "churns": 0, "warned": 0})

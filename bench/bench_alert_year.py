@@ -68,8 +68,7 @@ def serve(args: argparse.Namespace) -> None:
     print(f"seed {args.seed}: {run.n_events:,} events, {run.n_labels:,} labels served in "
           f"{served_s:.0f} s wall ({run.events_per_second:,.0f} events/s)", flush=True)
     config = settings.alerts.config
-    budget = settings.alerts.budget.model_copy(
-        update={"mode": "budget", "share_per_week": args.budget}).params(1)
+    budget = year_budget(settings, args.budget)
     report = build_report(run, settings.model.alert_threshold, alert_policy=config.policy,
                           alert_budget=budget)
     write_report(report, out)
@@ -89,6 +88,13 @@ def serve(args: argparse.Namespace) -> None:
           f"{time.time() - w0:.0f} s, cpu {time.process_time() - c0:.0f} s)", flush=True)
 
 
+def year_budget(settings: Any, share: float) -> Any:
+    """The settings' budget in budget mode at ``share`` of the active customers a week, one
+    partition (the served scores are replayed as one)."""
+    return settings.alerts.budget.model_copy(
+        update={"mode": "budget", "share_per_week": share}).params(1)
+
+
 def load_scores(dump: dict[str, Any]) -> Any:
     from streams.offline.backtest_stores import ScoreLog
 
@@ -105,8 +111,7 @@ def replay_one(path: Path, share: float) -> dict[str, Any]:
 
     dump = pickle.loads(path.read_bytes())
     settings = load_settings()
-    budget = settings.alerts.budget.model_copy(
-        update={"mode": "budget", "share_per_week": share}).params(1)
+    budget = year_budget(settings, share)
     w0, c0 = time.time(), time.process_time()
     section = alert_section(load_scores(dump), dump["churns"], horizon_s=dump["horizon_s"],
                             origin=dump["first_ts"], clock=dump["last_ts"],
@@ -147,8 +152,7 @@ def trace(args: argparse.Namespace) -> None:
 
     dump = pickle.loads((Path(args.dir or OUT) / f"year-{args.seed}" / "served.pkl").read_bytes())
     scores, settings = load_scores(dump), load_settings()
-    budget = settings.alerts.budget.model_copy(
-        update={"mode": "budget", "share_per_week": args.budget}).params(1)
+    budget = year_budget(settings, args.budget)
     assert budget is not None
     policy = settings.alerts.config.policy
     lo, hi = (math.floor(datetime.combine(date.fromisoformat(d), datetime.min.time(), UTC)
@@ -247,8 +251,7 @@ def delays(args: argparse.Namespace) -> None:
     for seed in args.seeds:
         dump = pickle.loads((Path(args.dir or OUT) / f"year-{seed}" / "served.pkl").read_bytes())
         scores = load_scores(dump)
-        budget = settings.alerts.budget.model_copy(
-            update={"mode": "budget", "share_per_week": args.budget}).params(1)
+        budget = year_budget(settings, args.budget)
         assert budget is not None
         state, risk = BudgetState.initial(budget), dict[str, RiskState]()
         team = state.teams[budget.budgets[0].team]
@@ -334,11 +337,13 @@ def lead(args: argparse.Namespace) -> None:
     scores after the first month, per probability bin, the share whose customer churned within
     the horizon (the calibration), the median (quartiles) of the days from score to churn among
     those, and the constant-hazard median for that share; then where the budget's alerts sit
-    (probability at each warned churner's first right alert). A calibrated score that is high
-    means a churn that is near: this is what bounds the days of warning at a precision."""
+    (probability at each warned churner's first right alert, how many were warned 7 and 14
+    days ahead). A calibrated score that is high means a churn that is near: this is what
+    bounds the days of warning at a precision."""
     import bisect
     from statistics import median, quantiles
 
+    from alerts.measure import Churns
     from streams.offline.backtest_alerts import replay_alerts, score_inputs
     from streams.settings import load_settings
 
@@ -348,29 +353,26 @@ def lead(args: argparse.Namespace) -> None:
         scores = load_scores(dump)
         horizon, start = dump["horizon_s"], dump["first_ts"] + 28 * 86400.0
         h_days = horizon / 86400.0
-        churns: dict[str, list[float]] = {}
-        for c, t in dump["churns"]:
-            churns.setdefault(c, []).append(t)
-        for times in churns.values():
-            times.sort()
-
-        def next_churn(cid: str, t: float, churns: dict[str, list[float]] = churns
-                       ) -> float | None:
-            times = churns.get(cid, [])
-            k = bisect.bisect_left(times, t)
-            return times[k] if k < len(times) else None
-
+        churns = Churns(dump["churns"])
+        alerts, _ = replay_alerts(scores, settings.alerts.config.policy,
+                                  year_budget(settings, args.budget))
+        first: dict[tuple[str, float], tuple[str, float]] = {}  # (customer, churn) -> alert
+        for cid, sent, _sev in alerts:
+            c = churns.next_after(cid, sent, horizon)
+            if sent >= start and c is not None and (cid, c) not in first:
+                first[(cid, c)] = (cid, sent)
+        alerted = {a: 0.0 for a in first.values()}  # first right alert -> its probability
         n = [0] * (len(LEAD_BINS) - 1)
         days: list[list[float]] = [[] for _ in n]
-        at: dict[tuple[str, float], float] = {}
         for _, s in score_inputs(scores):
-            at[(s.customer_id, s.ts)] = s.score
+            if (s.customer_id, s.ts) in alerted:
+                alerted[(s.customer_id, s.ts)] = s.score
             if s.ts < start or s.ts > dump["last_ts"] - horizon:
                 continue  # the first month; the last horizon's outcomes are not known yet
             b = bisect.bisect_right(LEAD_BINS, s.score) - 1
             n[b] += 1
-            c = next_churn(s.customer_id, s.ts)
-            if c is not None and c - s.ts <= horizon:
+            c = churns.next_after(s.customer_id, s.ts, horizon)
+            if c is not None:
                 days[b].append((c - s.ts) / 86400.0)
         print(f"seed {seed}: days from a served score to its customer's churn, among the scores "
               f"followed by a churn within {h_days:.0f} d (scores after month 1):")
@@ -386,16 +388,9 @@ def lead(args: argparse.Namespace) -> None:
             print(f"  p {lo:.2f}-{min(hi, 1.0):.2f}: {n[b]:>7,} scores, {q:6.1%} churn within "
                   f"the horizon, {spread}; constant hazard: "
                   f"{constant_hazard_median(q, h_days):.1f} d")
-        budget = settings.alerts.budget.model_copy(
-            update={"mode": "budget", "share_per_week": args.budget}).params(1)
-        alerts, _ = replay_alerts(scores, settings.alerts.config.policy, budget)
-        first: dict[tuple[str, float], tuple[float, float]] = {}  # (customer, churn) -> alert
-        for cid, sent, _sev in alerts:
-            c = next_churn(cid, sent)
-            if sent >= start and c is not None and c - sent <= horizon and (cid, c) not in first:
-                first[(cid, c)] = (at[(cid, sent)], (c - sent) / 86400.0)
         if len(first) >= 4:
-            ps, ws = [p for p, _ in first.values()], [w for _, w in first.values()]
+            ps = [alerted[a] for a in first.values()]
+            ws = [(c - sent) / 86400.0 for (_, c), (_, sent) in first.items()]
             qp = quantiles(ps, n=4)
             print(f"  budget {args.budget:.0%}: {len(first)} warned churners, probability at "
                   f"the first right alert median {median(ps):.2f} ({qp[0]:.2f}-{qp[2]:.2f}), "
