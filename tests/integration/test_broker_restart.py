@@ -7,8 +7,10 @@ mid-stream: its committed alerts are exactly the pure policy's, none twice.
 The broker is the test's own, started with the project's service code
 (``streams.services.kafka.up``, the same as ``churnpulse services up kafka``) on free ports under
 ``tmp_path``: the shared broker stays up. Each fault lands while events of the part are still to
-be applied (asserted), the broker pid is gone after each fault (asserted), and the worker logs
-that it lost the broker (asserted) before the broker comes back.
+be applied (asserted; the worker is frozen with SIGSTOP from that count until the broker is
+down), the broker pid is gone after each fault (asserted), and the worker logs that it lost the
+broker (asserted) before the broker comes back. If the count never completes, the failure says
+how far it got, whether the worker still runs, and how its log ends.
 """
 
 from __future__ import annotations
@@ -110,15 +112,22 @@ def test_worker_rides_out_a_broker_stop_and_a_broker_crash(
                 break
             target = k * part + part // 4
             wait_until(applied.above(target), 180, f"{target} events applied", 0.02)
-            pid = broker_pid(own_kafka)
-            seen = len(LOST.findall(log.read_bytes()))
-            in_flight += applied.total() < (k + 1) * part  # as the fault begins
-            if k == 0:  # a controlled shutdown
-                stopped = kafka_service.down(own_kafka)
-                assert stopped.pid == pid and stopped.state == "stopped"
-            else:  # a crash
-                os.kill(pid, signal.SIGKILL)
-                wait_until(lambda pid=pid: not pid_alive(pid, marker), 30, "the broker gone")
+            # the worker is frozen while the broker goes down, so the fault begins exactly
+            # where the count below says (it once finished the part during a slow shutdown)
+            os.killpg(worker.pid, signal.SIGSTOP)
+            try:
+                pid = broker_pid(own_kafka)
+                seen = len(LOST.findall(log.read_bytes()))
+                in_flight += applied.total() < (k + 1) * part  # as the fault begins
+                if k == 0:  # a controlled shutdown
+                    stopped = kafka_service.down(own_kafka)
+                    assert stopped.pid == pid and stopped.state == "stopped"
+                else:  # a crash
+                    os.kill(pid, signal.SIGKILL)
+                    wait_until(lambda pid=pid: not pid_alive(pid, marker), 30,
+                               "the broker gone")
+            finally:
+                os.killpg(worker.pid, signal.SIGCONT)
             assert not pid_alive(pid, marker), "the broker still runs"
             # the worker notices (and survives) the missing broker before it comes back
             wait_until(lambda s=seen: len(LOST.findall(log.read_bytes())) > s, 90,
@@ -132,8 +141,19 @@ def test_worker_rides_out_a_broker_stop_and_a_broker_crash(
         assert in_flight > 0, "the broker went down only after its part was applied"
         print(f"{in_flight} of {len(faults)} faults began with events of the part unapplied")
 
-        wait_until(lambda: applied.counts() == dict(expected), 240,
-                   "every event counted exactly once after the restarts", 0.5)
+        try:
+            wait_until(lambda: applied.counts() == dict(expected), 240,
+                       "every event counted exactly once after the restarts", 0.5)
+        except AssertionError as exc:  # say where it stood: lost, twice, or stalled
+            counts = applied.counts()
+            below = sum(counts[c] < n for c, n in expected.items())
+            above = sum(counts[c] > n for c, n in expected.items())
+            tail = log.read_text(errors="replace").splitlines()[-60:]
+            raise AssertionError(
+                f"{exc}: {sum(counts.values())} of {EVENTS} applied, {below} customers below "
+                f"their count, {above} above; faults {faults}; the worker "
+                f"{'runs' if worker.poll() is None else 'exited'}; its log ends:\n"
+                + "\n".join(tail)) from None
         assert worker.poll() is None, "the worker died instead of resuming"
         assert applied.counts() == dict(expected)  # nothing lost, nothing applied twice
         assert feature_mismatches(client, p.prefix, events) == []
