@@ -7,6 +7,9 @@
     │                         dead-letter topic with its original bytes and the reason
     ├── TransientError        recoverable: retry with backoff (Redis down, broker unreachable);
     │                         the batch is not acknowledged until it succeeds
+    ├── ClientFailed          a client that no retry can heal (a producer whose sender died):
+    │                         the consumer runner drops its clients, nothing is acknowledged,
+    │                         and it starts new ones
     └── ConfigurationError    the process cannot start (bad settings, missing service)
 
 An agent never lets any exception escape: Faust acknowledges a message whose handler raised,
@@ -35,6 +38,12 @@ class InvalidMessage(ChurnpulseError):
 
 class TransientError(ChurnpulseError):
     """A failure of a dependency that is expected to heal; the operation may be retried."""
+
+
+class ClientFailed(ChurnpulseError):
+    """A Kafka client that can no longer work, however often it is retried: an idempotent
+    producer whose sender stopped (out-of-order sequence, fenced, closed) fails every later
+    send the same way. Only a new client helps."""
 
 
 class ConfigurationError(ChurnpulseError):

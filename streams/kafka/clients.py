@@ -31,9 +31,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    TransactionalIdAuthorizationFailed,
+)
 
-from streams.errors import ConfigurationError, TransientError
+from streams.errors import ClientFailed, ConfigurationError, TransientError
 from streams.observability import metrics
 from streams.records import OutRecord, RawRecord
 from streams.settings_kafka import KafkaSettings
@@ -125,8 +131,29 @@ def to_raw(msg: Any) -> RawRecord:
     return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, msg.timestamp)
 
 
+#: Errors after which an aiokafka producer fails every later send: its sender task re-raises
+#: them and stops (``aiokafka.producer.sender.Sender._sender_routine``), and the accumulator
+#: hands a copy of the error to every send after it.
+FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, ProducerFenced, ProducerClosed,
+                         TransactionalIdAuthorizationFailed)
+
+
+def producer_dead(producer: Any) -> bool:
+    """Whether an aiokafka producer's sender task has ended: nothing it is given is ever sent
+    again (false for anything that is not an aiokafka producer)."""
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    return isinstance(task, asyncio.Future) and task.done()
+
+
 class AIOKafkaSink:
-    """:class:`~streams.records.RecordSink` on an (idempotent) aiokafka producer."""
+    """:class:`~streams.records.RecordSink` on an (idempotent) aiokafka producer.
+
+    A failed send is a :class:`~streams.errors.TransientError` (retried), unless the producer
+    can never send again (:data:`FATAL_PRODUCER_ERRORS`, or its sender task ended): that is a
+    :class:`~streams.errors.ClientFailed`, on which the runner starts new clients instead of
+    retrying the dead one forever.
+    """
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
@@ -137,6 +164,8 @@ class AIOKafkaSink:
             acks = [await send(r.topic, r.value, key=r.key, headers=r.headers) for r in records]
             await asyncio.gather(*acks)
         except KafkaError as exc:
+            if isinstance(exc, FATAL_PRODUCER_ERRORS) or producer_dead(self._producer):
+                raise ClientFailed(f"the producer cannot send any more: {exc!r}") from exc
             raise TransientError(f"kafka publish failed: {exc!r}") from exc
         metrics.produced(records)
 

@@ -30,7 +30,13 @@ after the current poll; cancellation ends it at once; either way the steps in fl
 ``drain_timeout_s`` to finish. With ``restart`` set, an error of the loop (broker gone, ...)
 closes the clients and starts again after a backoff that doubles up to its maximum (reset by
 a successful poll); without it the error propagates. A strategy error that ``failed`` does not
-turn into outputs ends the run the same way.
+turn into outputs ends the run the same way. So does a
+:class:`~streams.errors.ClientFailed` of a batch (a producer that will never send again): the
+batch is neither dead-lettered nor committed, and the next run reads it again with new clients.
+Before a restart the strategy hears that the old consumer's partitions are revoked: the group
+may give them to another consumer meanwhile. What no restart can heal is never restarted
+(:data:`NOT_RESTARTED`: a :class:`~streams.errors.ConfigurationError`, a refused login or a
+missing ACL): the process must stop and say why.
 """
 
 from __future__ import annotations
@@ -45,10 +51,18 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from aiokafka import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 from aiokafka.structs import TopicPartition
 
-from streams.errors import ConfigurationError, TransientError
+from streams.errors import ClientFailed, ConfigurationError, TransientError
 from streams.kafka.clients import AIOKafkaSink, to_raw
 from streams.kafka.strategy import Batch, Consumer, Producer, Strategy
 from streams.kafka.transactions import Transactions
@@ -57,6 +71,11 @@ from streams.records import OutRecord, retry_transient
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+#: Errors of a run that a restart cannot heal: they end :meth:`Runner.run` even with ``restart``.
+NOT_RESTARTED: tuple[type[Exception], ...] = (
+    ConfigurationError, AuthenticationFailedError, SaslAuthenticationFailed,
+    TopicAuthorizationFailedError, GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError, TransactionalIdAuthorizationFailed)
 
 
 @dataclass(frozen=True)
@@ -137,6 +156,7 @@ class Runner(Generic[R]):
         self._fatal: BaseException | None = None
         self._numbered = 0
         self._paused: set[TopicPartition] = set()
+        self._dropped: frozenset[TopicPartition] = frozenset()  # owned when the last run ended
         self.polls = self.committed = self.failed = self.restarts = 0
 
     # -- what strategies and services may use ---------------------------------------------
@@ -181,7 +201,7 @@ class Runner(Generic[R]):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if restart is None:
+                if restart is None or isinstance(exc, NOT_RESTARTED):
                     raise
                 if self.polls > polls:
                     delay = restart.initial_s
@@ -189,6 +209,8 @@ class Runner(Generic[R]):
                 metrics.restarted(self.config.name)
                 log.warning("%s: consumer failed, restarting in %.1f s: %r", self.config.name,
                             delay, exc)
+                if self._dropped:  # the group may hand them to another consumer meanwhile
+                    await self.strategy.on_revoked(self._dropped)
                 self.strategy.on_restart(exc, delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, restart.max_s)
@@ -286,6 +308,7 @@ class Runner(Generic[R]):
     async def _shutdown(self, consumer: Consumer) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.drain(), timeout=self.config.drain_timeout_s)
+        self._dropped = frozenset(consumer.assignment())
         for task in list(self._inflight):
             task.cancel()
         with contextlib.suppress(Exception):
@@ -336,6 +359,11 @@ class Runner(Generic[R]):
             # credentials) must stop, not dead-letter good records: nothing is committed
             log.error("%s: cannot process (%s); stopping without committing",
                       self.config.name, result)
+            raise result
+        if not ok and isinstance(result, ClientFailed):
+            # the records are good, the client is not: end the run uncommitted (a restart
+            # reads the batch again with new clients)
+            log.error("%s: %s; ending the run without committing", self.config.name, result)
             raise result
         if not ok:
             self.failed += 1

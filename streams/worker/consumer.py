@@ -20,7 +20,12 @@ Guarantees, per batch of up to ``batch_size`` records:
 * before partitions move to another worker, the batches in flight finish and commit, and the
   revoked partitions' watermarks and the cached feature states are forgotten;
 * nothing escapes: a batch that fails for an unexpected reason goes to the dead-letter topic
-  whole, with the reason, and is committed (:meth:`EventStrategy.failed`).
+  whole, with the reason, and is committed (:meth:`EventStrategy.failed`);
+* a client that fails for good (an error of the consumer loop, a producer that will never send
+  again) does not end the worker: the runner closes its clients and starts new ones after a
+  backoff (0.5 s doubling to 30 s, :data:`RESTART`), the processor publishing through the new
+  producer; the batches not committed are read again (their effects are idempotent). Only a
+  :class:`~streams.errors.ConfigurationError` stops it.
 
 Beside the loop runs the sweeper (:mod:`streams.worker.sweeper`), every ``sweep.interval_s``,
 over the partitions this worker owns: it re-scores customers who went quiet.
@@ -39,7 +44,7 @@ from aiokafka.structs import TopicPartition
 from streams.errors import InvalidMessage, TransientError
 from streams.kafka.clients import new_consumer, new_producer
 from streams.kafka.publish import CachedPartitioner
-from streams.kafka.runner import Runner, RunnerConfig
+from streams.kafka.runner import Backoff, Runner, RunnerConfig
 from streams.kafka.strategy import Batch, Strategy
 from streams.observability.memory import settle_memory
 from streams.records import OutRecord, RecordSink
@@ -50,6 +55,7 @@ from streams.worker.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 PIPELINE_DEPTH = 2
+RESTART = Backoff(initial_s=0.5, max_s=30.0)
 
 
 class EventStrategy(Strategy[EventBatch]):
@@ -111,7 +117,8 @@ class EventConsumer:
         worker = settings.worker
         config = RunnerConfig(name="events", topics=(settings.topics.events,),
                               batch_size=worker.batch_size, poll_timeout_s=worker.batch_within_s,
-                              commit="offsets", pipeline_depth=PIPELINE_DEPTH)
+                              commit="offsets", pipeline_depth=PIPELINE_DEPTH,
+                              restart=RESTART)
         self.strategy: _Events = _Events(self)
         self.runner: Runner[EventBatch] = Runner(config, self.strategy, self._consumer,
                                                  self._producer)
@@ -177,10 +184,12 @@ class _Events(Strategy[EventBatch]):
 
     async def on_start(self, runner: Runner[EventBatch]) -> None:
         owner = self._owner
+        assert runner.sink is not None
         if self.inner is None:
-            assert runner.sink is not None
             owner.processor = owner._make_processor(runner.sink)
             self.inner = EventStrategy(owner.processor)
+        elif owner.processor is not None:  # a restart: publish through the new producer
+            owner.processor.sink = runner.sink
         if owner._make_sweeper is not None and owner.processor is not None:
             owner.sweeper = owner.sweeper or owner._make_sweeper(owner.processor)
             self._sweeping = asyncio.create_task(owner.sweep_loop(owner.sweeper))

@@ -86,3 +86,23 @@ def test_the_consumer_runs_on_the_runner_with_two_batches_in_flight() -> None:
     consumer = EventConsumer(Settings(), lambda s: None)  # type: ignore[arg-type, return-value]
     assert consumer.runner.config.pipeline_depth == 2
     assert consumer.runner.config.commit == "offsets"
+
+
+async def test_a_restarted_runner_gives_the_processor_its_new_producer() -> None:
+    """The events runner restarts its clients on failure; the processor (built once, with its
+    caches) must publish through the new producer, not the closed one."""
+    built: list[EventBatchProcessor] = []
+
+    def make(sink: MemorySink) -> EventBatchProcessor:
+        built.append(EventBatchProcessor(InMemoryFeatureStore(FeatureSettings()), FixedModel(),
+                                         sink, TOPICS))
+        return built[-1]
+
+    consumer = EventConsumer(Settings(), make)  # type: ignore[arg-type]
+    assert consumer.runner.config.restart is not None
+    first, second = MemorySink(), MemorySink()
+    consumer.runner.sink = first  # type: ignore[assignment]  # what each run sets up first
+    await consumer.strategy.on_start(consumer.runner)
+    consumer.runner.sink = second  # type: ignore[assignment]
+    await consumer.strategy.on_start(consumer.runner)
+    assert len(built) == 1 and built[0].sink is second

@@ -145,3 +145,42 @@ def test_security_settings_come_from_the_environment(monkeypatch: pytest.MonkeyP
     assert kafka.ssl_check_hostname is False
     context = clients.ssl_context(kafka)
     assert context is not None and not context.check_hostname
+
+
+class _Sender:
+    def __init__(self, task: Any) -> None:
+        self.sender_task = task
+
+
+class _Producer:
+    """Sends fail with ``error``; ``_sender`` as aiokafka's producer has it."""
+
+    def __init__(self, error: Exception, sender_done: bool) -> None:
+        import asyncio
+
+        self.error = error
+        task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if sender_done:
+            task.set_result(None)
+        self._sender = _Sender(task)
+
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(("error", "sender_done", "expected"), [
+    ("KafkaConnectionError", False, "TransientError"),  # the broker is away: retry
+    ("OutOfOrderSequenceNumber", False, "ClientFailed"),  # the sender stopped for good
+    ("ProducerFenced", False, "ClientFailed"),
+    ("KafkaConnectionError", True, "ClientFailed"),  # any error once the sender has ended
+])
+async def test_a_producer_that_can_never_send_again_is_a_failed_client(
+        error: str, sender_done: bool, expected: str) -> None:
+    import aiokafka.errors
+
+    from streams import errors
+    from streams.records import OutRecord
+
+    sink = clients.AIOKafkaSink(_Producer(getattr(aiokafka.errors, error)(), sender_done))  # type: ignore[arg-type]
+    with pytest.raises(getattr(errors, expected)):
+        await sink.publish([OutRecord("scores", b"k", b"v")])

@@ -546,3 +546,58 @@ async def test_a_configuration_error_stops_the_run_without_dead_letters_or_commi
         await asyncio.wait_for(runner.run(), 5)
     assert not broker.commits and not broker.published and runner.failed == 0
     assert consumers[0].stopped
+
+
+async def test_a_failed_client_restarts_the_run_and_its_batch_is_read_again_uncommitted() -> None:
+    """A producer that will never send again (``ClientFailed``): the batch is not dead-lettered
+    and not committed; the run restarts with new clients, the strategy hears the old consumer's
+    partitions revoked, and the batch is read again and committed once."""
+    from streams.errors import ClientFailed
+
+    broker = FakeBroker(partitions=1)
+    broker.append(0, 2)
+    strategy = Recording(broker)
+    strategy.dead_letter_topic = "dlq"
+    failures = [ClientFailed("the producer cannot send any more: OutOfOrderSequenceNumber")]
+    strategy.fail = lambda b: failures.pop() if failures else None
+    sleeps = Sleeps()
+    runner, consumers, producers = make_runner(broker, strategy, sleeps,
+                                               restart=Backoff(0.5, 30.0))
+    await run_until(runner, lambda: bool(broker.commits))
+    assert runner.restarts == 1 and sleeps.calls == [0.5]
+    assert runner.failed == 0  # nothing dead-lettered
+    assert broker.commits == [{TopicPartition(T, 0): 2}]  # once, after the restart
+    assert [r.value for r in broker.published] == [b"0:0", b"0:1"]
+    assert strategy.revoked == [frozenset({TopicPartition(T, 0)})]
+    assert len(consumers) == 2 and consumers[0].stopped
+    assert len(producers) == 2 and producers[0].stopped
+
+
+async def test_a_configuration_error_is_not_restarted() -> None:
+    from streams.errors import ConfigurationError
+
+    broker = FakeBroker(partitions=1)
+    broker.append(0, 1)
+    strategy = Recording(broker)
+    strategy.fail = lambda b: ConfigurationError("redis refused this process: NOPERM")
+    runner, consumers, _ = make_runner(broker, strategy, restart=Backoff(0.5, 30.0))
+    with pytest.raises(ConfigurationError, match="NOPERM"):
+        await asyncio.wait_for(runner.run(), 5)
+    assert runner.restarts == 0 and not broker.commits and len(consumers) == 1
+
+
+async def test_a_missing_acl_is_not_restarted_but_a_lost_broker_is() -> None:
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    class Refused(FakeConsumer):
+        async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
+                          max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
+            raise TopicAuthorizationFailedError("events")
+
+    broker = FakeBroker(partitions=1)
+    lost = FakeConsumer(broker, fail_polls=1)  # KafkaConnectionError: restarted
+    runner, consumers, _ = make_runner(broker, Recording(broker), consumers=[lost,
+                                       Refused(broker)], restart=Backoff(0.5, 30.0))
+    with pytest.raises(TopicAuthorizationFailedError):
+        await asyncio.wait_for(runner.run(), 5)
+    assert runner.restarts == 1 and len(consumers) == 2
