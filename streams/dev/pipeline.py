@@ -9,13 +9,14 @@ other.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,51 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL a process group (a crash, for recovery tests)."""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+@contextlib.contextmanager
+def frozen(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
+    """SIGSTOP the process groups of ``procs`` for the block, SIGCONT them after (one killed
+    inside is skipped). A fault test counts progress and injects the fault inside, so the fault
+    begins exactly where the count says, however slowly the test's own process runs."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)
+
+
+def where_it_waits(proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 10.0,
+                   keep: int = 40) -> list[str]:
+    """The churnpulse frames of every thread and asyncio task of a running Faust worker.
+
+    SIGUSR1 makes a Faust (mode) worker print the stack of every thread and task to its
+    stderr (``mode.utils.logging.cry``); this waits for that dump in ``log`` and keeps its
+    frames and task names in our own code (``/streams/``), deduplicated, at most ``keep``: a
+    compact answer to "where is it stuck?" for a test that timed out."""
+    if proc.poll() is not None:
+        return ["(the process has exited)"]
+    start = log.stat().st_size
+    os.kill(proc.pid, signal.SIGUSR1)
+    deadline, size, still_since = time.monotonic() + timeout_s, start, time.monotonic()
+    while time.monotonic() < deadline:  # the dump is written once the log stops growing
+        now = log.stat().st_size
+        if now != size:
+            size, still_since = now, time.monotonic()
+        elif size > start and time.monotonic() - still_since > 0.5:
+            break
+        time.sleep(0.1)
+    with log.open("rb") as f:
+        f.seek(start)
+        dump = f.read()
+    lines = dict.fromkeys(  # frames and task names, not the local variables
+        line.strip() for line in dump.decode(errors="replace").splitlines()
+        if "/streams/" in line and line.lstrip().startswith(('File "', "<Task")))
+    return list(lines)[:keep] or ["(no stack dump within the deadline)"]
 
 
 def forget_prefix(redis_url: str, prefix: str) -> int:

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from streams.contracts import CustomerEvent
-from streams.dev.pipeline import Pipeline, wait_until
+from streams.dev.pipeline import Pipeline, frozen, wait_until
 from streams.kafka.producer import ChurnProducer
 from streams.kafka.topics import ensure_topics
 from streams.settings import KafkaSettings, TopicSettings
@@ -118,9 +118,10 @@ def test_worker_rides_out_two_redis_restarts(kafka_bootstrap: str, own_redis: Ow
                     break
                 target = k * part + part // 3
                 wait_until(lambda t=target: applied() > t, 120, f"{target} applied", 0.02)
-                own_redis.kill()
+                with frozen(p.procs[0]):  # the crash begins where this count says
+                    in_flight += applied() < (k + 1) * part
+                    own_redis.kill()
                 own_redis.start()  # same port, same AOF: the worker reconnects by itself
-                in_flight += applied() < (k + 1) * part
         assert own_redis.starts == PARTS
         wait_until(lambda: applied() == EVENTS, 180, "every event after the restarts")
         pipe = client.pipeline(transaction=False)

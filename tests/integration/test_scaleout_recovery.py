@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.dev.pipeline import WORKER_READY, Pipeline, wait_until
+from streams.dev.pipeline import WORKER_READY, Pipeline, frozen, wait_until
 from streams.kafka.topics import ensure_topics
 from streams.redis.client import make_sync_redis
 from streams.settings import KafkaSettings, RedisSettings, TopicSettings
@@ -102,9 +102,10 @@ def test_kill_five_times_and_add_a_worker_mid_replay(pipeline: Pipeline) -> None
         sent = produce_part(k)
         target = sent - chunk // 2
         wait_until(lambda t=target: applied() > t, 300, f"{target} events applied", 0.02)
-        os.killpg(victim_proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
-        victim_proc.wait()  # type: ignore[attr-defined]
-        in_flight += applied() < sent
+        with frozen(*pipeline.procs):  # the kill lands where this count says
+            in_flight += applied() < sent
+            os.killpg(victim_proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+            victim_proc.wait()  # type: ignore[attr-defined]
         if k == 1:  # a third worker joins mid-run (a rebalance)
             extra, _ = start(pipeline, 2)
             alive.add(extra)

@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from streams.contracts import CustomerEvent
+from streams.dev.pipeline import where_it_waits
 from streams.kafka.producer import ChurnProducer
 from streams.redis.client import make_sync_redis
 from streams.settings import RedisSettings, TopicSettings
@@ -69,3 +70,13 @@ def test_ready_after_a_warm_up_that_wrote_nothing(pipeline: Pipeline) -> None:
                        redis.scan_iter(match=f"{pipeline.prefix}:*", count=1000))
     finally:
         redis.close()
+
+
+def test_a_running_worker_says_where_it_waits(pipeline: Pipeline) -> None:
+    """What a timed-out fault test prints (``where_it_waits``): SIGUSR1 makes the Faust worker
+    dump its stacks, and the events loop is found waiting in the runner; the worker lives on."""
+    worker = pipeline.start_worker()
+    frames = where_it_waits(worker, pipeline.workdir / "worker-0.log")
+    assert any("streams/kafka/runner.py" in f and "in _run_once" in f for f in frames), frames
+    assert any("in sweep_loop" in f for f in frames), frames
+    assert worker.poll() is None, "the stack dump stopped the worker"
