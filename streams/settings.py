@@ -161,6 +161,11 @@ class WorkerSettings(_Section):
     session_timeout_s: float = Field(
         10.0, ge=6.0, description="Kafka group session timeout; short = fast recovery."
     )
+    stall_timeout_s: float = Field(
+        60.0, gt=0,
+        description="A batch whose scores the broker has not acknowledged, or whose offsets "
+                    "are not committed, this long after it was processed: the events consumer "
+                    "replaces its Kafka clients and reads the uncommitted batches again.")
     commit_interval_s: float = Field(1.0, gt=0)
     data_dir: Path = Field(Path(".churnpulse/worker"), description="Faust's local data dir.")
     max_retries: int = Field(5, ge=0, description="Retries of a transient Redis/Kafka error.")

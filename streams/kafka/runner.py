@@ -33,6 +33,10 @@ a successful poll); without it the error propagates. A strategy error that ``fai
 turn into outputs ends the run the same way. So does a
 :class:`~streams.errors.ClientFailed` of a batch (a producer that will never send again): the
 batch is neither dead-lettered nor committed, and the next run reads it again with new clients.
+With ``stall_timeout_s`` set, a batch whose completion (its outputs acknowledged) or offset
+commit takes longer is a ``ClientFailed`` as well: a client that waits forever (seen once, never
+explained: a worker that never resumed after a broker restart) is replaced instead. The
+clients' own ``stop`` gets ``close_timeout_s`` each, so a restart cannot hang on a dead client.
 Before a restart the strategy hears that the old consumer's partitions are revoked: the group
 may give them to another consumer meanwhile. What no restart can heal is never restarted
 (:data:`NOT_RESTARTED`: a :class:`~streams.errors.ConfigurationError`, a refused login or a
@@ -46,7 +50,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -71,6 +75,7 @@ from streams.records import OutRecord, retry_transient
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+T = TypeVar("T")
 #: Errors of a run that a restart cannot heal: they end :meth:`Runner.run` even with ``restart``.
 NOT_RESTARTED: tuple[type[Exception], ...] = (
     ConfigurationError, AuthenticationFailedError, SaslAuthenticationFailed,
@@ -102,12 +107,37 @@ class RunnerConfig:
     restart: Backoff | None = None
     drain_timeout_s: float = 30.0
     retry_backoff_s: float = 0.5  # after an aborted transaction
+    stall_timeout_s: float | None = None  # completing or committing a batch; None: no limit
+    close_timeout_s: float = 10.0  # each client's stop() when a run ends
 
     def __post_init__(self) -> None:
         if self.commit == "transaction" and not (self.per_partition and self.group_id):
             raise ValueError("transactions need per_partition=True and a group_id")
         if self.pipeline_depth < 1:
             raise ValueError("pipeline_depth must be >= 1")
+
+
+async def _finished_within(task: asyncio.Future[Any], limit: float) -> bool:
+    """Whether ``task`` finished within ``limit`` seconds; if not it is cancelled and left
+    behind, not waited for (``asyncio.wait_for`` would wait for aiokafka to honour the
+    cancellation, which a frozen broker delays until aiokafka's own request timeout)."""
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return True
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # its error: retrieved
+    return False
+
+
+async def _abandon_after(stop: Coroutine[Any, Any, Any], limit: float) -> None:
+    """Await a client's ``stop()`` for at most ``limit`` seconds, ignoring its errors."""
+    task = asyncio.ensure_future(stop)
+    if await _finished_within(task, limit) and task.exception() is not None:
+        log.debug("stopping a client failed: %r", task.exception())
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -315,11 +345,10 @@ class Runner(Generic[R]):
             await self.strategy.on_stop()
         if self._txn is not None:
             await self._txn.drop()
-        with contextlib.suppress(Exception):
-            await consumer.stop()
+        # a client that hangs (its broker frozen) must not hang the restart
+        await _abandon_after(consumer.stop(), self.config.close_timeout_s)
         if self.producer is not None:
-            with contextlib.suppress(Exception):
-                await self.producer.stop()
+            await _abandon_after(self.producer.stop(), self.config.close_timeout_s)
         self._consumer, self.producer, self.sink = None, None, None
 
     # -- one step: process, then complete and deliver in order -------------------------------
@@ -349,7 +378,8 @@ class Runner(Generic[R]):
         outputs: Sequence[OutRecord] = ()
         if ok:
             try:
-                outputs = await self.strategy.complete(batch, result)
+                outputs = await self._within_stall(self.strategy.complete(batch, result),
+                                                   batch, "completing")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -379,11 +409,23 @@ class Runner(Generic[R]):
             metrics.produced(outputs)
         else:
             if outputs:
-                await self._publish(outputs)
+                await self._within_stall(self._publish(outputs), batch, "publishing")
             if self.config.commit == "offsets" and batch.offsets:
-                await self._commit(batch)
+                await self._within_stall(self._commit(batch), batch, "committing")
         self.committed += 1
         await self.strategy.committed(batch)
+
+    async def _within_stall(self, step: Coroutine[Any, Any, T], batch: Batch, doing: str) -> T:
+        """``step``, or :class:`ClientFailed` once it took ``stall_timeout_s`` (the stalled
+        step is cancelled and left behind)."""
+        limit = self.config.stall_timeout_s
+        if limit is None:
+            return await step
+        task = asyncio.ensure_future(step)
+        if await _finished_within(task, limit):
+            return task.result()
+        raise ClientFailed(f"{doing} batch {batch.number} took over {limit:g} s: the clients "
+                           "are replaced")
 
     async def _publish(self, outputs: Sequence[OutRecord]) -> None:
         sink = self.sink

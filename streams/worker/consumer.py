@@ -24,8 +24,10 @@ Guarantees, per batch of up to ``batch_size`` records:
 * a client that fails for good (an error of the consumer loop, a producer that will never send
   again) does not end the worker: the runner closes its clients and starts new ones after a
   backoff (0.5 s doubling to 30 s, :data:`RESTART`), the processor publishing through the new
-  producer; the batches not committed are read again (their effects are idempotent). Only a
-  :class:`~streams.errors.ConfigurationError` stops it.
+  producer; the batches not committed are read again (their effects are idempotent). So does a
+  batch whose scores are not acknowledged or offsets not committed within
+  ``worker.stall_timeout_s`` (60 s). Only a configuration error or a refused login or ACL
+  stops it.
 
 Beside the loop runs the sweeper (:mod:`streams.worker.sweeper`), every ``sweep.interval_s``,
 over the partitions this worker owns: it re-scores customers who went quiet.
@@ -118,7 +120,7 @@ class EventConsumer:
         config = RunnerConfig(name="events", topics=(settings.topics.events,),
                               batch_size=worker.batch_size, poll_timeout_s=worker.batch_within_s,
                               commit="offsets", pipeline_depth=PIPELINE_DEPTH,
-                              restart=RESTART)
+                              restart=RESTART, stall_timeout_s=worker.stall_timeout_s)
         self.strategy: _Events = _Events(self)
         self.runner: Runner[EventBatch] = Runner(config, self.strategy, self._consumer,
                                                  self._producer)

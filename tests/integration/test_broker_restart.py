@@ -1,8 +1,9 @@
 """The Kafka broker is stopped and restarted twice during a replay (once a controlled shutdown,
 once SIGKILL): the worker pauses, resumes by itself, and the result equals an uninterrupted
 run's (every customer's event count exact, features equal the in-order fold, a score id never
-carries two different scores). The alerter (transactional) loses its broker to SIGKILL
-mid-stream: its committed alerts are exactly the pure policy's, none twice.
+carries two different scores). The broker frozen (SIGSTOP) past the worker's stall timeout: the
+worker replaces its clients and ends exact. The alerter (transactional) loses its broker to
+SIGKILL mid-stream: its committed alerts are exactly the pure policy's, none twice.
 
 The broker is the test's own, started with the project's service code
 (``streams.services.kafka.up``, the same as ``churnpulse services up kafka``) on free ports under
@@ -161,6 +162,53 @@ def test_worker_rides_out_a_broker_stop_and_a_broker_crash(
         lost = LOST.findall(log.read_bytes())
         print(f"faults (old pid, new pid, applied while down): {faults}; "
               f"{len(lost)} lost-broker log lines; {records} scores, {ids} score ids")
+    finally:
+        client.close()
+        p.close()
+
+
+def test_worker_replaces_its_clients_when_the_broker_stops_answering(
+        broker_up: Settings, redis_url: str, tmp_path: Path) -> None:
+    """The broker frozen (SIGSTOP: its connections stay open, nothing is answered) for longer
+    than the worker's stall timeout: a batch's publish or commit waits, the worker replaces
+    its Kafka clients (logged, asserted) instead of waiting forever, and once the broker answers
+    again every count is exact."""
+    bootstrap = broker_up.kafka.bootstrap_servers
+    p = Pipeline(bootstrap, redis_url, tmp_path)
+    ensure_topics(KafkaSettings(bootstrap_servers=bootstrap, partitions=4),
+                  TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
+                                labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
+    events = make_events(2_000, 100)
+    expected = Counter(e.customer_id for e in events)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    applied = Applied(client, p.prefix, list(expected))
+    pid = broker_pid(broker_up)
+    try:
+        env = p.env()
+        env["CHURN_LOG_LEVEL"] = "INFO"
+        env["CHURN_METRICS__WORKER_PORT"] = "0"
+        env["CHURN_WORKER__BATCH_SIZE"] = "50"
+        env["CHURN_WORKER__STALL_TIMEOUT_S"] = "3"
+        worker = p.start("worker", env, WORKER_READY, timeout_s=180)
+        log = tmp_path / "worker-0.log"
+        produce(bootstrap, p.events, events)
+        wait_until(applied.above(200), 120, "200 events applied", 0.02)
+        with frozen(worker):  # the broker stops answering with events still to apply
+            assert applied.total() < len(events), "the worker finished before the freeze"
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: b"the clients are replaced" in log.read_bytes(), 90,
+                       "the worker replacing the clients of a stalled batch", 0.2)
+            assert worker.poll() is None, "the worker died while the broker was frozen"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: applied.counts() == dict(expected), 240,
+                   "every event counted exactly once after the broker answered again", 0.5)
+        assert worker.poll() is None, "the worker died instead of resuming"
+        assert feature_mismatches(client, p.prefix, events) == []
+        restarts = log.read_text(errors="replace").count("consumer failed, restarting")
+        assert restarts >= 1
+        print(f"{restarts} restarts of the events consumer while the broker was frozen")
     finally:
         client.close()
         p.close()

@@ -86,6 +86,7 @@ def test_the_consumer_runs_on_the_runner_with_two_batches_in_flight() -> None:
     consumer = EventConsumer(Settings(), lambda s: None)  # type: ignore[arg-type, return-value]
     assert consumer.runner.config.pipeline_depth == 2
     assert consumer.runner.config.commit == "offsets"
+    assert consumer.runner.config.stall_timeout_s == Settings().worker.stall_timeout_s == 60.0
 
 
 async def test_a_restarted_runner_gives_the_processor_its_new_producer() -> None:

@@ -601,3 +601,44 @@ async def test_a_missing_acl_is_not_restarted_but_a_lost_broker_is() -> None:
     with pytest.raises(TopicAuthorizationFailedError):
         await asyncio.wait_for(runner.run(), 5)
     assert runner.restarts == 1 and len(consumers) == 2
+
+
+class HangingProducer(FakeProducer):
+    """Accepts records and never has them acknowledged; its stop hangs too."""
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   partition: int | None = None, timestamp_ms: int | None = None,
+                   headers: Any = None) -> Awaitable[Any]:
+        return asyncio.get_running_loop().create_future()  # never done
+
+    async def stop(self) -> None:
+        await asyncio.Event().wait()
+
+
+class HangingCommits(FakeConsumer):
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_batch_that_stalls_replaces_the_clients_and_is_read_again() -> None:
+    """A publish that is never acknowledged, then a commit that never returns: each ends the
+    run after ``stall_timeout_s`` (even the hanging producer's stop is cut short), and the
+    batch is read again by new clients and committed once."""
+    broker = FakeBroker(partitions=1)
+    broker.append(0, 2)
+    strategy = Recording(broker)
+    made: list[FakeProducer] = []
+
+    def producer(txn_id: str | None) -> FakeProducer:
+        made.append(HangingProducer(broker, None) if not made else FakeProducer(broker, None))
+        return made[-1]
+
+    consumers = [FakeConsumer(broker), HangingCommits(broker), FakeConsumer(broker)]
+    cfg = RunnerConfig(name="test", topics=(T,), batch_size=3, poll_timeout_s=0.01,
+                       restart=Backoff(0.01, 0.01), stall_timeout_s=0.2, close_timeout_s=0.2)
+    runner = Runner(cfg, strategy, lambda: consumers.pop(0), producer)
+    await run_until(runner, lambda: bool(broker.commits))
+    assert runner.restarts == 2 and not consumers  # the publish stalled, then the commit
+    assert runner.failed == 0 and broker.commits == [{TopicPartition(T, 0): 2}]
+    assert [r.value for r in broker.published] == [b"0:0", b"0:1"] * 2  # re-sent, idempotent
+    assert len(made) == 3
