@@ -51,95 +51,30 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import ConsumerRebalanceListener
-from aiokafka.errors import (
-    AuthenticationFailedError,
-    ClusterAuthorizationFailedError,
-    GroupAuthorizationFailedError,
-    KafkaError,
-    SaslAuthenticationFailed,
-    TopicAuthorizationFailedError,
-    TransactionalIdAuthorizationFailed,
-)
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from streams.errors import ClientFailed, ConfigurationError, TransientError
 from streams.kafka.clients import AIOKafkaSink, to_raw
+from streams.kafka.run_policy import (
+    NOT_RESTARTED,
+    Backoff,
+    RunnerConfig,
+    abandon_after,
+    finished_within,
+)
 from streams.kafka.strategy import Batch, Consumer, Producer, Strategy
 from streams.kafka.transactions import Transactions
 from streams.observability import metrics
 from streams.records import OutRecord, retry_transient
 
+__all__ = ["NOT_RESTARTED", "Backoff", "Runner", "RunnerConfig"]
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 T = TypeVar("T")
-#: Errors of a run that a restart cannot heal: they end :meth:`Runner.run` even with ``restart``.
-NOT_RESTARTED: tuple[type[Exception], ...] = (
-    ConfigurationError, AuthenticationFailedError, SaslAuthenticationFailed,
-    TopicAuthorizationFailedError, GroupAuthorizationFailedError,
-    ClusterAuthorizationFailedError, TransactionalIdAuthorizationFailed)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff: ``initial_s``, doubled per failure, at most ``max_s``."""
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    """How a runner polls, orders and commits (see the module docstring)."""
-
-    name: str
-    topics: tuple[str, ...] = ()  # subscribed as a group; empty: the strategy assigns
-    batch_size: int = 500
-    poll_timeout_s: float = 0.5
-    commit: Literal["offsets", "transaction", "none"] = "offsets"
-    group_id: str | None = None  # of the offsets sent to a transaction
-    per_partition: bool = False
-    pipeline_depth: int = 1
-    empty_batches: bool = False  # call process on polls that returned nothing
-    restart: Backoff | None = None
-    drain_timeout_s: float = 30.0
-    retry_backoff_s: float = 0.5  # after an aborted transaction
-    stall_timeout_s: float | None = None  # completing or committing a batch; None: no limit
-    close_timeout_s: float = 10.0  # each client's stop() when a run ends
-
-    def __post_init__(self) -> None:
-        if self.commit == "transaction" and not (self.per_partition and self.group_id):
-            raise ValueError("transactions need per_partition=True and a group_id")
-        if self.pipeline_depth < 1:
-            raise ValueError("pipeline_depth must be >= 1")
-
-
-async def _finished_within(task: asyncio.Future[Any], limit: float) -> bool:
-    """Whether ``task`` finished within ``limit`` seconds; if not it is cancelled and left
-    behind, not waited for (``asyncio.wait_for`` would wait for aiokafka to honour the
-    cancellation, which a frozen broker delays until aiokafka's own request timeout)."""
-    try:
-        done, _ = await asyncio.wait({task}, timeout=limit)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    if task in done:
-        return True
-    task.cancel()
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # its error: retrieved
-    return False
-
-
-async def _abandon_after(stop: Coroutine[Any, Any, Any], limit: float) -> None:
-    """Await a client's ``stop()`` for at most ``limit`` seconds, ignoring its errors."""
-    task = asyncio.ensure_future(stop)
-    if await _finished_within(task, limit) and task.exception() is not None:
-        log.debug("stopping a client failed: %r", task.exception())
-
-
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, runner: Runner[Any]) -> None:
         self._runner = runner
@@ -346,9 +281,9 @@ class Runner(Generic[R]):
         if self._txn is not None:
             await self._txn.drop()
         # a client that hangs (its broker frozen) must not hang the restart
-        await _abandon_after(consumer.stop(), self.config.close_timeout_s)
+        await abandon_after(consumer.stop(), self.config.close_timeout_s)
         if self.producer is not None:
-            await _abandon_after(self.producer.stop(), self.config.close_timeout_s)
+            await abandon_after(self.producer.stop(), self.config.close_timeout_s)
         self._consumer, self.producer, self.sink = None, None, None
 
     # -- one step: process, then complete and deliver in order -------------------------------
@@ -422,7 +357,7 @@ class Runner(Generic[R]):
         if limit is None:
             return await step
         task = asyncio.ensure_future(step)
-        if await _finished_within(task, limit):
+        if await finished_within(task, limit):
             return task.result()
         raise ClientFailed(f"{doing} batch {batch.number} took over {limit:g} s: the clients "
                            "are replaced")
