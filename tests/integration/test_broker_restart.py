@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -85,14 +86,23 @@ def broker_pid(settings: Settings) -> int:
     return pid
 
 
+def start_worker(p: Pipeline, **env: str) -> subprocess.Popen[bytes]:
+    """The pipeline's topics (4 partitions) and a worker on them: INFO logs (what the tests
+    look for), batches of 50 (a part takes seconds, so a fault lands in it), ``env`` on top."""
+    ensure_topics(KafkaSettings(bootstrap_servers=p.bootstrap, partitions=4),
+                  TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
+                                labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
+    return p.start("worker", {**p.env(), "CHURN_LOG_LEVEL": "INFO",
+                              "CHURN_METRICS__WORKER_PORT": "0",
+                              "CHURN_WORKER__BATCH_SIZE": "50", **env},
+                   WORKER_READY, timeout_s=180)
+
+
 def test_worker_rides_out_a_broker_stop_and_a_broker_crash(
         broker_up: Settings, redis_url: str, tmp_path: Path) -> None:
     own_kafka = broker_up
     bootstrap = own_kafka.kafka.bootstrap_servers
     p = Pipeline(bootstrap, redis_url, tmp_path)
-    ensure_topics(KafkaSettings(bootstrap_servers=bootstrap, partitions=4),
-                  TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
-                                labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
     events = make_events(EVENTS, CUSTOMERS)
     expected = Counter(e.customer_id for e in events)
     part = EVENTS // PARTS
@@ -100,11 +110,7 @@ def test_worker_rides_out_a_broker_stop_and_a_broker_crash(
     applied = Applied(client, p.prefix, list(expected))
     marker = kafka_service.paths(own_kafka).marker
     try:
-        env = p.env()
-        env["CHURN_LOG_LEVEL"] = "INFO"
-        env["CHURN_METRICS__WORKER_PORT"] = "0"
-        env["CHURN_WORKER__BATCH_SIZE"] = "50"  # a part takes seconds: the faults land in it
-        worker = p.start("worker", env, WORKER_READY, timeout_s=180)
+        worker = start_worker(p)
         log = tmp_path / "worker-0.log"
         in_flight, faults = 0, []
         for k in range(PARTS):
@@ -175,21 +181,13 @@ def test_worker_replaces_its_clients_when_the_broker_stops_answering(
     again every count is exact."""
     bootstrap = broker_up.kafka.bootstrap_servers
     p = Pipeline(bootstrap, redis_url, tmp_path)
-    ensure_topics(KafkaSettings(bootstrap_servers=bootstrap, partitions=4),
-                  TopicSettings(events=p.events, scores=p.scores, dead_letter=p.dead_letter,
-                                labels=f"labels-{p.tag}", alerts=f"alerts-{p.tag}"))
     events = make_events(2_000, 100)
     expected = Counter(e.customer_id for e in events)
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     applied = Applied(client, p.prefix, list(expected))
     pid = broker_pid(broker_up)
     try:
-        env = p.env()
-        env["CHURN_LOG_LEVEL"] = "INFO"
-        env["CHURN_METRICS__WORKER_PORT"] = "0"
-        env["CHURN_WORKER__BATCH_SIZE"] = "50"
-        env["CHURN_WORKER__STALL_TIMEOUT_S"] = "3"
-        worker = p.start("worker", env, WORKER_READY, timeout_s=180)
+        worker = start_worker(p, CHURN_WORKER__STALL_TIMEOUT_S="3")
         log = tmp_path / "worker-0.log"
         produce(bootstrap, p.events, events)
         wait_until(applied.above(200), 120, "200 events applied", 0.02)
